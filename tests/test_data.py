@@ -1,0 +1,412 @@
+"""Tests of vitnp.data on small synthetic IDX files (no network), plus one on the real Debian data if present."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from vitnp import data
+from vitnp.data import (
+    FASHION_MNIST_CLASSES, MEAN, STD, iterate_batches, load_fashion_mnist, normalize, random_crop,
+    random_hflip, read_idx, train_val_split, write_idx,
+)
+
+NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def make_split(n=12, seed=0, size=28):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+    labels = np.arange(n) % 10
+    return images, labels
+
+
+def write_split(directory, split="train", n=12, gz=True, seed=0, size=28):
+    """Synthetic files with the official names in ``directory``; returns (images, labels, paths)."""
+    images, labels = make_split(n, seed, size)
+    suffix = ".gz" if gz else ""
+    paths = [os.path.join(directory, name + suffix) for name in NAMES[split]]
+    write_idx(paths[0], images)
+    write_idx(paths[1], labels)
+    return images, labels, paths
+
+
+def idx_bytes(array):
+    """IDX bytes written by hand (independent of write_idx)."""
+    a = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape)
+    return header + a.tobytes()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# IDX round trip and format
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("shape", [(7,), (3, 28, 28), (2, 5, 4)])
+def test_idx_round_trip(tmp_path, suffix, shape):
+    a = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
+    path = tmp_path / ("a.idx" + suffix)
+    write_idx(path, a)
+    b = read_idx(path)
+    assert b.dtype == np.uint8 and b.shape == shape
+    np.testing.assert_array_equal(a, b)
+    b[...] = 0  # writable
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left behind
+
+
+def test_write_idx_matches_the_format(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "i", images)
+    raw = (tmp_path / "i").read_bytes()
+    assert raw[:4] == (2051).to_bytes(4, "big")
+    assert raw == idx_bytes(images)
+    write_idx(tmp_path / "l.gz", np.array([3, 1, 4], dtype=np.int64))
+    raw = gzip.decompress((tmp_path / "l.gz").read_bytes())
+    assert raw[:4] == (2049).to_bytes(4, "big") and raw[4:8] == (3).to_bytes(4, "big")
+    assert raw[8:] == bytes([3, 1, 4])
+
+
+def test_write_idx_replaces_atomically_and_rejects_bad_arrays(tmp_path):
+    path = tmp_path / "x.gz"
+    write_idx(path, np.zeros(3, np.uint8))
+    write_idx(path, np.ones(5, np.uint8))
+    np.testing.assert_array_equal(read_idx(path), np.ones(5, np.uint8))
+    for bad in (np.array([1.5]), np.array([256]), np.array([-1]), np.array(3)):
+        with pytest.raises(ValueError):
+            write_idx(path, bad)
+    np.testing.assert_array_equal(read_idx(path), np.ones(5, np.uint8))  # old file untouched
+    assert sorted(os.listdir(tmp_path)) == ["x.gz"]
+
+
+def corrupt_cases():
+    good = idx_bytes(np.zeros((2, 28, 28), np.uint8))
+    return {
+        "bad magic": (b"\x00\x00\x0d\x03" + good[4:], "magic"),
+        "bad magic bytes": (b"\x12\x34" + good[2:], "magic"),
+        "no axes": (b"\x00\x00\x08\x00", "magic"),
+        "truncated": (good[:-1], "truncated"),
+        "extra bytes": (good + b"\x00", "extra"),
+        "header too short": (good[:10], "header too short"),
+        "empty": (b"", "header too short"),
+    }
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("case", list(corrupt_cases()))
+def test_read_idx_corrupt_file_raises_valueerror_naming_the_file(tmp_path, case, gz):
+    raw, words = corrupt_cases()[case]
+    path = tmp_path / ("broken-file" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(ValueError, match=words) as e:
+        read_idx(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("how", ["flipped bytes", "truncated", "not gzip", "gzip under a plain name"])
+def test_corrupt_gzip_raises_valueerror(tmp_path, how):
+    stream = gzip.compress(idx_bytes(np.arange(200, dtype=np.uint8)))
+    path = tmp_path / "labels.gz"
+    if how == "flipped bytes":
+        stream = stream[:12] + bytes(b ^ 0xFF for b in stream[12:20]) + stream[20:]
+    elif how == "truncated":
+        stream = stream[:len(stream) // 2]
+    elif how == "not gzip":
+        stream = b"this is not gzip data at all"
+    else:
+        path = tmp_path / "labels"
+    path.write_bytes(stream)
+    with pytest.raises(ValueError, match="gzip") as e:
+        read_idx(path)
+    assert str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# load_fashion_mnist
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_synthetic(tmp_path, gz, split):
+    images, labels, _ = write_split(tmp_path, split, n=13, gz=gz)
+    x, y = load_fashion_mnist(tmp_path, split, verify=False)
+    assert x.shape == (13, 28, 28, 1) and x.dtype == np.uint8
+    assert y.shape == (13,) and y.dtype == np.int64
+    np.testing.assert_array_equal(x[..., 0], images)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_bad_split_names_the_allowed_values(tmp_path):
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        load_fashion_mnist(tmp_path, "val")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_checksum_mismatch_is_caught(tmp_path, gz):
+    _, _, paths = write_split(tmp_path, "test", gz=gz)
+    with pytest.raises(ValueError, match="checksum") as e:
+        load_fashion_mnist(tmp_path, "test")  # verify=True is the default
+    assert paths[0] in str(e.value)
+
+
+def test_count_mismatch(tmp_path):
+    _, _, paths = write_split(tmp_path)
+    write_idx(paths[1], np.zeros(11, np.uint8))
+    with pytest.raises(ValueError, match="count mismatch") as e:
+        load_fashion_mnist(tmp_path, verify=False)
+    assert paths[0] in str(e.value) and paths[1] in str(e.value)
+
+
+def test_bad_label_values(tmp_path):
+    _, labels, paths = write_split(tmp_path, gz=False)
+    labels[5] = 10
+    write_idx(paths[1], labels)
+    with pytest.raises(ValueError, match="0..9") as e:
+        load_fashion_mnist(tmp_path, verify=False)
+    assert paths[1] in str(e.value)
+
+
+def test_image_size_not_28x28(tmp_path):
+    _, _, paths = write_split(tmp_path, size=32)
+    with pytest.raises(ValueError, match="28x28") as e:
+        load_fashion_mnist(tmp_path, verify=False)
+    assert paths[0] in str(e.value)
+
+
+def test_swapped_files_are_rejected(tmp_path):
+    images, labels, paths = write_split(tmp_path)
+    write_idx(paths[0], labels)
+    with pytest.raises(ValueError, match="image file") as e:
+        load_fashion_mnist(tmp_path, verify=False)
+    assert paths[0] in str(e.value)
+
+
+def test_corrupt_file_via_loader_names_it(tmp_path):
+    _, _, paths = write_split(tmp_path)
+    with open(paths[1], "r+b") as f:
+        f.truncate(os.path.getsize(paths[1]) - 4)
+    with pytest.raises(ValueError, match="gzip") as e:
+        load_fashion_mnist(tmp_path, verify=False)
+    assert paths[1] in str(e.value)
+
+
+def test_missing_directory_gives_helpful_message(tmp_path):
+    where = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as e:
+        load_fashion_mnist(where)
+    msg = str(e.value)
+    for words in (str(where), "apt-get install dataset-fashion-mnist", "download_fashion_mnist", "VITNP_DATA",
+                  "root"):
+        assert words in msg
+
+
+def test_missing_labels_file_is_named(tmp_path):
+    _, _, paths = write_split(tmp_path)
+    os.remove(paths[1])
+    with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
+        load_fashion_mnist(tmp_path, verify=False)
+
+
+def test_env_var_and_default_location(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEFAULT_ROOT", str(tmp_path / "debian"))
+    monkeypatch.delenv("VITNP_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="debian"):
+        load_fashion_mnist()
+
+    env_dir, root_dir = tmp_path / "env", tmp_path / "root"
+    env_dir.mkdir()
+    root_dir.mkdir()
+    env_images, _, _ = write_split(env_dir, seed=1)
+    root_images, _, _ = write_split(root_dir, seed=2)
+    monkeypatch.setenv("VITNP_DATA", str(env_dir))
+    np.testing.assert_array_equal(load_fashion_mnist(verify=False)[0][..., 0], env_images)
+    np.testing.assert_array_equal(load_fashion_mnist(root_dir, verify=False)[0][..., 0], root_images)
+
+    monkeypatch.setenv("VITNP_DATA", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="VITNP_DATA"):
+        load_fashion_mnist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batch pipeline
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_classes_and_constants():
+    assert len(FASHION_MNIST_CLASSES) == 10
+    assert FASHION_MNIST_CLASSES[0] == "T-shirt/top" and FASHION_MNIST_CLASSES[9] == "Ankle boot"
+    assert 0 < MEAN < 1 and 0 < STD < 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalize(dtype):
+    x = np.array([[0, 255], [128, 7]], dtype=np.uint8)
+    out = normalize(x, dtype)
+    assert out.dtype == dtype and out.shape == x.shape
+    want = (x.astype(np.float64) / 255 - MEAN) / STD
+    np.testing.assert_allclose(out, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    with pytest.raises(TypeError):
+        normalize(out)  # already float
+
+
+def test_train_val_split():
+    images, labels = make_split(n=50)
+    (tx, ty), (vx, vy) = train_val_split(images, labels, 0.2, seed=3)
+    assert len(vx) == len(vy) == 10 and len(tx) == len(ty) == 40
+    together = np.concatenate([tx, vx])
+    assert sorted(map(bytes, together)) == sorted(map(bytes, images))  # a partition
+    (tx2, _), (vx2, _) = train_val_split(images, labels, 0.2, seed=3)
+    np.testing.assert_array_equal(vx, vx2)
+    (_, _), (vx3, _) = train_val_split(images, labels, 0.2, seed=4)
+    assert not np.array_equal(vx, vx3)
+    with pytest.raises(ValueError):
+        train_val_split(images, labels, 1.0, seed=0)
+
+
+def small_batch(b=4, h=5, w=6, c=2, dtype=np.int32):
+    return np.arange(b * h * w * c, dtype=dtype).reshape(b, h, w, c) + 1  # no zeros: padding shows
+
+
+def test_random_crop_padding_zero_is_identity():
+    x = small_batch()
+    np.testing.assert_array_equal(random_crop(x, 0, np.random.default_rng(0)), x)
+
+
+def test_random_crop_is_a_shifted_window_of_the_padded_image():
+    x, p = small_batch(b=64, dtype=np.float32), 2
+    out = random_crop(x, p, np.random.default_rng(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = np.zeros((64, 5 + 2 * p, 6 + 2 * p, 2), np.float32)
+    padded[:, p:-p, p:-p] = x
+    offsets = set()
+    for b in range(64):  # find the window by brute force
+        hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
+                if np.array_equal(out[b], padded[b, dy:dy + 5, dx:dx + 6])]
+        assert len(hits) == 1
+        offsets.add(hits[0])
+    assert len(offsets) > 10  # the offsets do vary per image
+    same = random_crop(x, p, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, same)
+
+
+def test_random_crop_hand_made():
+    x = np.array([[1, 2], [3, 4]], np.uint8)[None, :, :, None]  # (1, 2, 2, 1)
+    seen = set()
+    for seed in range(40):
+        seen.add(random_crop(x, 1, np.random.default_rng(seed))[0, :, :, 0].tobytes())
+    windows = {np.pad(x[0, :, :, 0], 1)[dy:dy + 2, dx:dx + 2].tobytes() for dy in range(3) for dx in range(3)}
+    assert seen == windows
+
+
+def test_random_hflip():
+    x = small_batch(b=32, dtype=np.uint8)
+    np.testing.assert_array_equal(random_hflip(x, np.random.default_rng(0), p=1.0), x[:, :, ::-1])
+    np.testing.assert_array_equal(random_hflip(x, np.random.default_rng(0), p=0.0), x)
+    rng = np.random.default_rng(5)
+    state = rng.bit_generator.state
+    once = random_hflip(x, rng)
+    rng.bit_generator.state = state
+    np.testing.assert_array_equal(random_hflip(once, rng), x)  # same draws twice: identity
+    flipped = [not np.array_equal(once[b], x[b]) for b in range(32)]
+    assert 0 < sum(flipped) < 32
+    for b in range(32):
+        np.testing.assert_array_equal(once[b], x[b, :, ::-1] if flipped[b] else x[b])
+
+
+def collect(images, labels, **kw):
+    return list(iterate_batches(images, labels, **kw))
+
+
+@pytest.mark.parametrize("augment", [None, data.crop_and_flip])
+def test_iterate_batches_deterministic(augment):
+    images, labels = make_split(n=23)
+    images = images[..., None]  # (N, 28, 28, 1)
+    rng = np.random.default_rng(7)
+    state = rng.bit_generator.state
+    first = collect(images, labels, batch_size=5, rng=rng, augment=augment)
+    after = rng.bit_generator.state
+    rng.bit_generator.state = state
+    second = collect(images, labels, batch_size=5, rng=rng, augment=augment)
+    assert rng.bit_generator.state == after
+    assert len(first) == len(second) == 5
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    third = collect(images, labels, batch_size=5, rng=rng, augment=augment)  # the next epoch differs
+    assert not np.array_equal(np.concatenate([y for _, y in first]), np.concatenate([y for _, y in third]))
+
+    rng.bit_generator.state = state  # resume after 2 batches
+    resumed = collect(images, labels, batch_size=5, rng=rng, augment=augment, start=2)
+    assert len(resumed) == 3
+    for (x1, y1), (x2, y2) in zip(first[2:], resumed):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_iterate_batches_covers_every_example_once():
+    n = 23
+    images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8)
+    labels = np.arange(n)
+    batches = collect(images, labels, batch_size=5, rng=np.random.default_rng(0))
+    assert [len(y) for _, y in batches] == [5, 5, 5, 5, 3]
+    ys = np.concatenate([y for _, y in batches])
+    assert sorted(ys) == list(range(n)) and not np.array_equal(ys, np.arange(n))
+    for x, y in batches:  # images stay with their labels
+        np.testing.assert_allclose(x[:, 0, 0, 0], normalize(y.astype(np.uint8)), rtol=1e-6)
+
+    dropped = collect(images, labels, batch_size=5, rng=np.random.default_rng(0), drop_last=True)
+    assert [len(y) for _, y in dropped] == [5, 5, 5, 5]
+    in_order = collect(images, labels, batch_size=5, shuffle=False)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in in_order]), labels)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_iterate_batches_dtype(dtype):
+    images, labels = make_split(n=8)
+    x, y = next(iterate_batches(images[..., None], labels, 4, rng=np.random.default_rng(0), dtype=dtype,
+                                augment=data.crop_and_flip))
+    assert x.dtype == dtype and x.shape == (4, 28, 28, 1) and y.dtype == np.int64
+
+
+def test_iterate_batches_checks_its_arguments():
+    images, labels = make_split(n=8)
+    with pytest.raises(ValueError, match="rng"):
+        iterate_batches(images[..., None], labels, 4)
+    with pytest.raises(ValueError, match="H, W, C"):
+        iterate_batches(images, labels, 4, rng=np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real data (Debian's dataset-fashion-mnist)
+# ---------------------------------------------------------------------------------------------------------
+
+DEBIAN = "/usr/share/datasets/fashion-mnist"
+HAVE_DEBIAN = all(os.path.isfile(os.path.join(DEBIAN, name + ".gz")) for pair in NAMES.values() for name in pair)
+
+
+@pytest.mark.skipif(not HAVE_DEBIAN, reason="apt-get install dataset-fashion-mnist to run this test")
+def test_real_fashion_mnist(tmp_path):
+    for split, n in (("train", 60000), ("test", 10000)):
+        x, y = load_fashion_mnist(DEBIAN, split)  # verify=True: checksums of the decompressed data
+        assert x.shape == (n, 28, 28, 1) and x.dtype == np.uint8
+        assert y.shape == (n,) and y.dtype == np.int64
+        np.testing.assert_array_equal(np.bincount(y, minlength=10), [n // 10] * 10)
+        if split == "train":  # the hard-coded MEAN and STD, recomputed exactly from a pixel histogram
+            counts = np.bincount(x.ravel(), minlength=256)
+            v = np.arange(256) / 255.0
+            mean = counts @ v / x.size
+            std = np.sqrt(counts @ (v - mean) ** 2 / x.size)
+            np.testing.assert_allclose([mean, std], [MEAN, STD], rtol=1e-12)
+
+    # The checksums are of the decompressed bytes, so a gunzipped copy passes verify=True as well.
+    for name in NAMES["test"]:
+        with open(os.path.join(DEBIAN, name + ".gz"), "rb") as f:
+            (tmp_path / name).write_bytes(gzip.decompress(f.read()))
+    x2, y2 = load_fashion_mnist(tmp_path, "test")
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)

@@ -1,0 +1,99 @@
+"""Every backward in vitnp against centred differences, float64, random upstream gradients.
+
+The cases live in vitnp.selfcheck (``python -m vitnp gradcheck`` runs the same ones); the tolerances
+are stated here: ≤1e-7 relative for single ops, ≤1e-6 for the encoder block, the encoder and the model.
+"""
+import importlib
+import inspect
+import pkgutil
+
+import numpy as np
+import pytest
+
+import vitnp.ops
+from vitnp import selfcheck
+from vitnp.gradcheck import check_gradients, check_pair, numerical_gradient, rel_error
+from vitnp.ops.layernorm import layernorm_forward
+
+OP_TOL = 1e-7
+MODEL_TOL = 1e-6
+
+CASES = selfcheck.cases()
+
+
+@pytest.mark.parametrize("name,tol,fn", CASES, ids=[c[0] for c in CASES])
+def test_gradient(name, tol, fn):
+    limit = OP_TOL if tol == selfcheck.OP_TOL else MODEL_TOL
+    errors = fn()
+    assert errors, "the check compared nothing"
+    bad = {k: e for k, e in errors.items() if not e <= limit}
+    assert not bad, f"{name}: relative errors above {limit:g}: {bad}"
+
+
+# Every forward/backward pair in vitnp.ops, by name; the suite must exercise each.
+PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_backward",
+         "class_token_forward", "class_token_backward", "readout_forward", "readout_backward",
+         "pos_embed_forward", "pos_embed_backward", "layernorm_forward", "layernorm_backward",
+         "softmax_forward", "softmax_backward", "attention_forward", "attention_backward",
+         "msa_forward", "msa_backward", "gelu_forward", "gelu_backward", "dropout_forward", "dropout_backward",
+         "mlp_forward", "mlp_backward", "encoder_block_forward", "encoder_block_backward",
+         "encoder_forward", "encoder_backward"]
+
+
+def test_suite_covers_every_pair():
+    found = set()
+    for mod in pkgutil.iter_modules(vitnp.ops.__path__):
+        m = importlib.import_module(f"vitnp.ops.{mod.name}")
+        found |= {n for n, f in inspect.getmembers(m, inspect.isfunction)
+                  if n.endswith(("_forward", "_backward")) and f.__module__ == m.__name__}
+    assert found == set(PAIRS), f"pairs not listed here: {found - set(PAIRS)}; gone: {set(PAIRS) - found}"
+    source = inspect.getsource(selfcheck)
+    missing = [n for n in PAIRS if source.count(n) < 2]      # imported once, then called
+    assert not missing, f"no gradient check calls {missing}"
+
+
+def test_broken_backward_is_caught():
+    """A LayerNorm backward that forgets the mean terms must fail the check by a wide margin."""
+    def wrong_backward(dout, cache):
+        x_hat, inv_std, gamma = cache
+        axes = tuple(range(dout.ndim - 1))
+        return dout * gamma * inv_std, (dout * x_hat).sum(axes), dout.sum(axes)
+
+    rng = np.random.default_rng(0)
+    errors = check_pair(layernorm_forward, wrong_backward,
+                        dict(x=rng.standard_normal((3, 5)), gamma=rng.standard_normal(5), beta=rng.standard_normal(5)))
+    assert errors["x"] > 1e-2
+    assert errors["gamma"] < OP_TOL and errors["beta"] < OP_TOL
+
+
+def test_numerical_gradient_of_a_known_function():
+    x = np.array([[0.5, -1.0], [2.0, 3.0]])
+    g = numerical_gradient(lambda: float(np.sum(np.sin(x) * x)), x)
+    np.testing.assert_allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-9, atol=1e-10)
+    assert np.array_equal(x, [[0.5, -1.0], [2.0, 3.0]]), "x must be restored"
+
+
+def test_rel_error_scale_and_shape_checks():
+    assert rel_error(np.ones(3), np.ones(3)) == 0.0
+    assert rel_error([1.0, 0.0], [1.0, 1e-3]) == pytest.approx(1e-3 / 2.0)   # scale: max|a| + max|n|
+    with pytest.raises(ValueError, match="shapes differ"):
+        rel_error(np.ones(2), np.ones(3))
+    with pytest.raises(TypeError, match="float64"):
+        numerical_gradient(lambda: 0.0, np.ones(2, dtype=np.float32))
+
+
+def test_sampled_checks_compare_only_the_sample():
+    x = np.linspace(-1.0, 1.0, 100)
+    errors = check_gradients(lambda: float(np.sum(x ** 2)), {"x": x}, {"x": 2 * x}, max_checks=7)
+    assert errors["x"] < 1e-9
+
+
+def test_cli_table_and_exit_code(monkeypatch, capsys):
+    from vitnp.__main__ import main
+    monkeypatch.setattr(selfcheck, "cases", lambda: [("good", 1e-7, lambda: {"x": 1e-9}),
+                                                      ("bad", 1e-7, lambda: {"x": 1e-3})])
+    assert main(["gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert "good" in out and "NO" in out and "FAILED" in out
+    monkeypatch.setattr(selfcheck, "cases", lambda: [("good", 1e-7, lambda: {"x": 1e-9})])
+    assert main(["gradcheck"]) == 0

@@ -1,0 +1,232 @@
+"""ViT hyper-parameters (paper Table 1) and the parameter table derived from them.
+
+Symbols (paper §3.1): image H×W×C, patch P, N = HW/P² patches, width D, k heads, D_h = D/k,
+L layers, MLP width M, K classes, T tokens (N+1 with the class token, N with average pooling).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+# name: (depth L, dim D, mlp_dim M, heads k) — paper Table 1, plus Ti and S from the reference code.
+VARIANTS = {
+    "Ti": (12, 192, 768, 3),
+    "S": (12, 384, 1536, 6),
+    "B": (12, 768, 3072, 12),
+    "L": (24, 1024, 4096, 16),
+    "H": (32, 1280, 5120, 16),
+}
+
+CLASSIFIERS = ("token", "gap")
+POS_EMBEDDINGS = ("learned", "sincos", "none")
+GELUS = ("exact", "tanh")
+DTYPES = ("float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Everything that fixes the shapes and the arithmetic of a ViT.
+
+    Parameters
+    ----------
+    image_size : int or (H, W); stored as the tuple (H, W), so 28 and (28, 28) are the same config.
+    patch_size : int            P; H and W must be multiples of P.
+    in_channels : int           C.
+    num_classes : int           K.
+    dim : int                   D, the model width.
+    depth : int                 L, the number of encoder blocks.
+    heads : int                 k; D must be a multiple of k.
+    mlp_dim : int               M, the hidden width of each MLP.
+    classifier : 'token' | 'gap'
+        'token' prepends x_class and reads y from token 0 (Eq 1, Eq 4); 'gap' has no class token and
+        averages the N patch tokens after the final LayerNorm (Appendix D.3).
+    pos_embedding : 'learned' | 'sincos' | 'none'
+        learned 1-D E_pos (Eq 1), a fixed 2-D sine-cosine table (no gradient), or nothing.
+    gelu : 'exact' | 'tanh'
+        x·Φ(x) with erf, or the tanh approximation (the original JAX code uses 'tanh').
+    ln_eps : float              ε inside every LayerNorm (1e-6, as the reference code).
+    dropout : float             rate after the embedding, after MSA and after each MLP dense layer.
+    attention_dropout : float   rate on the attention weights A (Eq 6).
+    dtype : 'float32' | 'float64'
+    """
+
+    image_size: int | tuple = 28
+    patch_size: int = 7
+    in_channels: int = 1
+    num_classes: int = 10
+    dim: int = 64
+    depth: int = 6
+    heads: int = 4
+    mlp_dim: int = 128
+    classifier: str = "token"
+    pos_embedding: str = "learned"
+    gelu: str = "exact"
+    ln_eps: float = 1e-6
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        size = self.image_size
+        if isinstance(size, (list, tuple)):
+            if len(size) != 2:
+                raise ValueError(f"image_size must be an int or (H, W), got {size!r}")
+        else:
+            size = (size, size)
+        for side, name in zip(size, ("H", "W")):
+            _positive_int(f"image_size ({name})", side)
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))   # always (H, W)
+        for name in ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim"):
+            _positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, int(getattr(self, name)))          # plain ints: JSON-friendly
+        for side, name in zip(self.image_size, ("H", "W")):
+            if side % self.patch_size:
+                raise ValueError(f"image_size: {name}={side} is not divisible by patch_size P={self.patch_size}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim: D={self.dim} is not divisible by heads k={self.heads}")
+        _choice("classifier", self.classifier, CLASSIFIERS)
+        _choice("pos_embedding", self.pos_embedding, POS_EMBEDDINGS)
+        _choice("gelu", self.gelu, GELUS)
+        _choice("dtype", self.dtype, DTYPES)
+        if self.pos_embedding == "sincos" and self.dim % 4:
+            raise ValueError(f"dim: the 2-D sine-cosine table needs D divisible by 4, got D={self.dim}")
+        if not (_is_number(self.ln_eps) and self.ln_eps > 0):
+            raise ValueError(f"ln_eps must be a positive number, got {self.ln_eps!r}")
+        for name in ("dropout", "attention_dropout"):
+            rate = getattr(self, name)
+            if not (_is_number(rate) and 0.0 <= rate < 1.0):
+                raise ValueError(f"{name} must be a rate in [0, 1), got {rate!r}")
+
+    # ---- derived sizes -------------------------------------------------------------------------
+    @property
+    def hw(self) -> tuple:
+        """(H, W) of the input image (``image_size`` is stored in this form)."""
+        return self.image_size
+
+    @property
+    def grid(self) -> tuple:
+        """(H/P, W/P): the patch grid."""
+        return (self.hw[0] // self.patch_size, self.hw[1] // self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        """N = HW / P²."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_tokens(self) -> int:
+        """T: N + 1 with the class token, N with average pooling."""
+        return self.num_patches + (self.classifier == "token")
+
+    @property
+    def patch_dim(self) -> int:
+        """P²·C, the length of one flattened patch."""
+        return self.patch_size ** 2 * self.in_channels
+
+    @property
+    def head_dim(self) -> int:
+        """D_h = D / k."""
+        return self.dim // self.heads
+
+    @property
+    def np_dtype(self):
+        return np.dtype(self.dtype)
+
+    def replace(self, **changes) -> "ViTConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(d["image_size"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ViTConfig field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def variant(cls, name: str, **overrides) -> "ViTConfig":
+        """A Table 1 model: 'Ti', 'S', 'B', 'L', 'H', optionally with the patch size ('B/16', 'H/14').
+
+        The patch size defaults to 16 for every size; the paper's ViT-H is 'H/14'.
+
+        Defaults are the paper's ImageNet setting: 224×224×3 images, P=16, 1000 classes; any field can be
+        overridden, e.g. ``ViTConfig.variant('Ti', image_size=32, patch_size=4, num_classes=10)``.
+        """
+        m = re.fullmatch(r"(Ti|S|B|L|H)(?:/(\d+))?", str(name))
+        if not m:
+            raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)} (optionally '/P')")
+        depth, dim, mlp_dim, heads = VARIANTS[m.group(1)]
+        fields = dict(image_size=224, patch_size=int(m.group(2) or 16), in_channels=3, num_classes=1000,
+                      dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
+        fields.update(overrides)
+        return cls(**fields)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def param_shapes(cfg: ViTConfig) -> dict:
+    """Name → shape of every trainable array, in the order of the forward pass::
+
+        paper symbol     name                          original checkpoint key                    shape
+        E                E                             embedding/kernel (P, P, C, D)              (P²C, D)
+        bias of E        E_bias                        embedding/bias                             (D,)
+        x_class          x_class                       cls (1, 1, D)                              (D,)
+        E_pos            E_pos                         Transformer/posembed_input/pos_embedding   (T, D)
+        LN before MSA    blocks.{l}.ln1.gamma, .beta   …/encoderblock_{l}/LayerNorm_0/scale, bias (D,)
+        U_qkv (Eq 5)     blocks.{l}.U_qkv              …/{query,key,value}/kernel (D, k, D_h)     (D, 3D)
+        its bias         blocks.{l}.U_qkv_bias         …/{query,key,value}/bias (k, D_h)          (3D,)
+        U_msa (Eq 8)     blocks.{l}.U_msa              …/out/kernel (k, D_h, D)                   (D, D)
+        its bias         blocks.{l}.U_msa_bias         …/out/bias                                 (D,)
+        LN before MLP    blocks.{l}.ln2.gamma, .beta   …/LayerNorm_2/scale, bias                  (D,)
+        MLP (Eq 3)       blocks.{l}.mlp.W1, .b1        …/MlpBlock_3/Dense_0/kernel, bias          (D, M), (M,)
+                         blocks.{l}.mlp.W2, .b2        …/MlpBlock_3/Dense_1/kernel, bias          (M, D), (D,)
+        final LN (Eq 4)  ln_f.gamma, ln_f.beta         Transformer/encoder_norm/scale, bias       (D,)
+        head             head.W, head.b                head/kernel, head/bias                     (D, K), (K,)
+
+    The attention keys sit under Transformer/encoderblock_{l}/MultiHeadDotProductAttention_1/.
+    U_qkv's 3D columns are [q | k | v], each block of D columns split head by head into k groups of D_h.
+    ``x_class`` exists only with classifier='token'; ``E_pos`` only with pos_embedding='learned'.
+    """
+    D, M = cfg.dim, cfg.mlp_dim
+    shapes = {"E": (cfg.patch_dim, D), "E_bias": (D,)}
+    if cfg.classifier == "token":
+        shapes["x_class"] = (D,)
+    if cfg.pos_embedding == "learned":
+        shapes["E_pos"] = (cfg.num_tokens, D)
+    for l in range(cfg.depth):
+        b = f"blocks.{l}."
+        shapes.update({
+            b + "ln1.gamma": (D,), b + "ln1.beta": (D,),
+            b + "U_qkv": (D, 3 * D), b + "U_qkv_bias": (3 * D,),
+            b + "U_msa": (D, D), b + "U_msa_bias": (D,),
+            b + "ln2.gamma": (D,), b + "ln2.beta": (D,),
+            b + "mlp.W1": (D, M), b + "mlp.b1": (M,),
+            b + "mlp.W2": (M, D), b + "mlp.b2": (D,),
+        })
+    shapes.update({"ln_f.gamma": (D,), "ln_f.beta": (D,), "head.W": (D, cfg.num_classes),
+                   "head.b": (cfg.num_classes,)})
+    return shapes
+
+
+def count_params(cfg: ViTConfig) -> int:
+    """Number of trainable scalars; ViT-B/16 at 224², 1000 classes: 86,567,656."""
+    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())

@@ -1,0 +1,188 @@
+"""The Vision Transformer, Eq 1–4 of the paper, built from the ops in :mod:`vitnp.ops`.
+
+    z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos          (Eq 1)
+    z′_ℓ = MSA(LN(z_{ℓ−1})) + z_{ℓ−1}                 (Eq 2)
+    z_ℓ = MLP(LN(z′_ℓ)) + z′_ℓ                        (Eq 3)
+    y = LN(z_L⁰)                                       (Eq 4),   logits = y W_head + b_head
+
+Parameters are a flat ``dict[str, np.ndarray]``; :func:`vitnp.config.param_shapes` lists the names,
+shapes and the matching keys of the original checkpoints.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ViTConfig, param_shapes
+from .ops.block import BLOCK_KEYS, encoder_backward, encoder_forward
+from .ops.dropout import dropout_backward, dropout_forward
+from .ops.layernorm import layernorm_backward, layernorm_forward
+from .ops.linear import linear_backward, linear_forward
+from .ops.patches import patchify_backward, patchify_forward
+from .ops.posemb import pos_embed_backward, pos_embed_forward, sincos_2d
+from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
+
+
+def _truncated_normal(rng, shape, std):
+    """Normal(0, std²) cut at ±2 std, rescaled so the result has standard deviation ``std``."""
+    x = rng.standard_normal(shape)
+    bad = np.abs(x) > 2.0
+    while bad.any():                                  # redraw the tail, ~5% at a time
+        x[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(x) > 2.0
+    return x * (std / 0.87962566103423978)            # std of N(0,1) truncated at ±2
+
+
+def _xavier_uniform(rng, fan_in, fan_out, shape):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape)
+
+
+def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
+    """Parameters initialised as the original google-research/vision_transformer code does.
+
+    - E: LeCun normal (truncated normal, variance 1/fan_in with fan_in = P²C), E_bias = 0;
+    - x_class = 0; E_pos ~ Normal(0, 0.02²);
+    - query, key, value and out kernels: Xavier uniform, each computed on its own (D, D) matrix,
+      so U_qkv is three Xavier blocks side by side; their biases 0;
+    - MLP kernels: Xavier uniform; MLP biases ~ Normal(0, 1e-6²);
+    - LayerNorm γ = 1, β = 0;
+    - head kernel and bias = 0 (the paper's zero-initialised classifier).
+
+    Returns a dict name -> array of ``cfg.dtype``, shapes as :func:`vitnp.config.param_shapes`.
+    """
+    rng = np.random.default_rng(seed)
+    D, M = cfg.dim, cfg.mlp_dim
+    p = {}
+    for name, shape in param_shapes(cfg).items():
+        leaf = name.rsplit(".", 1)[-1]
+        if name == "E":
+            p[name] = _truncated_normal(rng, shape, np.sqrt(1.0 / cfg.patch_dim))
+        elif name == "E_pos":
+            p[name] = rng.normal(0.0, 0.02, shape)
+        elif leaf == "U_qkv":
+            p[name] = np.concatenate([_xavier_uniform(rng, D, D, (D, D)) for _ in range(3)], axis=1)
+        elif leaf == "U_msa":
+            p[name] = _xavier_uniform(rng, D, D, shape)
+        elif leaf in ("W1", "W2"):
+            p[name] = _xavier_uniform(rng, *shape, shape)
+        elif leaf in ("b1", "b2"):
+            p[name] = rng.normal(0.0, 1e-6, shape)
+        elif leaf == "gamma":
+            p[name] = np.ones(shape)
+        else:                                         # E_bias, x_class, attention biases, β, head
+            p[name] = np.zeros(shape)
+    return {k: v.astype(cfg.np_dtype) for k, v in p.items()}
+
+
+def check_params(params, cfg: ViTConfig):
+    """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    shapes = param_shapes(cfg)
+    missing = [k for k in shapes if k not in params]
+    extra = sorted(k for k in params if k not in shapes)
+    if missing or extra:
+        raise ValueError("params do not match the config: "
+                         + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                                    extra and f"unexpected {', '.join(extra)}"])))
+    for k, shape in shapes.items():
+        v = params[k]
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
+        if v.shape != shape:
+            raise ValueError(f"params[{k!r}] has shape {v.shape}, the config needs {shape}")
+        if v.dtype != cfg.np_dtype:
+            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, the config needs {cfg.dtype}")
+
+
+def check_images(x, cfg: ViTConfig):
+    """Validate a batch of images for ``cfg``; returns it as a C-contiguous array of ``cfg.dtype``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a numpy array of shape (B, H, W, C), got {type(x).__name__}")
+    H, W = cfg.hw
+    want = f"(B, {H}, {W}, {cfg.in_channels})"
+    if x.ndim != 4:
+        hint = " (add a batch axis: x[None])" if x.ndim == 3 else ""
+        raise ValueError(f"x must have shape {want} (batch, height, width, channels), got {x.shape}{hint}")
+    if x.shape[1:] != (H, W, cfg.in_channels):
+        raise ValueError(f"x has shape {x.shape}, the config needs {want}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a float array, got dtype {x.dtype} (convert and normalise images first, "
+                        f"e.g. vitnp.data.normalize)")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or Inf")
+    return np.ascontiguousarray(x, dtype=cfg.np_dtype)
+
+
+def _block_params(params, l):
+    return {k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS}
+
+
+def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=None):
+    """Logits of a batch of images, Eq 1–4.
+
+    Parameters
+    ----------
+    params : dict from :func:`init_params` (names and shapes: :func:`vitnp.config.param_shapes`)
+    x : (B, H, W, C) float images
+    cfg : ViTConfig
+    train : bool, turns dropout on (needs ``rng``)
+    rng : np.random.Generator or int seed, for dropout
+    attn_mask : optional bool array broadcastable to (T, T); True = may attend (not used by ViT itself)
+
+    Returns
+    -------
+    logits : (B, K)
+    cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
+    """
+    check_params(params, cfg)
+    x = check_images(x, cfg)
+    drops = train and (cfg.dropout > 0 or cfg.attention_dropout > 0)
+    if drops and rng is None:
+        raise ValueError("training with dropout needs rng (a np.random.Generator or an int seed)")
+    rng = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
+    T = cfg.num_tokens
+    if attn_mask is not None:
+        attn_mask = np.asarray(attn_mask)
+        if attn_mask.dtype != bool or attn_mask.ndim < 2 or attn_mask.shape[-2:] != (T, T):
+            raise ValueError(f"attn_mask must be a bool array of shape (..., {T}, {T}), "
+                             f"got {attn_mask.dtype} {attn_mask.shape}")
+    c = {"cfg": cfg}
+    x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
+    z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
+    if cfg.classifier == "token":
+        z, c["cls"] = class_token_forward(z, params["x_class"])          # [x_class; x_p E]: (B, N+1, D)
+    if cfg.pos_embedding == "learned":
+        z, c["pos"] = pos_embed_forward(z, params["E_pos"])               # Eq 1: z₀ = … + E_pos
+    elif cfg.pos_embedding == "sincos":
+        z = z + sincos_2d(cfg)                                           # Eq 1 with a fixed table
+    z, c["drop"] = dropout_forward(z, cfg.dropout, rng, train)
+    blocks = [_block_params(params, l) for l in range(cfg.depth)]
+    z, c["attention"], c["blocks"] = encoder_forward(                     # Eq 2–3, ℓ = 1 … L
+        z, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps, dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)
+    z, c["ln_f"] = layernorm_forward(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
+    y, c["readout"] = readout_forward(z, cfg.classifier)                 # Eq 4: y = LN(z_L⁰) (B, D)
+    logits, c["head"] = linear_forward(y, params["head.W"], params["head.b"])   # (B, K)
+    return logits, c
+
+
+def vit_backward(dlogits, cache) -> dict:
+    """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params."""
+    cfg = cache["cfg"]
+    g = {}
+    dy, g["head.W"], g["head.b"] = linear_backward(dlogits, cache["head"])
+    dz = readout_backward(dy, cache["readout"])
+    dz, g["ln_f.gamma"], g["ln_f.beta"] = layernorm_backward(dz, cache["ln_f"])
+    dz, block_grads = encoder_backward(dz, cache["blocks"])
+    for l, bg in enumerate(block_grads):
+        g.update({f"blocks.{l}.{k}": v for k, v in bg.items()})
+    dz = dropout_backward(dz, cache["drop"])
+    if cfg.pos_embedding == "learned":
+        dz, g["E_pos"] = pos_embed_backward(dz, cache["pos"])
+    if cfg.classifier == "token":
+        dz, g["x_class"] = class_token_backward(dz, cache["cls"])
+    _, g["E"], g["E_bias"] = linear_backward(dz, cache["E"])            # dx_p is not needed
+    return {k: g[k] for k in param_shapes(cfg)}

@@ -1,0 +1,1 @@
+"""The ViT as explicit forward/backward pairs, one module per idea."""

@@ -1,0 +1,103 @@
+"""Self-attention, paper Appendix A, Eq 5–8.
+
+Per head:   [q, k, v] = z U_qkv                      (Eq 5)
+            A = softmax(q kᵀ / √D_h)                  (Eq 6)   A ∈ R^{T×T}, softmax over keys
+            SA(z) = A v                               (Eq 7)
+All heads:  MSA(z) = [SA₁(z); …; SA_k(z)] U_msa        (Eq 8)
+
+Dividing by √D_h keeps the logits' variance near 1 whatever the head width, so the softmax does not
+saturate.  The k heads are one extra array axis, never a Python loop: q, k, v have shape
+(B, k, T, D_h) and every product is a batched matmul.
+"""
+import numpy as np
+
+from .dropout import dropout_backward, dropout_forward
+from .linear import linear_backward, linear_forward
+from .softmax import softmax_backward, softmax_forward
+
+
+def causal_mask(T):
+    """(T, T) boolean mask, True where query i may attend key j ≤ i (a Transformer decoder's mask)."""
+    return np.tril(np.ones((T, T), dtype=bool))
+
+
+def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False):
+    """Scaled dot-product attention, Eq 6–7: out = softmax(q kᵀ / √D_h) v.
+
+    Parameters
+    ----------
+    q, k, v : (..., T, D_h)
+    mask : bool array broadcastable to (..., T, T), optional. True = may attend; masked logits are −∞.
+    dropout : rate on the attention weights (only when ``train``), with ``rng``.
+
+    Returns
+    -------
+    out : (..., T, D_h)
+    weights : (..., T, T), the attention weights A (before dropout) — each row sums to 1
+    cache
+    """
+    scale = 1.0 / float(np.sqrt(q.shape[-1]))
+    S = (q @ np.swapaxes(k, -1, -2)) * scale                        # (..., T, T) logits
+    if mask is not None:
+        S = np.where(mask, S, -np.inf).astype(S.dtype, copy=False)
+    A, c_soft = softmax_forward(S, axis=-1)                         # Eq 6
+    Ad, c_drop = dropout_forward(A, dropout, rng, train)
+    out = Ad @ v                                                    # Eq 7
+    return out, A, (q, k, v, Ad, scale, c_soft, c_drop)
+
+
+def attention_backward(dout, cache):
+    """Gradients of out = softmax(q kᵀ·s) v, s = 1/√D_h: returns dq, dk, dv, each (..., T, D_h)."""
+    q, k, v, Ad, scale, c_soft, c_drop = cache
+    dv = np.swapaxes(Ad, -1, -2) @ dout                             # out = A v
+    dA = dropout_backward(dout @ np.swapaxes(v, -1, -2), c_drop)    # (..., T, T)
+    dS = softmax_backward(dA, c_soft) * scale                       # A = softmax(S); S = q kᵀ s
+    dq = dS @ k
+    dk = np.swapaxes(dS, -1, -2) @ q
+    return dq, dk, dv
+
+
+def split_heads(x, heads):
+    """(B, T, k·D_h) -> (B, k, T, D_h): head h takes columns h·D_h … (h+1)·D_h − 1."""
+    B, T, D = x.shape
+    return x.reshape(B, T, heads, D // heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, k, T, D_h) -> (B, T, k·D_h): the concatenation [SA₁; …; SA_k] of Eq 8."""
+    B, k, T, Dh = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, k * Dh)
+
+
+def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
+                train=False):
+    """Multi-head self-attention, Eq 5–8.
+
+    Parameters
+    ----------
+    z : (B, T, D)
+    U_qkv : (D, 3D), columns [q | k | v];   U_qkv_bias : (3D,)
+    U_msa : (D, D);                          U_msa_bias : (D,)
+    heads : k, with D_h = D / k
+    mask, dropout, rng, train : as in :func:`attention_forward`
+
+    Returns
+    -------
+    out : (B, T, D);  weights : (B, k, T, T);  cache
+    """
+    D = z.shape[-1]
+    qkv, c_qkv = linear_forward(z, U_qkv, U_qkv_bias)                # Eq 5: (B, T, 3D)
+    q, k, v = (split_heads(qkv[..., i * D:(i + 1) * D], heads) for i in range(3))  # (B, k, T, D_h)
+    o, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train)            # Eq 6–7
+    out, c_out = linear_forward(merge_heads(o), U_msa, U_msa_bias)   # Eq 8: (B, T, D)
+    return out, A, (c_qkv, c_att, c_out, heads)
+
+
+def msa_backward(dout, cache):
+    """Returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D), dU_msa_bias (D,)."""
+    c_qkv, c_att, c_out, heads = cache
+    do, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = merge(o) U_msa + b
+    dq, dk, dv = attention_backward(split_heads(do, heads), c_att)   # (B, k, T, D_h) each
+    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3D)
+    dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv, c_qkv)
+    return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias

@@ -1,0 +1,40 @@
+"""Softmax cross-entropy for classification, with optional label smoothing (Szegedy et al. 2016).
+
+With smoothing s the target for class c is (1 − s)·[c = label] + s/K.  The loss is the batch mean of
+−Σ_c target_c · log softmax(logits)_c, and its gradient is (softmax(logits) − target) / B.
+"""
+import numpy as np
+
+
+def softmax_cross_entropy(logits, labels, smoothing=0.0):
+    """Mean cross-entropy and its gradient.
+
+    Parameters
+    ----------
+    logits : (B, K) float array
+    labels : (B,) integer array of class indices in [0, K)
+    smoothing : float in [0, 1)
+
+    Returns
+    -------
+    loss : float;  dlogits : (B, K), ∂loss/∂logits
+    """
+    logits = np.asarray(logits)
+    labels = np.asarray(labels)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (B, K), got {logits.shape}")
+    B, K = logits.shape
+    if labels.shape != (B,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {B} integers, got shape {labels.shape} and dtype {labels.dtype}")
+    if B and (labels.min() < 0 or labels.max() >= K):
+        raise ValueError(f"labels must lie in [0, {K}), got values from {labels.min()} to {labels.max()}")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+    shifted = logits - logits.max(1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(1, keepdims=True))
+    log_p = shifted - log_z                                           # log softmax, (B, K)
+    target = np.full_like(log_p, smoothing / K)
+    target[np.arange(B), labels] += 1.0 - smoothing
+    loss = float(-(target * log_p).sum() / B)
+    dlogits = (np.exp(log_p) - target) * (1.0 / B)
+    return loss, dlogits

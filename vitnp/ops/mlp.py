@@ -1,0 +1,28 @@
+"""The Transformer MLP of Eq 3: two dense layers with a GELU between, D -> M -> D, with dropout after
+each dense layer (as in the reference code; rate 0 in most of the paper's runs).
+"""
+from .dropout import dropout_backward, dropout_forward
+from .gelu import gelu_backward, gelu_forward
+from .linear import linear_backward, linear_forward
+
+
+def mlp_forward(x, W1, b1, W2, b2, gelu="exact", dropout=0.0, rng=None, train=False):
+    """MLP(x) = dropout(GELU(x W1 + b1) W2 + b2), with dropout on the hidden layer too.
+
+    x: (..., D)   W1: (D, M)   b1: (M,)   W2: (M, D)   b2: (D,)   ->   out: (..., D), cache
+    """
+    h, c1 = linear_forward(x, W1, b1)                 # (..., M)
+    h, c_act = gelu_forward(h, gelu)
+    h, c_d1 = dropout_forward(h, dropout, rng, train)
+    out, c2 = linear_forward(h, W2, b2)               # (..., D)
+    out, c_d2 = dropout_forward(out, dropout, rng, train)
+    return out, (c1, c_act, c_d1, c2, c_d2)
+
+
+def mlp_backward(dout, cache):
+    """Returns dx (..., D), dW1 (D, M), db1 (M,), dW2 (M, D), db2 (D,)."""
+    c1, c_act, c_d1, c2, c_d2 = cache
+    dh, dW2, db2 = linear_backward(dropout_backward(dout, c_d2), c2)
+    dh = gelu_backward(dropout_backward(dh, c_d1), c_act)
+    dx, dW1, db1 = linear_backward(dh, c1)
+    return dx, dW1, db1, dW2, db2

@@ -1,0 +1,47 @@
+"""Patch flattening: an image x ∈ R^{H×W×C} becomes x_p ∈ R^{N×(P²·C)}, N = HW/P² (paper §3.1, Eq 1).
+
+Patch i runs row-major over the (H/P)×(W/P) grid; the P²·C numbers of one patch are ordered
+(row, col, channel).  With that order, E reshaped to (P, P, C, D) is exactly the kernel of a
+stride-P convolution.  Flattening moves numbers and computes nothing, so its backward is the
+inverse move.
+"""
+import numpy as np
+
+
+def patchify_forward(x, P):
+    """x_p = flatten(x): (B, H, W, C) -> (B, N, P²C), N = (H/P)(W/P).
+
+    Parameters
+    ----------
+    x : (B, H, W, C) array
+    P : int, patch side; must divide H and W.
+
+    Returns
+    -------
+    x_p : (B, N, P²C) array (a contiguous copy), cache
+    """
+    B, H, W, C = x.shape
+    if H % P or W % P:
+        raise ValueError(f"patchify: image {H}x{W} is not divisible by patch size {P}")
+    gh, gw = H // P, W // P
+    x_p = x.reshape(B, gh, P, gw, P, C)           # split rows into (grid row, row in patch) ...
+    x_p = x_p.transpose(0, 1, 3, 2, 4, 5)         # (B, gh, gw, P, P, C): patches first
+    return x_p.reshape(B, gh * gw, P * P * C), (x.shape, P)
+
+
+def patchify_backward(dx_p, cache):
+    """dx = unflatten(dx_p): the same numbers moved back to where they came from."""
+    shape, P = cache
+    return unpatchify(dx_p, shape[1:3], P)
+
+
+def unpatchify(x_p, image_hw, P):
+    """Inverse of flattening: (B, N, P²C) -> (B, H, W, C) for an image of size ``image_hw`` = (H, W)."""
+    B, N, PPC = x_p.shape
+    H, W = image_hw
+    gh, gw = H // P, W // P
+    if gh * gw != N or PPC % (P * P):
+        raise ValueError(f"unpatchify: {N} patches of length {PPC} do not tile a {H}x{W} image with P={P}")
+    C = PPC // (P * P)
+    x = x_p.reshape(B, gh, gw, P, P, C).transpose(0, 1, 3, 2, 4, 5)   # (B, gh, P, gw, P, C)
+    return x.reshape(B, H, W, C)

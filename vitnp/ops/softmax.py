@@ -1,0 +1,26 @@
+"""Numerically stable softmax (Eq 6's normalisation over the keys).
+
+softmax(x)_j = exp(x_j − max x) / Σ_i exp(x_i − max x): subtracting the maximum changes nothing
+mathematically and keeps exp from overflowing.  Rows that are −inf everywhere (a token allowed to
+attend nowhere) give zeros instead of NaN.
+"""
+import numpy as np
+
+
+def softmax_forward(x, axis=-1):
+    """y = softmax(x) along ``axis``.
+
+    x: any shape   ->   y: same shape, cache
+    """
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype, copy=False)   # all −inf rows stay finite
+    e = np.exp(x - m)
+    s = e.sum(axis=axis, keepdims=True)
+    y = np.divide(e, s, out=np.zeros_like(e), where=s > 0)
+    return y, (y, axis)
+
+
+def softmax_backward(dy, cache):
+    """dx = y ⊙ (dy − Σ_j dy_j y_j) along the softmax axis."""
+    y, axis = cache
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))

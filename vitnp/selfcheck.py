@@ -1,0 +1,179 @@
+"""The gradient-check suite: every forward/backward pair, the encoder block and the whole model,
+each compared with centred differences in float64 on small random inputs.
+
+``python -m vitnp gradcheck`` runs :func:`cases` and prints a table; the tests run the same cases.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+
+from .config import ViTConfig
+from .gradcheck import check_gradients, check_pair
+from .model import init_params, vit_backward, vit_forward
+from .ops.attention import attention_backward, attention_forward, causal_mask, msa_backward, msa_forward
+from .ops.block import (BLOCK_KEYS, encoder_backward, encoder_block_backward, encoder_block_forward,
+                        encoder_forward)
+from .ops.dropout import dropout_backward, dropout_forward
+from .ops.gelu import gelu_backward, gelu_forward
+from .ops.layernorm import layernorm_backward, layernorm_forward
+from .ops.linear import linear_backward, linear_forward
+from .ops.loss import softmax_cross_entropy
+from .ops.mlp import mlp_backward, mlp_forward
+from .ops.patches import patchify_backward, patchify_forward
+from .ops.posemb import pos_embed_backward, pos_embed_forward
+from .ops.softmax import softmax_backward, softmax_forward
+from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
+
+OP_TOL = 1e-7       # single ops
+MODEL_TOL = 1e-6    # the encoder block, the encoder and the whole model
+
+
+def _seeded(seed):
+    """A fresh generator with a fixed seed for every evaluation: dropout draws the same mask each time."""
+    return lambda: np.random.default_rng(seed)
+
+
+def _block_arrays(rng, D, M):
+    shapes = {"ln1.gamma": (D,), "ln1.beta": (D,), "U_qkv": (D, 3 * D), "U_qkv_bias": (3 * D,),
+              "U_msa": (D, D), "U_msa_bias": (D,), "ln2.gamma": (D,), "ln2.beta": (D,),
+              "mlp.W1": (D, M), "mlp.b1": (M,), "mlp.W2": (M, D), "mlp.b2": (D,)}
+    p = {k: 0.5 * rng.standard_normal(s) for k, s in shapes.items()}
+    p["ln1.gamma"] += 1.0
+    p["ln2.gamma"] += 1.0
+    return p
+
+
+def _check_block(stack, mask=None, dropout=0.0, gelu="exact", seed=0):
+    """Encoder block (or a two-block encoder when ``stack``) on every input and parameter."""
+    rng = np.random.default_rng(seed)
+    B, T, D, M, heads = 2, 4, 6, 10, 2
+    z = rng.standard_normal((B, T, D))
+    blocks = [_block_arrays(rng, D, M) for _ in range(2 if stack else 1)]
+    g = rng.standard_normal((B, T, D))
+    kw = dict(gelu=gelu, mask=mask, dropout=dropout, attention_dropout=dropout, train=dropout > 0)
+
+    def run():
+        kw["rng"] = np.random.default_rng(seed + 1)
+        if stack:
+            return encoder_forward(z, blocks, heads, **kw)
+        return encoder_block_forward(z, blocks[0], heads, **kw)
+
+    out, _, cache = run()
+    if stack:
+        dz, grads = encoder_backward(g, cache)
+    else:
+        dz, grad0 = encoder_block_backward(g, cache)
+        grads = [grad0]
+    arrays = {"z": z}
+    analytic = {"z": dz}
+    for l, (p, gp) in enumerate(zip(blocks, grads)):
+        for k in BLOCK_KEYS:
+            arrays[f"{l}.{k}"], analytic[f"{l}.{k}"] = p[k], gp[k]
+    return check_gradients(lambda: float(np.sum(run()[0] * g)), arrays, analytic, seed=seed)
+
+
+def tiny_config(**overrides) -> ViTConfig:
+    """A ViT small enough to check every parameter numerically: 6×4×2 images, P=2 (3×2 grid), D=8."""
+    fields = dict(image_size=(6, 4), patch_size=2, in_channels=2, num_classes=3, dim=8, depth=2, heads=2,
+                  mlp_dim=12, dtype="float64")
+    fields.update(overrides)
+    return ViTConfig(**fields)
+
+
+def check_model(cfg: ViTConfig, *, train=False, attn_mask=None, seed=0, max_checks=None):
+    """The whole model's gradient of every parameter, with random (non-zero) parameters."""
+    rng = np.random.default_rng(seed)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_params(cfg, seed).items()}
+    x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
+    logits, cache = vit_forward(params, x, cfg, train=train, rng=seed, attn_mask=attn_mask)
+    g = rng.standard_normal(logits.shape)
+    grads = vit_backward(g, cache)
+
+    def loss():
+        out, _ = vit_forward(params, x, cfg, train=train, rng=seed, attn_mask=attn_mask)
+        return float(np.sum(out * g))
+
+    return check_gradients(loss, params, grads, seed=seed, max_checks=max_checks)
+
+
+def _check_cross_entropy(smoothing, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((4, 5)) * 3.0
+    labels = rng.integers(0, 5, 4)
+    _, dlogits = softmax_cross_entropy(logits, labels, smoothing)
+    return check_gradients(lambda: softmax_cross_entropy(logits, labels, smoothing)[0],
+                           {"logits": logits}, {"logits": dlogits})
+
+
+def cases(seed=0):
+    """(name, tolerance, thunk) for every check; the thunk returns {input name: max relative error}."""
+    rng = np.random.default_rng(seed)
+    r = lambda *shape: rng.standard_normal(shape)
+    q, k, v = r(2, 2, 5, 3), r(2, 2, 5, 3), r(2, 2, 5, 3)
+    qkv = dict(q=q, k=k, v=v)
+    msa_in = dict(z=r(2, 5, 6), U_qkv=r(6, 18), U_qkv_bias=r(18), U_msa=r(6, 6), U_msa_bias=r(6))
+    mlp_in = dict(x=r(2, 3, 4), W1=r(4, 7), b1=r(7), W2=r(7, 4), b2=r(4))
+    ln_in = dict(x=r(2, 3, 6) * 2.0 + 1.0, gamma=r(6), beta=r(6))
+    ops = [
+        ("patchify", lambda: check_pair(patchify_forward, patchify_backward, {"x": r(2, 6, 4, 3)}, kwargs={"P": 2})),
+        ("linear", lambda: check_pair(linear_forward, linear_backward, dict(x=r(2, 3, 5), W=r(5, 4), b=r(4)))),
+        ("class_token", lambda: check_pair(class_token_forward, class_token_backward, dict(x=r(2, 3, 4), x_class=r(4)))),
+        ("readout token", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "token"})),
+        ("readout gap", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "gap"})),
+        ("pos_embed", lambda: check_pair(pos_embed_forward, pos_embed_backward, dict(z=r(2, 4, 5), E_pos=r(4, 5)))),
+        ("layernorm", lambda: check_pair(layernorm_forward, layernorm_backward, ln_in, kwargs={"eps": 1e-6})),
+        ("softmax last axis", lambda: check_pair(softmax_forward, softmax_backward, {"x": r(2, 3, 5) * 3})),
+        ("softmax axis 0", lambda: check_pair(softmax_forward, softmax_backward, {"x": r(4, 3)}, kwargs={"axis": 0})),
+        ("attention", lambda: check_pair(attention_forward, attention_backward, qkv)),
+        ("attention causal mask", lambda: check_pair(attention_forward, attention_backward, qkv,
+                                                     kwargs={"mask": causal_mask(5)})),
+        ("attention dropout", lambda: check_pair(attention_forward, attention_backward, qkv,
+                                                 kwargs={"dropout": 0.3, "rng": _seeded(1), "train": True})),
+        ("msa", lambda: check_pair(msa_forward, msa_backward, msa_in, kwargs={"heads": 2})),
+        ("msa 3 heads, causal mask", lambda: check_pair(msa_forward, msa_backward, msa_in,
+                                                        kwargs={"heads": 3, "mask": causal_mask(5)})),
+        ("gelu exact", lambda: check_pair(gelu_forward, gelu_backward, {"x": r(4, 6) * 2}, kwargs={"approximate": "exact"})),
+        ("gelu tanh", lambda: check_pair(gelu_forward, gelu_backward, {"x": r(4, 6) * 2}, kwargs={"approximate": "tanh"})),
+        ("dropout", lambda: check_pair(dropout_forward, dropout_backward, {"x": r(3, 8)},
+                                       kwargs={"p": 0.4, "rng": _seeded(2), "train": True})),
+        ("mlp exact", lambda: check_pair(mlp_forward, mlp_backward, mlp_in, kwargs={"gelu": "exact"})),
+        ("mlp tanh, dropout", lambda: check_pair(mlp_forward, mlp_backward, mlp_in,
+                                                 kwargs={"gelu": "tanh", "dropout": 0.3, "rng": _seeded(3),
+                                                         "train": True})),
+        ("cross-entropy", lambda: _check_cross_entropy(0.0)),
+        ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
+    ]
+    out = [(name, OP_TOL, fn) for name, fn in ops]
+    out += [
+        ("encoder block", MODEL_TOL, lambda: _check_block(False)),
+        ("encoder block, causal mask, tanh", MODEL_TOL, lambda: _check_block(False, causal_mask(4), gelu="tanh")),
+        ("encoder block, dropout", MODEL_TOL, lambda: _check_block(False, dropout=0.2)),
+        ("encoder, 2 blocks", MODEL_TOL, lambda: _check_block(True)),
+    ]
+    for classifier, gelu, pos in itertools.product(("token", "gap"), ("exact", "tanh"), ("learned", "sincos", "none")):
+        cfg = tiny_config(classifier=classifier, gelu=gelu, pos_embedding=pos)
+        out.append((f"model {classifier}/{gelu}/{pos}", MODEL_TOL, lambda cfg=cfg: check_model(cfg)))
+    out.append(("model, dropout 0.1 (fixed seed)", MODEL_TOL,
+                lambda: check_model(tiny_config(dropout=0.1, attention_dropout=0.1), train=True)))
+    out.append(("model, causal mask", MODEL_TOL,
+                lambda: check_model(tiny_config(), attn_mask=causal_mask(7))))
+    return out
+
+
+def run(print_fn=print) -> bool:
+    """Run every case, print a table (check, max relative error, tolerance, ok); True if all pass."""
+    print_fn(f"{'check':<40} {'max rel err':>12} {'tolerance':>10} {'ok':>4} {'seconds':>8}")
+    all_ok = True
+    start = time.perf_counter()
+    for name, tol, fn in cases():
+        t0 = time.perf_counter()
+        errs = fn()
+        worst = max(errs.values())
+        ok = bool(worst <= tol)
+        all_ok &= ok
+        print_fn(f"{name:<40} {worst:>12.2e} {tol:>10.0e} {'yes' if ok else 'NO':>4} {time.perf_counter() - t0:>8.2f}")
+    print_fn(f"{'all passed' if all_ok else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+    return all_ok
