@@ -37,7 +37,8 @@ PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_back
          "softmax_forward", "softmax_backward", "attention_forward", "attention_backward",
          "msa_forward", "msa_backward", "gelu_forward", "gelu_backward", "dropout_forward", "dropout_backward",
          "mlp_forward", "mlp_backward", "encoder_block_forward", "encoder_block_backward",
-         "encoder_forward", "encoder_backward"]
+         "encoder_forward", "encoder_backward",
+         "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward"]
 
 
 def test_suite_covers_every_pair():

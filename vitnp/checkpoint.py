@@ -362,3 +362,258 @@ def _read_member(archive, name: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):   # numpy hands back the raw bytes of a non-.npy member
         raise ValueError(f"member {name!r} is not a .npy array")
     return value
+
+
+# ---- higher-resolution fine-tuning: resizing E_pos ----------------------------------------------------
+__all__ += ["resize_grid", "resize_pos_embedding", "load_original", "save_original"]
+
+# Fields that fix the parameter shapes apart from the image size; resize_pos_embedding needs them equal.
+_SHAPE_FIELDS = ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim",
+                 "classifier", "pos_embedding")
+
+
+def _interp_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
+    """(n_out, n_in) matrix of 1-D linear interpolation weights; each row sums to 1.
+
+    ``align_corners=True``: output i samples input position i·(n_in − 1)/(n_out − 1), so the first and
+    last samples sit exactly on the first and last inputs (scipy.ndimage.zoom with order=1, which the
+    reference code uses for E_pos).  ``False``: pixel centres line up, position (i + ½)·n_in/n_out − ½,
+    clamped to the ends (cv2.resize, PIL, torch's align_corners=False), right for upsampling images.
+    """
+    out = np.arange(n_out, dtype=np.float64)
+    if align_corners:
+        src = out * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
+    else:
+        src = np.clip((out + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    lo = np.clip(np.floor(src).astype(int), 0, n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo                                   # in [0, 1]; 0 when lo = hi at the last input
+    M = np.zeros((n_out, n_in))
+    np.add.at(M, (np.arange(n_out), lo), 1.0 - frac)
+    np.add.at(M, (np.arange(n_out), hi), frac)
+    return M
+
+
+def resize_grid(grid, new_hw, *, align_corners=True) -> np.ndarray:
+    """Bilinear resize of a (h, w, ...) array to (new_h, new_w, ...), separably: rows, then columns.
+
+    Parameters
+    ----------
+    grid : (h, w) or (h, w, D) array
+    new_hw : (new_h, new_w)
+    align_corners : see :func:`_interp_matrix` (True: corners map to corners)
+
+    Returns
+    -------
+    (new_h, new_w[, D]) float64 array.  A function that is linear in (row, col) stays exactly linear.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim not in (2, 3):
+        raise ValueError(f"resize_grid: expected a (h, w) or (h, w, D) array, got shape {grid.shape}")
+    new_h, new_w = (int(n) for n in new_hw)
+    if new_h < 1 or new_w < 1:
+        raise ValueError(f"resize_grid: the new size must be positive, got {new_hw}")
+    M_h = _interp_matrix(grid.shape[0], new_h, align_corners)      # (new_h, h)
+    M_w = _interp_matrix(grid.shape[1], new_w, align_corners)      # (new_w, w)
+    g = grid if grid.ndim == 3 else grid[..., None]
+    g = np.moveaxis(g, 2, 0)                                       # (D, h, w)
+    out = M_h @ g @ M_w.T                                          # (D, new_h, new_w)
+    out = np.moveaxis(out, 0, 2)                                   # (new_h, new_w, D)
+    return out if grid.ndim == 3 else out[..., 0]
+
+
+def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig) -> dict:
+    """Parameters for fine-tuning at another resolution: E_pos interpolated in 2-D over the patch grid.
+
+    The patch size stays, so a larger image has more patches (N grows) and E_pos needs more rows (paper
+    §3.2).  As in the reference code, the class token's row is kept as it is; the N patch rows are laid
+    out on the old (H/P, W/P) grid and resized bilinearly, corner-aligned (the first and last rows and
+    columns of the grid map onto themselves), to the new grid.  Each of the D columns is resized
+    independently.  The arithmetic is done in float64, the result has ``new_cfg.dtype``.
+
+    Parameters
+    ----------
+    params : parameters of ``old_cfg`` (names, shapes, dtype of ``param_shapes(old_cfg)``)
+    old_cfg, new_cfg : ViTConfig
+        Must agree on every field that fixes a parameter shape except the image size (patch_size,
+        in_channels, num_classes, dim, depth, heads, mlp_dim, classifier, pos_embedding); replace the
+        head separately if the number of classes changes.
+
+    Returns
+    -------
+    dict
+        New arrays (copies, cast to ``new_cfg.dtype``) with the names and shapes of
+        ``param_shapes(new_cfg)``.  With pos_embedding 'sincos' or 'none' there is nothing to resize
+        (the fixed table is recomputed for any grid) and the copies are returned unchanged.
+    """
+    from .model import check_params
+    if not isinstance(old_cfg, ViTConfig) or not isinstance(new_cfg, ViTConfig):
+        raise TypeError("resize_pos_embedding(params, old_cfg, new_cfg): both configs must be ViTConfig")
+    differ = [f"{f}: {getattr(old_cfg, f)!r} vs {getattr(new_cfg, f)!r}" for f in _SHAPE_FIELDS
+              if getattr(old_cfg, f) != getattr(new_cfg, f)]
+    if differ:
+        raise ValueError("resize_pos_embedding: the configs may differ only in image size (and in fields "
+                         "that do not change parameter shapes); they differ in " + "; ".join(differ))
+    check_params(dict(params), old_cfg)
+    dtype = new_cfg.np_dtype
+    out = {name: np.array(value, dtype=dtype) for name, value in params.items()}   # copies
+    if old_cfg.pos_embedding != "learned":
+        return out
+    n_cls = 1 if old_cfg.classifier == "token" else 0
+    table = np.asarray(params["E_pos"], dtype=np.float64)           # (T_old, D)
+    grid = table[n_cls:].reshape(*old_cfg.grid, old_cfg.dim)        # (h_old, w_old, D), row-major patches
+    new_grid = resize_grid(grid, new_cfg.grid, align_corners=True)  # (h_new, w_new, D)
+    out["E_pos"] = np.concatenate([table[:n_cls], new_grid.reshape(-1, new_cfg.dim)]).astype(dtype)
+    return out
+
+
+# ---- original checkpoint files ------------------------------------------------------------------------
+_POS_KEY = "Transformer/posembed_input/pos_embedding"
+_ATTN0 = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/"
+
+
+def load_original(path, *, image_size=None, gelu="tanh", dtype=None, drop_pre_logits=False):
+    """Read a google-research/vision_transformer ``.npz`` checkpoint; the config comes from the shapes.
+
+    Inferred from the arrays:
+
+    * P, C, D from ``embedding/kernel`` (P, P, C, D);
+    * k and D_h from ``…/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel`` (D, k, D_h);
+    * L from the number of ``Transformer/encoderblock_{i}`` (they must be numbered 0 … L−1);
+    * M from ``…/MlpBlock_3/Dense_0/kernel`` (D, M), K from ``head/kernel`` (D, K);
+    * classifier 'token' if ``cls`` is present, else 'gap';
+    * pos_embedding 'learned' if ``Transformer/posembed_input/pos_embedding`` (1, T, D) is present, else
+      'none'; its T − 1 (token) or T (gap) patches give the grid, assumed square unless ``image_size`` says
+      otherwise (needed, too, when there is no position embedding);
+    * dtype: that of the arrays (float32 in the published files) unless ``dtype`` is given.
+
+    Not stored in the file, so set by arguments: ``gelu`` defaults to 'tanh' because the original JAX
+    code uses flax's tanh approximation (pass 'exact' for a model trained with x·Φ(x)); LayerNorm ε is
+    the config default 1e-6, the reference value.
+
+    The ImageNet-21k pre-training files have a ``pre_logits`` layer (a dense + tanh "representation"
+    layer before the head) that vitnp's ViT does not have.  Such files are refused with an error that
+    says so, unless ``drop_pre_logits=True``: then the layer is discarded and ``head/*`` kept, which is
+    what fine-tuning needs (the head is replaced anyway) — but the logits are then *not* the original
+    model's, since the head was trained on tanh(y W_pre + b_pre).
+
+    Parameters
+    ----------
+    path : str or os.PathLike, an .npz file
+    image_size : int or (H, W), optional
+    gelu : 'tanh' | 'exact'
+    dtype : 'float32' | 'float64', optional; the arrays are cast to it
+    drop_pre_logits : bool
+
+    Returns
+    -------
+    params : dict, names and shapes of ``param_shapes(cfg)``, ready for :func:`vitnp.vit_forward`
+    cfg : ViTConfig
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing file; not an .npz; a pickled (object) array; missing or unknown keys; shapes that do not
+        fit together; a hybrid (ResNet + ViT) checkpoint; a pre_logits layer (see above).  Each message
+        starts with ``load_original: <path>`` and names the key or the shape at fault.
+    """
+    where = f"load_original: {os.fspath(path)!r}"
+    try:
+        flat = load_npz(path)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+    hybrid = sorted(k for k in flat if k.split("/")[0] in ("conv_root", "gn_root") or re.match(r"block\d+/", k))
+    if hybrid:
+        raise ValueError(f"{where}: this is a hybrid (ResNet + ViT) checkpoint ({hybrid[0]!r} and "
+                         f"{len(hybrid) - 1} more ResNet keys); vitnp can only load the pure ViT")
+    pre = sorted(k for k in flat if k.startswith("pre_logits/"))
+    if pre and not drop_pre_logits:
+        raise ValueError(f"{where}: the checkpoint has a pre-logits layer ({', '.join(pre)}): a dense + tanh "
+                         f"representation layer between y and the head, used in ImageNet-21k pre-training. "
+                         f"vitnp's ViT has no such layer, so it cannot run this model as it is; pass "
+                         f"drop_pre_logits=True to discard it (and fine-tune a new head)")
+    for key in pre:
+        del flat[key]
+
+    def array(key, ndim, meaning):
+        if key not in flat:
+            raise ValueError(f"{where}: missing key {key!r}, needed for {meaning}")
+        a = flat[key]
+        if a.ndim != ndim:
+            raise ValueError(f"{where}: {key!r} should be {ndim}-D ({meaning}), got shape {a.shape}")
+        return a
+
+    E = array("embedding/kernel", 4, "P, C and D: shape (P, P, C, D)")
+    P, _, C, D = E.shape
+    if E.shape[0] != E.shape[1]:
+        raise ValueError(f"{where}: 'embedding/kernel' has shape {E.shape}; a square P×P patch kernel "
+                         f"(P, P, C, D) is needed")
+    blocks = sorted({int(m.group(1)) for k in flat if (m := re.match(r"Transformer/encoderblock_(\d+)/", k))})
+    if not blocks:
+        raise ValueError(f"{where}: no 'Transformer/encoderblock_{{i}}/…' keys: the encoder is missing")
+    if blocks != list(range(len(blocks))):
+        missing = sorted(set(range(blocks[-1] + 1)) - set(blocks))
+        raise ValueError(f"{where}: encoder blocks must be numbered 0 … L−1; encoderblock_"
+                         f"{', encoderblock_'.join(map(str, missing))} missing (found {len(blocks)} blocks)")
+    q = array(_ATTN0 + "query/kernel", 3, "the heads k and D_h: shape (D, k, D_h)")
+    heads, head_dim = q.shape[1], q.shape[2]
+    if q.shape[0] != D or heads * head_dim != D:
+        raise ValueError(f"{where}: {_ATTN0 + 'query/kernel'!r} has shape {q.shape}; with D={D} (from "
+                         f"'embedding/kernel') it must be (D, k, D_h) with k·D_h = D")
+    mlp_key = "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"
+    mlp_dim = array(mlp_key, 2, "the MLP width M: shape (D, M)").shape[1]
+    head = array("head/kernel", 2, "the number of classes K: shape (D, K)")
+    if head.shape[0] != D:
+        extra = " (the pre-logits layer was dropped, but the head reads its output)" if pre else ""
+        raise ValueError(f"{where}: 'head/kernel' has shape {head.shape}; it must be (D={D}, K){extra}")
+    classifier = "token" if "cls" in flat else "gap"
+
+    if _POS_KEY in flat:
+        pos = array(_POS_KEY, 3, "E_pos: shape (1, T, D)")
+        n_patches = pos.shape[1] - (classifier == "token")
+        if n_patches < 1:
+            raise ValueError(f"{where}: {_POS_KEY!r} has shape {pos.shape}: no rows for the patches")
+        if image_size is None:
+            side = int(round(n_patches ** 0.5))
+            if side * side != n_patches:
+                raise ValueError(f"{where}: E_pos has {n_patches} patch rows, not a square grid; pass "
+                                 f"image_size=(H, W) to say how they are laid out")
+            image_size = side * P
+    elif image_size is None:
+        raise ValueError(f"{where}: the checkpoint has no position embedding, so the image size cannot be "
+                         f"inferred; pass image_size=")
+
+    if dtype is None:
+        dtypes = sorted({str(a.dtype) for a in flat.values()})
+        if len(dtypes) != 1 or dtypes[0] not in ("float32", "float64"):
+            raise ValueError(f"{where}: arrays have dtype(s) {', '.join(dtypes)}; pass dtype='float32' or "
+                             f"'float64' to convert them")
+        dtype = dtypes[0]
+    try:
+        cfg = ViTConfig(image_size=image_size, patch_size=P, in_channels=C, num_classes=head.shape[1],
+                        dim=D, depth=len(blocks), heads=heads, mlp_dim=mlp_dim, classifier=classifier,
+                        pos_embedding="learned" if _POS_KEY in flat else "none", gelu=gelu, dtype=dtype)
+        params = from_jax(flat, cfg)   # checks every key and shape against the inferred config
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if not all(np.issubdtype(a.dtype, np.floating) for a in params.values()):
+        bad = sorted(k for k, a in params.items() if not np.issubdtype(a.dtype, np.floating))
+        raise ValueError(f"{where}: non-float arrays: {', '.join(bad)}")
+    return {k: v.astype(cfg.np_dtype, copy=False) for k, v in params.items()}, cfg
+
+
+def save_original(path, params: Mapping, cfg: ViTConfig) -> None:
+    """Write ``params`` as an original-layout ``.npz`` (module docstring table), atomically, no pickle.
+
+    :func:`load_original` reads it back to the same arrays and the same shape fields of the config.
+    The file stores arrays only: gelu, ln_eps and dropout are not in it (the original checkpoints'
+    defaults are gelu='tanh', ε = 1e-6).  A model with the fixed 'sincos' table is refused, because the
+    layout has no key for it and the file would load as a model without position embedding.
+    """
+    if not isinstance(cfg, ViTConfig):
+        raise TypeError(f"save_original(path, params, cfg): cfg must be a ViTConfig, got {type(cfg).__name__}")
+    if cfg.pos_embedding == "sincos":
+        raise ValueError("save_original: the original layout has no fixed sine-cosine position table; the "
+                         "file would load as pos_embedding='none'. Save it with save_npz instead")
+    save_npz(path, to_jax(params, cfg))

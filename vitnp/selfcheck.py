@@ -14,6 +14,7 @@ from .config import ViTConfig
 from .gradcheck import check_gradients, check_pair
 from .model import init_params, vit_backward, vit_forward
 from .ops.attention import attention_backward, attention_forward, causal_mask, msa_backward, msa_forward
+from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
 from .ops.block import (BLOCK_KEYS, encoder_backward, encoder_block_backward, encoder_block_forward,
                         encoder_forward)
 from .ops.dropout import dropout_backward, dropout_forward
@@ -143,6 +144,16 @@ def cases(seed=0):
         ("mlp tanh, dropout", lambda: check_pair(mlp_forward, mlp_backward, mlp_in,
                                                  kwargs={"gelu": "tanh", "dropout": 0.3, "rng": _seeded(3),
                                                          "train": True})),
+        ("conv2d 3x3, padding 1", lambda: check_pair(conv2d_forward, conv2d_backward,
+                                                     dict(x=r(2, 5, 4, 3), W=r(3, 3, 3, 4), b=r(4)),
+                                                     kwargs={"padding": 1})),
+        ("conv2d 2x3, stride 2, padding (1, 0)", lambda: check_pair(conv2d_forward, conv2d_backward,
+                                                                    dict(x=r(2, 7, 6, 2), W=r(2, 3, 2, 3), b=r(3)),
+                                                                    kwargs={"stride": 2, "padding": (1, 0)})),
+        ("relu", lambda: check_pair(relu_forward, relu_backward, {"x": r(3, 4, 5)})),
+        ("maxpool 2x2, odd size", lambda: check_pair(maxpool_forward, maxpool_backward, {"x": r(2, 5, 4, 3)})),
+        ("maxpool 3x3", lambda: check_pair(maxpool_forward, maxpool_backward, {"x": r(2, 6, 7, 2)},
+                                           kwargs={"size": 3})),
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),
         ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
     ]
