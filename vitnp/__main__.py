@@ -8,7 +8,7 @@ def _gradcheck(args):
     return 0 if run() else 1
 
 
-def _forward(args):
+def _forward_demo(args):
     """A forward pass of an untrained model on random images: shapes at each step of Eq 1–4."""
     import numpy as np
     from . import ViTConfig, count_params, init_params, vit_forward
@@ -25,6 +25,44 @@ def _forward(args):
     return 0
 
 
+def _guarded(command, args):
+    """Run a command; expected errors (bad paths, corrupt or mismatched files, bad values) become one
+    line ``error: …`` on stderr and exit status 2, Ctrl-C exits with 130; anything else still raises."""
+    try:
+        return command(args)
+    except (OSError, ValueError, TypeError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _bench(args):
+    from .bench import run
+    return run(args)
+
+
+def _train(args):
+    from .train import train_cli
+    return _guarded(train_cli, args)
+
+
+def _evaluate(args):
+    from .evaluate import evaluate_cli
+    return _guarded(evaluate_cli, args)
+
+
+def _predict(args):
+    from .evaluate import predict_cli
+    return _guarded(predict_cli, args)
+
+
+def _info(args):
+    from .evaluate import info_cli
+    return _guarded(info_cli, args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m vitnp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,7 +70,30 @@ def main(argv=None):
     p.set_defaults(func=_gradcheck)
     p = sub.add_parser("forward", help="run one forward pass of an untrained ViT and print the shapes")
     p.add_argument("--batch-size", type=int, default=4)
-    p.set_defaults(func=_forward)
+    p.set_defaults(func=_forward_demo)
+    from .bench import add_arguments as add_bench_arguments
+    p = sub.add_parser("bench", help="training-step and inference throughput, next to PyTorch on the CPU",
+                       description="Time vitnp's float32 training step (forward + backward + AdamW) and "
+                                   "inference, alternating with the same ViT in PyTorch eager (if installed), "
+                                   "and time the gradient-check suite. See docs/performance.md.")
+    add_bench_arguments(p)
+    p.set_defaults(func=_bench)
+    from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
+    from .train import add_train_arguments
+    p = sub.add_parser("train", help="train a ViT on Fashion-MNIST into a run directory (resumable)",
+                       description="Train a ViT on Fashion-MNIST; RUN_DIR gets config.json, metrics.jsonl, "
+                                   "checkpoint.npz, best.npz and PNG plots. Ctrl-C saves a checkpoint.")
+    add_train_arguments(p)
+    p.set_defaults(func=_train)
+    p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=_evaluate)
+    p = sub.add_parser("predict", help="top-3 classes of PNG/JPEG images with a checkpoint")
+    add_predict_arguments(p)
+    p.set_defaults(func=_predict)
+    p = sub.add_parser("info", help="config and parameter counts of a checkpoint")
+    add_info_arguments(p)
+    p.set_defaults(func=_info)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .config import ViTConfig, param_shapes
 from .ops.block import BLOCK_KEYS, encoder_backward, encoder_forward
 from .ops.dropout import dropout_backward, dropout_forward
@@ -85,13 +86,14 @@ def check_params(params, cfg: ViTConfig):
         raise ValueError("params do not match the config: "
                          + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
                                                     extra and f"unexpected {', '.join(extra)}"])))
+    dtype = cfg.np_dtype
     for k, shape in shapes.items():
         v = params[k]
         if not isinstance(v, np.ndarray):
             raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
         if v.shape != shape:
             raise ValueError(f"params[{k!r}] has shape {v.shape}, the config needs {shape}")
-        if v.dtype != cfg.np_dtype:
+        if v.dtype != dtype:
             raise TypeError(f"params[{k!r}] has dtype {v.dtype}, the config needs {cfg.dtype}")
 
 
@@ -136,6 +138,9 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
     -------
     logits : (B, K)
     cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
+
+    A large batch without dropout is cut into shards that run side by side in threads
+    (:mod:`vitnp.parallel`); each shard runs :func:`_forward`, the same Eq 1–4 as below.
     """
     check_params(params, cfg)
     x = check_images(x, cfg)
@@ -149,6 +154,22 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
         if attn_mask.dtype != bool or attn_mask.ndim < 2 or attn_mask.shape[-2:] != (T, T):
             raise ValueError(f"attn_mask must be a bool array of shape (..., {T}, {T}), "
                              f"got {attn_mask.dtype} {attn_mask.shape}")
+    parallel.tune_malloc()
+    B = x.shape[0]
+    shards = [slice(0, B)] if drops else parallel.shard_slices(B, T)
+    if len(shards) == 1:
+        return _forward(params, x, cfg, train, rng, attn_mask)
+    per_image_mask = attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1
+    results = parallel.run_shards(
+        lambda s: _forward(params, x[s], cfg, train, rng, attn_mask[s] if per_image_mask else attn_mask),
+        shards)
+    logits = np.concatenate([r[0] for r in results])                    # (B, K)
+    attention = [np.concatenate([c["attention"][l] for _, c in results]) for l in range(cfg.depth)]
+    return logits, {"cfg": cfg, "attention": attention, "shards": [(s, c) for s, (_, c) in zip(shards, results)]}
+
+
+def _forward(params, x, cfg, train, rng, attn_mask):
+    """Eq 1–4 on checked inputs: (logits (B, K), cache)."""
     c = {"cfg": cfg}
     x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
     z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
@@ -170,7 +191,22 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
 
 
 def vit_backward(dlogits, cache) -> dict:
-    """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params."""
+    """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params.
+
+    For a sharded forward, each shard's backward runs in its own thread and the gradients are summed:
+    every parameter gradient is a sum over the batch.
+    """
+    if "shards" not in cache:
+        return _backward(dlogits, cache)
+    grads = parallel.run_shards(lambda sc: _backward(dlogits[sc[0]], sc[1]), cache["shards"])
+    total = grads[0]
+    for g in grads[1:]:
+        for k, v in g.items():
+            total[k] += v
+    return total
+
+
+def _backward(dlogits, cache) -> dict:
     cfg = cache["cfg"]
     g = {}
     dy, g["head.W"], g["head.b"] = linear_backward(dlogits, cache["head"])

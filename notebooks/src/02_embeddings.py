@@ -1,0 +1,332 @@
+# %% [markdown]
+# # 02 · Embeddings: from patches to the first token sequence $\mathbf{z}_0$ (Eq 1)
+#
+# *An Image is Worth 16x16 Words*, §3.1, Eq 1. Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
+#
+# $$\mathbf{z}_0 = [\,\mathbf{x}_\text{class};\; \mathbf{x}_p^1\mathbf{E};\; \mathbf{x}_p^2\mathbf{E};\; \cdots;\; \mathbf{x}_p^N\mathbf{E}\,] + \mathbf{E}_{pos},
+# \qquad \mathbf{E} \in \mathbb{R}^{(P^2 \cdot C) \times D},\quad \mathbf{E}_{pos} \in \mathbb{R}^{(N+1) \times D}$$
+#
+# Eq 1 has three parts, and this notebook takes them one at a time:
+# 1. the **linear projection** $\mathbf{E}$ maps every flattened patch to a $D$-dimensional token, and is the same thing as a
+#    convolution with kernel size and stride $P$;
+# 2. the **class token** $\mathbf{x}_\text{class}$ is a learned vector put in front of the sequence;
+# 3. the **position embeddings** $\mathbf{E}_{pos}$ say where each patch was: learned (the paper) or a fixed 2-D sine-cosine table.
+#
+# Each part: the equation, the `vitnp` call, and an `assert` that a hand-written NumPy version gives the same numbers.
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import vitnp
+from vitnp.checkpoint import to_jax
+from vitnp.ops.block import BLOCK_KEYS, encoder_block_forward, encoder_forward
+from vitnp.ops.layernorm import layernorm_forward
+from vitnp.ops.linear import linear_forward
+from vitnp.ops.patches import patchify_forward
+from vitnp.ops.posemb import pos_embed_forward, sincos_2d
+from vitnp.ops.tokens import class_token_forward, readout_forward
+
+FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
+print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
+np.set_printoptions(precision=4, suppress=True, linewidth=110)
+
+
+def diff(a, b):
+    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+# %% [markdown]
+# ## A tiny configuration
+#
+# Every shape below comes from this config: 12×12 RGB images, $P = 4$, so a 3×3 grid of $N = 9$ patches of
+# $P^2 C = 48$ numbers, width $D = 16$, and a batch of $B = 2$ images. We work in float64 so that "equal" can mean equal
+# to about $10^{-15}$.
+#
+# `vitnp.init_params` initialises like the paper's code, which sets the class token and every bias to **zero**. A check
+# against zeros proves little (a forgotten bias would pass), so we add random noise to every parameter first.
+
+# %%
+cfg = vitnp.ViTConfig(image_size=12, patch_size=4, in_channels=3, num_classes=10, dim=16, depth=2, heads=4,
+                      mlp_dim=32, dtype="float64")
+rng = np.random.default_rng(0)
+params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in vitnp.init_params(cfg, seed=0).items()}
+x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))                 # (B, H, W, C)
+B, (H, W), C, P, D, N = len(x), cfg.hw, cfg.in_channels, cfg.patch_size, cfg.dim, cfg.num_patches
+print(f"B={B}  H×W×C={H}×{W}×{C}  P={P}  grid={cfg.grid}  N={N}  P²C={cfg.patch_dim}  D={D}  T=N+1={cfg.num_tokens}")
+for name in ("E", "E_bias", "x_class", "E_pos"):
+    print(f"  params[{name!r}]: {params[name].shape}")
+
+# %% [markdown]
+# ## 1. The linear projection $\mathbf{E}$
+#
+# $$\mathbf{x}_p^i \mathbf{E} + \mathbf{b}, \qquad \mathbf{x}_p^i \in \mathbb{R}^{P^2 C},\; \mathbf{E} \in \mathbb{R}^{(P^2 C)\times D}
+# \quad\Longrightarrow\quad \text{one token } \in \mathbb{R}^{D} \text{ per patch}$$
+#
+# The Transformer keeps one width $D$ all the way through, so each patch vector (48 numbers here, 768 for ViT-B/16) is
+# mapped to $D$ numbers by one learned matrix. The paper writes $\mathbf{x}_p^i\mathbf{E}$; the reference code also adds a
+# bias $\mathbf{b}$ (`E_bias`), and so does vitnp. The **same** $\mathbf{E}$ serves every patch, wherever it sits: a
+# patch of sky in the corner and one in the centre get the same treatment. `vitnp.ops.linear.linear_forward` does it for all
+# $B \cdot N$ patches in one matrix product.
+
+# %%
+x_p, _ = patchify_forward(x, P)                                          # (B, N, P²C)
+tokens, _ = linear_forward(x_p, params["E"], params["E_bias"])          # library: (B, N, D)
+tokens_hand = np.array([[x_p[b, i] @ params["E"] + params["E_bias"]      # one patch at a time
+                         for i in range(N)] for b in range(B)])
+print(f"x {x.shape} -> x_p {x_p.shape} -> x_p E + b {tokens.shape}")
+print("max |library − hand| =", f"{diff(tokens, tokens_hand):.1e}")
+assert diff(tokens, tokens_hand) < 1e-12
+
+# %% [markdown]
+# ### Why $\mathbf{E}$ is a convolution with kernel $P$ and stride $P$
+#
+# A convolution slides a kernel $K \in \mathbb{R}^{P \times P \times C \times D}$ over the image; output channel $d$ at grid
+# position $(i, j)$ is
+#
+# $$\text{conv}(\mathbf{x})_{i,j,d} = \sum_{u=0}^{P-1}\sum_{v=0}^{P-1}\sum_{c=0}^{C-1} x_{\,iS+u,\; jS+v,\; c}\; K_{u,v,c,d} + b_d .$$
+#
+# With stride $S = P$ the windows do not overlap, and window $(i, j)$ is exactly patch number $i \cdot (W/P) + j$. Its sum over
+# $(u, v, c)$ is a dot product of the patch, flattened in (row, column, channel) order, with the kernel flattened the same
+# way. So **$\mathbf{E}$ is the kernel, reshaped**: $K = \mathbf{E}$`.reshape(P, P, C, D)`. The paper's code implements
+# the projection as exactly this convolution, and its checkpoints store `embedding/kernel` with shape $(P, P, C, D)$;
+# `vitnp.checkpoint.to_jax` produces that array from our $\mathbf{E}$.
+#
+# Below: the convolution written with explicit loops over output positions, compared with the library's patch tokens.
+# Then a second view: a stride-1 convolution computes every window, and keeping every $P$-th output gives the same numbers again.
+
+# %%
+K = params["E"].reshape(P, P, C, D)                                      # the conv kernel (height, width, in, out)
+gh, gw = cfg.grid
+conv = np.zeros((B, gh, gw, D))
+for i in range(gh):
+    for j in range(gw):
+        window = x[:, i * P:i * P + P, j * P:j * P + P, :]               # (B, P, P, C)
+        conv[:, i, j] = np.tensordot(window, K, axes=([1, 2, 3], [0, 1, 2])) + params["E_bias"]
+print(f"stride-{P} conv: {x.shape} -> {conv.shape} (B, H/P, W/P, D);  as a sequence: {conv.reshape(B, N, D).shape}")
+print("max |library tokens − conv| =", f"{diff(tokens, conv.reshape(B, N, D)):.1e}")
+assert diff(tokens, conv.reshape(B, N, D)) < 1e-12
+
+windows = np.lib.stride_tricks.sliding_window_view(x, (P, P), axis=(1, 2))   # (B, H−P+1, W−P+1, C, P, P)
+conv1 = np.einsum("bijcuv,uvcd->bijd", windows, K) + params["E_bias"]         # stride 1: (B, 9, 9, D)
+print(f"stride-1 conv: {conv1.shape}; every {P}th output: {conv1[:, ::P, ::P].shape}")
+assert diff(conv1[:, ::P, ::P], conv) < 1e-12
+
+kernel = to_jax(params, cfg)["embedding/kernel"]                          # the original checkpoint's layout
+print("checkpoint 'embedding/kernel':", kernel.shape, " == E.reshape(P, P, C, D):", np.array_equal(kernel, K))
+assert np.array_equal(kernel, K)
+
+# %% [markdown]
+# The same idea gives the paper's **hybrid** model (§3.1): instead of raw pixels, take the feature map of a CNN
+# (shape $(B, H', W', C')$) and use patches of size $P = 1$, so every feature-map position becomes one token. With $P = 1$,
+# flattening is just "list the positions": a 3×3 map with 64 channels becomes 9 tokens of 64 numbers.
+
+# %%
+feature_map = rng.standard_normal((B, 3, 3, 64))                          # stands in for a CNN's output
+hybrid_tokens, _ = patchify_forward(feature_map, 1)
+print("hybrid: feature map", feature_map.shape, "-> P = 1 patches", hybrid_tokens.shape)
+assert np.array_equal(hybrid_tokens, feature_map.reshape(B, 9, 64))
+
+# %% [markdown]
+# ## 2. The class token $\mathbf{x}_\text{class}$
+#
+# $$[\,\mathbf{x}_\text{class};\; \mathbf{x}_p^1\mathbf{E};\; \cdots;\; \mathbf{x}_p^N\mathbf{E}\,] \in \mathbb{R}^{(N+1)\times D}$$
+#
+# BERT puts a special `[class]` token in front of a sentence; ViT does the same. $\mathbf{x}_\text{class} \in \mathbb{R}^D$ is
+# a learned vector, **the same for every image**, that belongs to no patch. Through the $L$ encoder layers it attends to all
+# the patches, and its final state, $\mathbf{z}_L^0$, is the image's representation (Eq 4, notebook 04). Why not just
+# use one of the patches? Every patch token also has to describe its own patch; the class token is free to become a
+# summary. (The alternative, averaging all patch tokens at the end, is in notebook 04.)
+
+# %%
+z, _ = class_token_forward(tokens, params["x_class"])                    # library: (B, N+1, D)
+z_hand = np.concatenate([np.tile(params["x_class"], (B, 1, 1)), tokens], axis=1)   # (B, 1, D) ++ (B, N, D)
+print(f"{tokens.shape} -> {z.shape}: token 0 is x_class, tokens 1…{N} are the patches")
+print("max |library − hand| =", f"{diff(z, z_hand):.1e}")
+assert diff(z, z_hand) < 1e-12
+assert np.array_equal(z[0, 0], z[1, 0])                                   # one vector shared by all images
+
+# %% [markdown]
+# ## 3. Position embeddings $\mathbf{E}_{pos}$
+#
+# ### Why they are needed: attention does not know the order
+#
+# Self-attention (notebook 03) compares every token with every other, and nothing in it depends on *where* a token is in
+# the sequence. Shuffle the patch tokens, and the encoder's outputs come out shuffled the same way, otherwise unchanged
+# ("permutation equivariance"). So without position information the model sees a bag of patches: a jigsaw puzzle with no
+# picture on the box. We check this with a real encoder block from `vitnp`, then add $\mathbf{E}_{pos}$ and see the
+# symmetry break.
+
+# %%
+block = {k: params[f"blocks.0.{k}"] for k in BLOCK_KEYS}
+perm = np.concatenate([[0], 1 + rng.permutation(N)])                      # keep the class token first, shuffle patches
+out, _, _ = encoder_block_forward(z, block, cfg.heads)
+out_shuffled, _, _ = encoder_block_forward(z[:, perm], block, cfg.heads)
+print("without E_pos: max |block(shuffled z) − shuffled block(z)| =", f"{diff(out_shuffled, out[:, perm]):.1e}")
+assert diff(out_shuffled, out[:, perm]) < 1e-12                           # shuffling commutes with the block
+
+z_pos = z + params["E_pos"]
+out, _, _ = encoder_block_forward(z_pos, block, cfg.heads)
+out_shuffled, _, _ = encoder_block_forward(z[:, perm] + params["E_pos"], block, cfg.heads)
+print("with E_pos:    max |block(shuffled z + E_pos) − shuffled block(z + E_pos)| =", f"{diff(out_shuffled, out[:, perm]):.2f}")
+assert diff(out_shuffled, out[:, perm]) > 1e-3                            # now the position matters
+
+# %% [markdown]
+# ### Learned 1-D position embeddings (the paper's choice)
+#
+# $$\mathbf{z}_0 = \mathbf{z} + \mathbf{E}_{pos}, \qquad \mathbf{E}_{pos} \in \mathbb{R}^{(N+1)\times D}$$
+#
+# One learned row per token position, added (not concatenated) to the tokens, broadcast over the batch. "1-D" because each
+# position is just a number $0 \dots N$: nothing tells the model that patch 1 and patch $1 + W/P$ are vertical
+# neighbours; it has to learn that from data. It does: the trained embeddings of nearby patches are similar, rows and
+# columns show up (paper Fig 7, centre; notebook 06). The reference code initialises $\mathbf{E}_{pos}$ from
+# $\mathcal{N}(0, 0.02^2)$.
+
+# %%
+z0, _ = pos_embed_forward(z, params["E_pos"])                            # library: (B, N+1, D)
+z0_hand = z + params["E_pos"][None, :, :]                                  # (1, N+1, D) broadcast over B
+print(f"z {z.shape} + E_pos {params['E_pos'].shape} -> z0 {z0.shape}")
+print("max |library − hand| =", f"{diff(z0, z0_hand):.1e}")
+assert diff(z0, z0_hand) < 1e-12
+
+# %% [markdown]
+# ### Fixed 2-D sine-cosine position embeddings
+#
+# The alternative needs no parameters. Give the patch at grid row $r$ and column $c$ the vector
+#
+# $$\text{PE}(r, c) = \big[\sin(r\,\omega_j)\big]_j \,\|\, \big[\cos(r\,\omega_j)\big]_j \,\|\,
+# \big[\sin(c\,\omega_j)\big]_j \,\|\, \big[\cos(c\,\omega_j)\big]_j, \qquad
+# \omega_j = 10000^{-j/(D/4)},\; j = 0, \dots, \tfrac{D}{4} - 1,$$
+#
+# i.e. half of the $D$ dimensions encode the row and half the column, each with sines and cosines at geometrically spaced
+# frequencies (the 1-D scheme of the original Transformer, once per axis); the class token gets a row of zeros. Low
+# frequencies tell far-apart positions apart, high ones neighbours. Because $\sin$ and $\cos$ of $(r + k)\omega$ are a
+# fixed rotation of those of $r\omega$, a shift by $k$ rows is the same linear map everywhere in the image. `vitnp` computes the
+# table with `sincos_2d(cfg)`; below, a direct loop over the tokens.
+
+# %%
+def sincos_2d_by_hand(grid, D, class_token=True):
+    """(T, D) table: token 1 + r·gw + c gets sin/cos of r in the first D/2 columns and of c in the last D/2."""
+    gh, gw = grid
+    omega = np.array([10000.0 ** (-j / (D // 4)) for j in range(D // 4)])   # (D/4,)
+    rows = [] if not class_token else [np.zeros(D)]
+    for r in range(gh):
+        for c in range(gw):
+            rows.append(np.concatenate([np.sin(r * omega), np.cos(r * omega), np.sin(c * omega), np.cos(c * omega)]))
+    return np.array(rows)
+
+
+table = sincos_2d(cfg)                                                     # library: (T, D)
+print("sincos_2d(cfg):", table.shape, "(T, D)")
+print("max |library − hand| =", f"{diff(table, sincos_2d_by_hand(cfg.grid, D)):.1e}")
+assert diff(table, sincos_2d_by_hand(cfg.grid, D)) < 1e-12
+
+cfg_sincos = cfg.replace(pos_embedding="sincos")                           # the model then adds the table
+assert "E_pos" not in vitnp.param_shapes(cfg_sincos)                        # … and has no E_pos parameter
+print("learned E_pos parameters:", params["E_pos"].size, "| sine-cosine: 0")
+
+# %% [markdown]
+# ### Seeing them
+#
+# To get a picture with some detail we use a bigger grid: the ImageNet setting of ViT-B/16 (224×224, $P = 16$, a 14×14 grid)
+# with $D = 64$. Left: the table itself, one row per token. Right: for a few patches, the cosine similarity of that patch's
+# embedding with the embedding of every other patch, drawn on the 14×14 grid (the same picture as the paper's Fig 7, centre,
+# which shows it for the *learned* embeddings of a trained model). The fixed table has the 2-D structure built in: similar
+# embeddings for patches in the same row or column, and for neighbours. The learned table at initialisation is random
+# noise: the structure in Fig 7 is learned.
+
+# %%
+big = vitnp.ViTConfig(image_size=224, patch_size=16, in_channels=3, dim=64, heads=4, mlp_dim=128)
+fixed = sincos_2d(big)[1:].astype(np.float64)                              # (196, 64): the patches' rows
+learned0 = vitnp.init_params(big, seed=0)["E_pos"][1:].astype(np.float64)  # (196, 64) at initialisation
+
+
+def cosine_grid(table, i, grid):
+    """Cosine similarity of row i with every row, reshaped to the patch grid."""
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+    return (unit @ unit[i]).reshape(grid)
+
+
+fig = plt.figure(figsize=(13, 5.4))
+gs = fig.add_gridspec(2, 4, width_ratios=[1.5, 1, 1, 1])
+ax = fig.add_subplot(gs[:, 0])
+im = ax.imshow(sincos_2d(big), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
+ax.set_title("sine-cosine table sincos_2d: (197, 64)")
+ax.set_xlabel("dimension (0–31: grid row, 32–63: grid column)")
+ax.set_ylabel("token (0 = class token)")
+fig.colorbar(im, ax=ax, shrink=0.6, label="value")
+for col, (r, c) in enumerate([(0, 0), (7, 7), (3, 11)]):
+    i = r * 14 + c
+    for row, (tab, name) in enumerate([(fixed, "fixed"), (learned0, "learned, at init")]):
+        ax = fig.add_subplot(gs[row, col + 1])
+        im = ax.imshow(cosine_grid(tab, i, big.grid), cmap="viridis")   # colour range: this panel's own
+        ax.plot(c, r, "r+", ms=10)
+        ax.set_title(f"{name}: patch ({r},{c})", fontsize=9)
+        ax.set_xlabel("grid column")
+        ax.set_ylabel("grid row")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="cos similarity")
+fig.suptitle("Cosine similarity of the red patch's position embedding with all others: "
+             "the fixed table encodes rows and columns, a fresh learned one does not")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Learned or fixed?** The paper's ablation (Appendix D.4) finds that *having* position information matters (removing it
+# costs a clear drop), while *which kind* (learned 1-D, learned 2-D, relative) makes little difference; ViT uses learned
+# 1-D embeddings. A fixed table costs no parameters and is defined for any grid size. A learned table has exactly $N + 1$
+# rows, so when a pre-trained model is fine-tuned at a higher resolution (same $P$, more patches) the paper interpolates the
+# learned table in 2-D over the patch grid. For the sine-cosine table one simply computes a bigger one, and the
+# rows of the old positions stay the same:
+
+# %%
+bigger = big.replace(image_size=256)                                       # a 16×16 grid instead of 14×14
+old = sincos_2d(big)[1:].reshape(14, 14, -1)
+new = sincos_2d(bigger)[1:].reshape(16, 16, -1)
+print("14×14 table", old.shape, "inside the 16×16 table", new.shape, ": max |difference| =", f"{diff(new[:14, :14], old):.1e}")
+assert diff(new[:14, :14], old) < 1e-6                                     # float32 tables
+
+# %% [markdown]
+# ## 4. Putting Eq 1 together: $\mathbf{z}_0$
+#
+# $$\mathbf{z}_0 = [\,\mathbf{x}_\text{class};\; \mathbf{x}_p^1\mathbf{E};\; \cdots;\; \mathbf{x}_p^N\mathbf{E}\,] + \mathbf{E}_{pos} \in \mathbb{R}^{(N+1)\times D}$$
+#
+# First the library's steps, with the shape after each; then the whole of Eq 1 by hand in a few NumPy lines, independent
+# of `vitnp`.
+
+# %%
+x_p, _ = patchify_forward(x, P)
+e, _ = linear_forward(x_p, params["E"], params["E_bias"])
+z, _ = class_token_forward(e, params["x_class"])
+z0, _ = pos_embed_forward(z, params["E_pos"])
+for name, arr in [("x", x), ("x_p = patchify(x)", x_p), ("x_p E + b", e), ("[x_class; x_p E]", z), ("z0 = … + E_pos", z0)]:
+    print(f"{name:<20} {str(arr.shape):<16}")
+
+patches_hand = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, N, P * P * C)
+z0_hand = np.concatenate([np.broadcast_to(params["x_class"], (B, 1, D)),
+                          patches_hand @ params["E"] + params["E_bias"]], axis=1) + params["E_pos"]
+print("Eq 1: max |library z0 − hand z0| =", f"{diff(z0, z0_hand):.1e}")
+assert diff(z0, z0_hand) < 1e-12
+
+# %% [markdown]
+# Does the model itself start from this $\mathbf{z}_0$? `vitnp.vit_forward` runs Eq 1–4 in one call. We run the rest of the
+# model (the $L$ blocks of Eq 2–3, the final LayerNorm and the head of Eq 4, all from the library) on *our* hand-made
+# $\mathbf{z}_0$: the logits must equal `vit_forward`'s.
+
+# %%
+blocks = [{k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg.depth)]
+zL, _, _ = encoder_forward(z0_hand, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps)     # Eq 2–3
+y, _ = readout_forward(layernorm_forward(zL, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)[0], "token")
+logits_from_hand_z0, _ = linear_forward(y, params["head.W"], params["head.b"])            # Eq 4 + head
+logits, _ = vitnp.vit_forward(params, x, cfg)
+print("logits", logits.shape, " max |vit_forward − (hand z0 → blocks → head)| =", f"{diff(logits, logits_from_hand_z0):.1e}")
+assert diff(logits, logits_from_hand_z0) < 1e-12
+
+# %% [markdown]
+# **Summary.** Eq 1 in three steps: $\mathbf{x}_p\mathbf{E}$ (a stride-$P$ convolution in disguise), the class token in
+# front, position embeddings added. Every step matched a hand-written version to ~$10^{-16}$, and the model's own forward
+# pass starts from the same $\mathbf{z}_0$. Next: [03_attention](03_attention.ipynb), what the encoder does with these tokens.

@@ -1,0 +1,354 @@
+# %% [markdown]
+# # 03 · Self-attention: Eq 5–8 and the Transformer background
+#
+# *An Image is Worth 16x16 Words*, Appendix A; Vaswani et al., *Attention Is All You Need* (2017).
+# Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
+#
+# **The Transformer in one paragraph.** The original Transformer translates sentences. Its **encoder** reads the source
+# sentence: a stack of layers, each letting every word look at every other word (*self-attention*) and then processing
+# each word on its own (an MLP). Its **decoder** writes the translation one word at a time: its self-attention is
+# *masked* so that a word can only look at the words before it (the future is not written yet), and a second attention,
+# *encoder-decoder attention*, lets each output word look at the encoded source sentence. ViT keeps only the encoder,
+# and feeds it patches instead of words.
+#
+# **Self-attention, step by step.** Every token asks a question (its *query* $\mathbf{q}$), every token advertises what it
+# holds (its *key* $\mathbf{k}$) and what it will hand over (its *value* $\mathbf{v}$). A token's new representation is the
+# average of all values, weighted by how well its query matches each key. In the paper's notation (Appendix A), for a
+# sequence $\mathbf{z} \in \mathbb{R}^{T\times D}$ and one head of width $D_h$:
+#
+# $$
+# \begin{aligned}
+# [\mathbf{q}, \mathbf{k}, \mathbf{v}] &= \mathbf{z}\,\mathbf{U}_{qkv}, & \mathbf{U}_{qkv} &\in \mathbb{R}^{D \times 3D_h} && \text{(5)}\\
+# A &= \operatorname{softmax}\!\big(\mathbf{q}\mathbf{k}^\top / \sqrt{D_h}\big), & A &\in \mathbb{R}^{T\times T} && \text{(6)}\\
+# SA(\mathbf{z}) &= A\,\mathbf{v} && && \text{(7)}\\
+# MSA(\mathbf{z}) &= [SA_1(\mathbf{z}); SA_2(\mathbf{z}); \cdots; SA_k(\mathbf{z})]\,\mathbf{U}_{msa}, & \mathbf{U}_{msa} &\in \mathbb{R}^{k\cdot D_h \times D} && \text{(8)}
+# \end{aligned}
+# $$
+#
+# Each equation below: the `vitnp` call, then a hand-written NumPy version and an `assert` that they agree.
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import vitnp
+from vitnp.ops.attention import attention_forward, causal_mask, merge_heads, msa_forward, split_heads
+from vitnp.ops.linear import linear_forward
+from vitnp.ops.softmax import softmax_backward, softmax_forward
+
+FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fewer random samples in the √D_h experiment
+print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+
+def diff(a, b):
+    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def softmax_by_hand(S):
+    """Row-wise softmax, written out; subtracting the row maximum changes nothing but avoids overflow in exp."""
+    e = np.exp(S - S.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+# %% [markdown]
+# ## The tiny configuration
+#
+# The sequence $\mathbf{z}$ is what enters an attention layer: $B = 2$ images of $T = N + 1 = 10$ tokens (a class token and
+# a 3×3 grid of patches) of width $D = 16$, split into $k = 4$ heads of $D_h = D/k = 4$. Random numbers stand in for real
+# tokens here; notebook 04 feeds real ones. float64 throughout.
+
+# %%
+cfg = vitnp.ViTConfig(image_size=12, patch_size=4, in_channels=3, dim=16, depth=2, heads=4, mlp_dim=32, dtype="float64")
+B, T, D, heads, Dh = 2, cfg.num_tokens, cfg.dim, cfg.heads, cfg.head_dim
+rng = np.random.default_rng(0)
+z = rng.standard_normal((B, T, D))                                       # (B, T, D)
+labels = ["cls"] + [str(i) for i in range(1, T)]                         # token names for the plots
+print(f"z: {z.shape} = (B, T, D);  k = {heads} heads of D_h = {Dh}")
+
+# %% [markdown]
+# ## Eq 5 — queries, keys and values: $[\mathbf{q}, \mathbf{k}, \mathbf{v}] = \mathbf{z}\,\mathbf{U}_{qkv}$
+#
+# One head first. $\mathbf{U}_{qkv} \in \mathbb{R}^{D \times 3D_h}$ is three projections side by side; every token's
+# $D$ numbers become a query, a key and a value of $D_h$ numbers each. (vitnp, like the reference code, also adds a bias.)
+# The three play different roles, so they get different matrices: how a token *searches* need not be how it is *found*.
+
+# %%
+U_qkv_1 = rng.standard_normal((D, 3 * Dh)) / np.sqrt(D)                  # one head: (D, 3 D_h)
+b_qkv_1 = 0.1 * rng.standard_normal(3 * Dh)
+qkv, _ = linear_forward(z, U_qkv_1, b_qkv_1)                              # library: (B, T, 3 D_h)
+q, k, v = np.split(qkv, 3, axis=-1)                                       # (B, T, D_h) each
+q_hand = np.einsum("btd,de->bte", z, U_qkv_1[:, :Dh]) + b_qkv_1[:Dh]
+k_hand = np.einsum("btd,de->bte", z, U_qkv_1[:, Dh:2 * Dh]) + b_qkv_1[Dh:2 * Dh]
+v_hand = np.einsum("btd,de->bte", z, U_qkv_1[:, 2 * Dh:]) + b_qkv_1[2 * Dh:]
+print(f"z {z.shape} @ U_qkv {U_qkv_1.shape} -> {qkv.shape} -> q, k, v {q.shape}")
+d = max(diff(q, q_hand), diff(k, k_hand), diff(v, v_hand))
+print(f"Eq 5: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+
+# %% [markdown]
+# ## Eq 6 — the attention weights: $A = \operatorname{softmax}(\mathbf{q}\mathbf{k}^\top/\sqrt{D_h})$
+#
+# $\mathbf{q}\mathbf{k}^\top$ holds every query–key dot product: entry $(i, j)$ says how well token $i$'s question matches
+# token $j$'s key. The softmax runs over $j$ (the keys), so row $i$ of $A$ is a probability distribution: how token $i$
+# splits its attention over the $T$ tokens. `vitnp.ops.attention.attention_forward(q, k, v)` returns the output of Eq 7
+# and the weights $A$ of Eq 6.
+
+# %%
+out, A, _ = attention_forward(q, k, v)                                    # library: out (B, T, D_h), A (B, T, T)
+S_hand = q @ k.transpose(0, 2, 1) / np.sqrt(Dh)                            # (B, T, T) scaled scores
+A_hand = softmax_by_hand(S_hand)
+print(f"q {q.shape} · kᵀ -> scores {S_hand.shape} -> A {A.shape}")
+print("row sums of A:", A[0].sum(axis=1))
+d = diff(A, A_hand)
+print(f"Eq 6: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert np.allclose(A.sum(axis=-1), 1.0) and (A >= 0).all()
+
+fig, ax = plt.subplots(figsize=(5, 4.2))
+im = ax.imshow(A[0], cmap="viridis", vmin=0)
+ax.set_xticks(range(T), labels)
+ax.set_yticks(range(T), labels)
+ax.set_xlabel("key token j (attended to)")
+ax.set_ylabel("query token i (attending)")
+ax.set_title("A for image 0, one head (random weights)")
+fig.colorbar(im, ax=ax, label="attention weight A_ij")
+plt.show()
+
+# %% [markdown]
+# ### Why divide by $\sqrt{D_h}$?
+#
+# If the components of $\mathbf{q}$ and $\mathbf{k}$ are independent with mean 0 and variance 1, then
+# $\mathbf{q}\cdot\mathbf{k} = \sum_{m=1}^{D_h} q_m k_m$ is a sum of $D_h$ terms of variance 1: its variance is $D_h$, its
+# typical size $\sqrt{D_h}$. Wider heads give bigger scores, and a softmax of big numbers **saturates**: almost all the
+# weight goes to the single largest score, as if it were an `argmax`. That is bad twice over: the token no longer mixes
+# information, and the softmax's gradient (its Jacobian $\operatorname{diag}(a) - a a^\top$) goes to zero when $a$ is
+# one-hot, so the query and key projections stop learning. Dividing by $\sqrt{D_h}$ brings the variance back to 1 for any
+# head width.
+#
+# The experiment: random unit-variance $\mathbf{q}, \mathbf{k}$ for growing $D_h$, $T = 16$ keys; we measure the largest
+# weight in each row of $A$ (1/16 = uniform, 1 = one-hot) and the size of the gradient that flows back through the
+# softmax (`vitnp.ops.softmax.softmax_backward`, with a random upstream gradient).
+
+# %%
+T_exp, n_rows = 16, (200 if FAST else 1000)                                 # FAST: fewer random rows
+widths = 2 ** np.arange(0, 11)                                             # D_h = 1 … 1024
+exp_rng = np.random.default_rng(1)
+results = {"unscaled": ([], [], []), "scaled by 1/√D_h": ([], [], [])}
+for Dh_exp in widths:
+    qe = exp_rng.standard_normal((n_rows, 1, Dh_exp))                       # one query per row
+    ke = exp_rng.standard_normal((n_rows, T_exp, Dh_exp))
+    logits = (qe @ ke.transpose(0, 2, 1))[:, 0]                            # (n_rows, T_exp)
+    upstream = exp_rng.standard_normal(logits.shape)
+    for name, scale in (("unscaled", 1.0), ("scaled by 1/√D_h", 1 / np.sqrt(Dh_exp))):
+        a, cache = softmax_forward(logits * scale)
+        grad = softmax_backward(upstream, cache)                           # ∂/∂logits through the softmax
+        results[name][0].append(a.max(axis=1).mean())
+        results[name][1].append(np.linalg.norm(grad, axis=1).mean())
+        results[name][2].append((logits * scale).std())
+
+print(f"{'D_h':>5} | {'std of scores':>13} {'max weight':>10} {'|grad|':>8} (unscaled) | "
+      f"{'std':>5} {'max weight':>10} {'|grad|':>8} (scaled)")
+for i, Dh_exp in enumerate(widths):
+    u, s = results["unscaled"], results["scaled by 1/√D_h"]
+    print(f"{Dh_exp:>5} | {u[2][i]:>13.2f} {u[0][i]:>10.3f} {u[1][i]:>8.4f}            | "
+          f"{s[2][i]:>5.2f} {s[0][i]:>10.3f} {s[1][i]:>8.4f}")
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+for name, (mx, gr, _) in results.items():
+    axes[0].plot(widths, mx, "o-", label=name)
+    axes[1].plot(widths, gr, "o-", label=name)
+axes[0].axhline(1 / T_exp, color="gray", ls=":", label=f"uniform (1/{T_exp})")
+axes[0].set_title("Saturation: mean of the largest weight per row")
+axes[0].set_ylabel("max_j A_ij (1 = one-hot)")
+axes[1].set_title("Gradient through the softmax")
+axes[1].set_ylabel("mean ‖∂L/∂scores‖ per row")
+axes[1].set_yscale("log")
+for ax in axes:
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("head width D_h")
+    ax.legend()
+fig.tight_layout()
+plt.show()
+
+unscaled, scaled = results["unscaled"], results["scaled by 1/√D_h"]
+assert unscaled[0][-1] > 0.9 > max(scaled[0])          # without the scale the softmax is nearly one-hot at D_h = 1024
+assert unscaled[1][-1] < 0.2 * min(scaled[1])          # … and passes back less than a fifth of the gradient
+
+# %% [markdown]
+# With the scale, the attention stays equally "soft" and the gradient stays the same size whatever $D_h$ is; without it,
+# both degrade as the heads get wider. (ViT-B has $D_h = 64$.)
+#
+# ## Eq 7 — the output: $SA(\mathbf{z}) = A\,\mathbf{v}$
+#
+# Row $i$ of the output is $\sum_j A_{ij}\mathbf{v}_j$: a weighted average of the values, with the weights of row $i$. Since
+# the weights are non-negative and sum to 1, every output lies inside the range spanned by the values. This is the only place
+# in the whole Transformer where tokens exchange information.
+
+# %%
+out_hand = A_hand @ v                                                      # (B, T, T) @ (B, T, D_h) -> (B, T, D_h)
+print(f"A {A.shape} @ v {v.shape} -> SA(z) {out.shape}")
+d = diff(out, out_hand)
+print(f"Eq 7: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert (out >= v.min(axis=1, keepdims=True) - 1e-12).all() and (out <= v.max(axis=1, keepdims=True) + 1e-12).all()
+
+# %% [markdown]
+# ## Masked (causal) self-attention, as in a Transformer decoder
+#
+# A decoder generates the output one token at a time, so in training token $i$ must not see tokens $j > i$ (it would be
+# reading the answer). The mask sets those scores to $-\infty$ before the softmax, so their weights are exactly 0 and each row
+# renormalises over the allowed keys:
+#
+# $$A = \operatorname{softmax}\!\big(\mathbf{q}\mathbf{k}^\top/\sqrt{D_h} + M\big), \qquad
+# M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases}$$
+#
+# `vitnp.ops.attention.causal_mask(T)` is the boolean lower triangle (True = may attend). The ViT encoder never uses a mask:
+# an image has no "before" and "after", and every patch may look at every other. vitnp supports it anyway, for the
+# decoder-side ideas of the notes and for experiments (`vit_forward(..., attn_mask=...)`).
+
+# %%
+mask = causal_mask(T)                                                      # (T, T) bool
+out_m, A_m, _ = attention_forward(q, k, v, mask=mask)                      # library
+S_masked = np.where(np.tril(np.ones((T, T))) == 1, S_hand, -np.inf)        # hand: −∞ above the diagonal
+A_m_hand = softmax_by_hand(S_masked)
+print("mask:", mask.shape, mask.dtype, "| A:", A_m.shape)
+d = max(diff(A_m, A_m_hand), diff(out_m, A_m_hand @ v))
+print(f"masked Eq 6–7: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert (A_m[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0).all()   # exactly zero above the diagonal
+
+# the point of the mask: changing the last token changes nothing for the tokens before it
+k2, v2 = k.copy(), v.copy()
+k2[:, -1] += 5.0
+v2[:, -1] -= 5.0
+out_m2, _, _ = attention_forward(q, k2, v2, mask=mask)
+print("after changing the last token's key and value: max change of outputs 0…T−2 =",
+      f"{diff(out_m2[:, :-1], out_m[:, :-1]):.1e}", "| of output T−1 =", f"{diff(out_m2[:, -1], out_m[:, -1]):.2f}")
+assert diff(out_m2[:, :-1], out_m[:, :-1]) == 0.0 and diff(out_m2[:, -1], out_m[:, -1]) > 0.1
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+for ax, a, title in zip(axes, (A[0], A_m[0]), ("encoder (ViT): no mask", "decoder: causal mask")):
+    im = ax.imshow(a, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(T), range(T))
+    ax.set_yticks(range(T), range(T))
+    ax.set_xlabel("key token j")
+    ax.set_ylabel("query token i")
+    ax.set_title(title)
+fig.colorbar(im, ax=axes, label="attention weight")
+plt.show()
+
+# %% [markdown]
+# **Encoder-decoder attention** is the same function with the queries from one sequence and the keys and values from
+# another: the decoder's $T_\text{dec}$ tokens ask, the encoder's $T$ tokens answer, and $A$ is $T_\text{dec}\times T$.
+
+# %%
+q_dec = rng.standard_normal((B, 3, Dh))                                     # 3 decoder tokens
+out_x, A_x, _ = attention_forward(q_dec, k, v)                              # keys and values from the encoder
+A_x_hand = softmax_by_hand(q_dec @ k.transpose(0, 2, 1) / np.sqrt(Dh))
+print(f"queries {q_dec.shape}, keys/values {k.shape} -> A {A_x.shape}, output {out_x.shape}")
+d = max(diff(A_x, A_x_hand), diff(out_x, A_x_hand @ v))
+print(f"cross-attention: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+
+# %% [markdown]
+# ## Eq 8 — multi-head self-attention: $MSA(\mathbf{z}) = [SA_1(\mathbf{z}); \cdots; SA_k(\mathbf{z})]\,\mathbf{U}_{msa}$
+#
+# One head computes one weighting per token pair. But a token may need several things at once: its neighbours, patches of
+# the same colour, the object it belongs to. $k$ heads run $k$ attentions in parallel, each with its own projections to a
+# $D_h = D/k$-dimensional subspace; their outputs are **concatenated** back to width $k \cdot D_h = D$ and mixed by
+# $\mathbf{U}_{msa}$. The split costs nothing: with $D_h = D/k$ the $k$ heads together have exactly the parameters of
+# one head of width $D$.
+#
+# vitnp keeps all heads in one matrix: `U_qkv` has shape $(D, 3D)$ with columns $[\,\mathbf{q} \mid \mathbf{k} \mid \mathbf{v}\,]$,
+# and within each block of $D$ columns head $h$ owns columns $h D_h \ldots (h+1)D_h - 1$. So the paper's per-head
+# $\mathbf{U}_{qkv}^{(h)} \in \mathbb{R}^{D\times 3D_h}$ is three slices of it. The heads are an array axis, not a loop:
+# `split_heads` reshapes $(B, T, D) \to (B, k, T, D_h)$, `merge_heads` is the concatenation.
+#
+# First the library's steps with their shapes, then `msa_forward` in one call.
+
+# %%
+U_qkv = rng.standard_normal((D, 3 * D)) / np.sqrt(D)
+U_qkv_bias = 0.1 * rng.standard_normal(3 * D)
+U_msa = rng.standard_normal((D, D)) / np.sqrt(D)
+U_msa_bias = 0.1 * rng.standard_normal(D)
+
+qkv, _ = linear_forward(z, U_qkv, U_qkv_bias)                              # Eq 5, all heads: (B, T, 3D)
+qh, kh, vh = (split_heads(qkv[..., i * D:(i + 1) * D], heads) for i in range(3))   # (B, k, T, D_h) each
+o, A_heads, _ = attention_forward(qh, kh, vh)                              # Eq 6–7 per head: (B, k, T, D_h)
+concat = merge_heads(o)                                                    # [SA_1; …; SA_k]: (B, T, k·D_h)
+msa_steps, _ = linear_forward(concat, U_msa, U_msa_bias)                   # Eq 8: (B, T, D)
+for name, arr in [("z", z), ("z U_qkv", qkv), ("q, k, v per head", qh), ("A per head", A_heads),
+                  ("SA per head", o), ("concatenation", concat), ("MSA(z)", msa_steps)]:
+    print(f"{name:<18} {arr.shape}")
+
+msa_out, msa_A, _ = msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads)   # the same in one call
+assert diff(msa_out, msa_steps) == 0.0 and diff(msa_A, A_heads) == 0.0
+
+# %% [markdown]
+# The hand-written version follows the paper literally: a Python loop over the heads, each with its own
+# $\mathbf{U}_{qkv}^{(h)} \in \mathbb{R}^{D \times 3D_h}$ (Eq 5), its own softmax (Eq 6) and product with $\mathbf{v}$ (Eq 7);
+# then `np.concatenate` and $\mathbf{U}_{msa}$ (Eq 8).
+
+# %%
+def msa_by_hand(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads):
+    """Eq 5–8 with a loop over heads. Returns MSA(z) (B, T, D) and the weights (B, k, T, T)."""
+    D = z.shape[-1]
+    Dh = D // heads
+    outputs, weights = [], []
+    for h in range(heads):
+        cols = [blk * D + h * Dh + np.arange(Dh) for blk in range(3)]      # head h's q, k and v columns
+        U_h = np.concatenate([U_qkv[:, c] for c in cols], axis=1)           # U_qkv^(h): (D, 3 D_h)
+        b_h = np.concatenate([U_qkv_bias[c] for c in cols])
+        q, k, v = np.split(z @ U_h + b_h, 3, axis=-1)                      # Eq 5: (B, T, D_h) each
+        A = softmax_by_hand(q @ k.transpose(0, 2, 1) / np.sqrt(Dh))        # Eq 6: (B, T, T)
+        outputs.append(A @ v)                                              # Eq 7: (B, T, D_h)
+        weights.append(A)
+    return np.concatenate(outputs, axis=-1) @ U_msa + U_msa_bias, np.stack(weights, axis=1)   # Eq 8
+
+
+msa_hand, A_heads_hand = msa_by_hand(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads)
+d = max(diff(msa_out, msa_hand), diff(msa_A, A_heads_hand))
+print(f"Eq 5–8, {heads} heads: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+print("parameters of U_qkv and U_msa:", U_qkv.size + U_msa.size, "for k =", heads,
+      "heads; one head of width D would have", D * 3 * D + D * D)
+
+fig, axes = plt.subplots(1, heads, figsize=(13, 3.6), layout="constrained")
+for h, ax in enumerate(axes):
+    im = ax.imshow(msa_A[0, h], cmap="viridis", vmin=0, vmax=msa_A[0].max())
+    ax.set_title(f"head {h + 1}")
+    ax.set_xticks(range(T), labels, fontsize=7)
+    ax.set_yticks(range(T), labels, fontsize=7)
+    ax.set_xlabel("key token j")
+axes[0].set_ylabel("query token i")
+fig.colorbar(im, ax=axes, label="attention weight")
+fig.suptitle("Each head has its own attention pattern (random weights: untrained; trained ones are in notebook 06)")
+plt.show()
+
+# %% [markdown]
+# ## The cost of attention is quadratic in the number of tokens
+#
+# $A$ has $T^2$ entries per head, per layer, per image. For ViT-B/16 at 224×224 ($T = 197$, $k = 12$, $L = 12$) that is
+# about 5.6 million weights per image, and they must be kept for the backward pass. Four times as many patches (half the
+# patch size, or twice the resolution) means sixteen times as many. This is the price of letting every patch see every other
+# patch from the first layer on, the thing a CNN only achieves after many layers.
+
+# %%
+for name in ("B/32", "B/16", "L/16", "H/14"):
+    c = vitnp.ViTConfig.variant(name)
+    n = c.depth * c.heads * c.num_tokens ** 2
+    print(f"ViT-{name:<5} T = {c.num_tokens:>3}, k = {c.heads:>2}, L = {c.depth:>2}: "
+          f"{n / 1e6:6.1f} M attention weights per image ({n * 4 / 2**20:6.1f} MiB in float32)")
+
+# %% [markdown]
+# **Summary.** Eq 5 projects tokens to queries, keys and values; Eq 6 turns query–key agreement into weights (scaled by
+# $1/\sqrt{D_h}$ so the softmax does not saturate); Eq 7 averages the values; Eq 8 runs $k$ such heads side by side and mixes
+# their concatenation with $\mathbf{U}_{msa}$. A causal mask turns the same machinery into a decoder's self-attention. Every
+# step matched a hand-written loop. Next: [04_encoder_block](04_encoder_block.ipynb), where attention meets LayerNorm, the MLP and
+# the residual connections.

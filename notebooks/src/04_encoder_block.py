@@ -1,0 +1,360 @@
+# %% [markdown]
+# # 04 · The encoder block: LayerNorm, GELU, the MLP, residuals (Eq 2–4)
+#
+# *An Image is Worth 16x16 Words*, §3.1, Eq 2–4. Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
+#
+# $$
+# \begin{aligned}
+# \mathbf{z}'_\ell &= MSA(LN(\mathbf{z}_{\ell-1})) + \mathbf{z}_{\ell-1}, & \ell &= 1 \ldots L && \text{(2)}\\
+# \mathbf{z}_\ell &= MLP(LN(\mathbf{z}'_\ell)) + \mathbf{z}'_\ell, & \ell &= 1 \ldots L && \text{(3)}\\
+# \mathbf{y} &= LN(\mathbf{z}_L^0) && && \text{(4)}
+# \end{aligned}
+# $$
+#
+# Notebook 03 built $MSA$. Here come the other pieces: LayerNorm $LN$ with its $\gamma$ and $\beta$, the GELU nonlinearity,
+# the $MLP$, the residual "$+\,\mathbf{z}$", a stack of $L$ blocks, and the readout $\mathbf{y}$ with the classification head.
+# At the end, a ViT written entirely by hand in NumPy gives the same logits as `vitnp.vit_forward`.
+
+# %%
+import math
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import vitnp
+from vitnp.ops.attention import msa_forward
+from vitnp.ops.block import BLOCK_KEYS, encoder_block_forward, encoder_forward
+from vitnp.ops.gelu import gelu_forward
+from vitnp.ops.layernorm import layernorm_forward
+from vitnp.ops.linear import linear_forward
+from vitnp.ops.mlp import mlp_forward
+from vitnp.ops.patches import patchify_forward
+from vitnp.ops.posemb import pos_embed_forward
+from vitnp.ops.tokens import class_token_forward, readout_forward
+
+FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
+print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+
+def diff(a, b):
+    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+# %% [markdown]
+# ## The tiny configuration and $\mathbf{z}_0$
+#
+# Same model as in notebooks 02–03: 12×12×3 images, $P = 4$, $T = 10$ tokens, $D = 16$, $k = 4$ heads, MLP width $M = 32$,
+# $L = 2$ blocks, 10 classes, float64. The parameters are `init_params` plus noise, so that no $\gamma$ is exactly 1 and no
+# bias exactly 0 (which would hide mistakes). $\mathbf{z}_0$ comes from the library's Eq 1 (checked in notebook 02).
+
+# %%
+cfg = vitnp.ViTConfig(image_size=12, patch_size=4, in_channels=3, num_classes=10, dim=16, depth=2, heads=4,
+                      mlp_dim=32, dtype="float64")
+rng = np.random.default_rng(0)
+params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in vitnp.init_params(cfg, seed=0).items()}
+blocks = [{k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg.depth)]   # one dict per block
+x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))                  # (B, H, W, C)
+B, T, D, M, L, heads, eps = len(x), cfg.num_tokens, cfg.dim, cfg.mlp_dim, cfg.depth, cfg.heads, cfg.ln_eps
+
+x_p, _ = patchify_forward(x, cfg.patch_size)
+z0, _ = pos_embed_forward(class_token_forward(linear_forward(x_p, params["E"], params["E_bias"])[0],
+                                              params["x_class"])[0], params["E_pos"])          # Eq 1
+print(f"x {x.shape} -> z0 {z0.shape} = (B, T, D);  M = {M}, L = {L}, k = {heads}, LayerNorm ε = {eps}")
+print("block parameters:", {k: blocks[0][k].shape for k in BLOCK_KEYS})
+
+# %% [markdown]
+# ## LayerNorm
+#
+# $$LN(\mathbf{x}) = \boldsymbol{\gamma} \odot \frac{\mathbf{x} - \mu}{\sqrt{\sigma^2 + \epsilon}} + \boldsymbol{\beta},
+# \qquad \mu = \frac1D\sum_{d} x_d,\quad \sigma^2 = \frac1D\sum_d (x_d - \mu)^2,\quad \boldsymbol{\gamma}, \boldsymbol{\beta} \in \mathbb{R}^D$$
+#
+# Each token is normalised **on its own**, over its $D$ features: after the fraction every token has mean 0 and variance
+# (almost) 1, whatever the scale of its input. Then $\boldsymbol{\gamma}$ (a learned scale per feature) and
+# $\boldsymbol{\beta}$ (a learned shift) give the model back the freedom to choose a scale, including undoing the
+# normalisation. $\epsilon = 10^{-6}$ (the reference code's value) keeps the division safe for a constant token.
+#
+# Why per token and not per batch, as BatchNorm does? The statistics of one token do not depend on the other images in the
+# batch, so training and inference compute the same thing, batch size 1 works, and sequences of any length are fine. Why
+# normalise at all? The residual stream $\mathbf{z}_\ell$ grows as blocks add to it; normalising the *input* of each branch
+# keeps what $MSA$ and $MLP$ see in a fixed range.
+
+# %%
+ln_out, _ = layernorm_forward(z0, blocks[0]["ln1.gamma"], blocks[0]["ln1.beta"], eps)     # library: (B, T, D)
+
+
+def layernorm_by_hand(x, gamma, beta, eps=1e-6):
+    mu = x.mean(axis=-1, keepdims=True)                                    # (…, 1): one mean per token
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)                     # (…, 1): biased variance
+    return gamma * (x - mu) / np.sqrt(var + eps) + beta
+
+
+print(f"LN: {z0.shape} -> {ln_out.shape}, gamma, beta: {blocks[0]['ln1.gamma'].shape}")
+d = diff(ln_out, layernorm_by_hand(z0, blocks[0]["ln1.gamma"], blocks[0]["ln1.beta"], eps))
+print(f"LayerNorm: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+
+x_hat, _ = layernorm_forward(z0, np.ones(D), np.zeros(D), eps)           # γ = 1, β = 0: the bare normalisation
+print("per-token mean before:", z0[0].mean(-1)[:4], "…  after:", x_hat[0].mean(-1)[:4], "…")
+print("per-token std  before:", z0[0].std(-1)[:4], "…  after:", x_hat[0].std(-1)[:4], "…")
+sigma = z0.std(-1)
+assert np.allclose(x_hat.mean(-1), 0, atol=1e-12)
+assert np.allclose(x_hat.std(-1), sigma / np.sqrt(sigma**2 + eps), rtol=1e-12)   # = 1, up to the effect of ε
+print(f"token 0 (σ = {sigma[0, 0]:.3f}) has std {x_hat[0, 0].std():.6f} after: σ/√(σ² + ε) is a little below 1 for small σ")
+
+# %% [markdown]
+# ## GELU, exact and tanh
+#
+# $$\text{GELU}(x) = x\,\Phi(x) = \tfrac12 x\big(1 + \operatorname{erf}(x/\sqrt2)\big)
+# \;\approx\; \tfrac12 x\Big(1 + \tanh\!\big(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\big)\Big)$$
+#
+# $\Phi$ is the standard normal CDF. GELU multiplies its input by the probability that a standard normal variable is
+# below it: large positive inputs pass ($\Phi \approx 1$), large negative ones are switched off ($\Phi \approx 0$), and in
+# between the switch is smooth. Unlike ReLU it has a gradient everywhere, and a small dip below zero near $x \approx -0.75$.
+# BERT and GPT use it, and so does ViT's MLP.
+#
+# NumPy has no `erf`, so the tanh form was popular; the paper's JAX code uses it (flax's default), while PyTorch's
+# `nn.GELU` and timm use the exact one. vitnp offers both (`ViTConfig(gelu='exact' | 'tanh')`); its exact form uses its own
+# vectorised erf. The hand-written exact version below calls Python's `math.erf` one number at a time.
+
+# %%
+t = np.linspace(-6, 6, 2401)
+g_exact, _ = gelu_forward(t, "exact")                                      # library
+g_tanh, _ = gelu_forward(t, "tanh")
+g_exact_hand = 0.5 * t * (1 + np.array([math.erf(v / math.sqrt(2)) for v in t]))
+g_tanh_hand = 0.5 * t * (1 + np.tanh(math.sqrt(2 / math.pi) * (t + 0.044715 * t**3)))
+d_exact, d_tanh = diff(g_exact, g_exact_hand), diff(g_tanh, g_tanh_hand)
+print(f"exact GELU: max |library − hand (math.erf)| = {d_exact:.1e};  tanh GELU: max |library − hand| = {d_tanh:.1e}")
+assert d_exact < 1e-8 and d_tanh < 1e-12
+gap = np.abs(g_exact - g_tanh)
+inside = np.abs(t) <= 5
+print(f"max |exact − tanh| on [−5, 5] = {gap[inside].max():.1e} at x = {t[inside][gap[inside].argmax()]:+.2f}")
+assert gap[inside].max() < 1e-3
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+axes[0].plot(t, g_exact, label="GELU exact: x Φ(x)")
+axes[0].plot(t, g_tanh, "--", label="GELU tanh approximation")
+axes[0].plot(t, np.maximum(t, 0), ":", color="gray", label="ReLU, for comparison")
+axes[0].set_xlim(-4, 4)
+axes[0].set_ylim(-0.5, 4)
+axes[0].set_title("GELU")
+axes[0].set_xlabel("x")
+axes[0].set_ylabel("GELU(x)")
+axes[0].legend()
+axes[1].plot(t, g_exact - g_tanh)
+axes[1].axhline(0, color="gray", lw=0.5)
+axes[1].set_title("exact − tanh approximation")
+axes[1].set_xlabel("x")
+axes[1].set_ylabel("difference")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The MLP
+#
+# $$MLP(\mathbf{x}) = \text{GELU}(\mathbf{x}\mathbf{W}_1 + \mathbf{b}_1)\,\mathbf{W}_2 + \mathbf{b}_2,
+# \qquad \mathbf{W}_1 \in \mathbb{R}^{D\times M},\; \mathbf{W}_2 \in \mathbb{R}^{M\times D}$$
+#
+# Two dense layers, widening to $M$ and back to $D$ ($M = 4D$ in every ViT of Table 1, e.g. 3072 = 4 · 768 for ViT-B).
+# It acts on **each token separately**, with the same weights for every token: attention moved information *between*
+# tokens; the MLP transforms what each token now holds. The check below shows the "separately": the MLP of one token alone
+# equals that token's row of the MLP of the whole sequence.
+
+# %%
+bp = blocks[0]
+mlp_out, _ = mlp_forward(ln_out, bp["mlp.W1"], bp["mlp.b1"], bp["mlp.W2"], bp["mlp.b2"], gelu=cfg.gelu)   # library
+
+
+def gelu_by_hand(x):
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def mlp_by_hand(x, W1, b1, W2, b2):
+    h = gelu_by_hand(x @ W1 + b1)                                         # (…, M)
+    return h @ W2 + b2                                                     # (…, D)
+
+
+print(f"MLP: {ln_out.shape} -> hidden (…, {M}) -> {mlp_out.shape}")
+d = diff(mlp_out, mlp_by_hand(ln_out, bp["mlp.W1"], bp["mlp.b1"], bp["mlp.W2"], bp["mlp.b2"]))
+print(f"MLP: max |library − hand| = {d:.1e}")
+assert d < 1e-8
+
+one_token, _ = mlp_forward(ln_out[:, 3:4], bp["mlp.W1"], bp["mlp.b1"], bp["mlp.W2"], bp["mlp.b2"], gelu=cfg.gelu)
+assert diff(one_token, mlp_out[:, 3:4]) < 1e-12                            # token 3 alone = token 3 in the sequence
+
+# %% [markdown]
+# ## Residual connections: Eq 2 and Eq 3
+#
+# $$\mathbf{z}'_\ell = MSA(LN(\mathbf{z}_{\ell-1})) + \mathbf{z}_{\ell-1} \quad (2)\qquad\qquad
+# \mathbf{z}_\ell = MLP(LN(\mathbf{z}'_\ell)) + \mathbf{z}'_\ell \quad (3)$$
+#
+# Each sub-layer does not *replace* its input, it *adds* to it. Think of $\mathbf{z}$ as a stream that runs through the whole
+# network, and of each $MSA$ and $MLP$ as a branch that reads a normalised copy of the stream and writes a correction back.
+# Two reasons this matters:
+#
+# * **Gradients**: $\partial \mathbf{z}'_\ell / \partial \mathbf{z}_{\ell-1} = I + (\text{branch})$: the identity gives the
+#   gradient a direct path from the loss to the first layer, however deep the network (notebook 05).
+# * **A good default**: a branch that outputs zero leaves its input unchanged, so adding a block cannot make things worse
+#   at the start; the network refines step by step.
+#
+# ViT puts $LN$ *before* each branch (pre-LN). The original Transformer normalised *after* the addition,
+# $\mathbf{z}' = LN(\mathbf{z} + MSA(\mathbf{z}))$, so every path went through a LayerNorm; pre-LN keeps the identity path
+# clean, which makes deep stacks easier to train.
+#
+# First Eq 2 and Eq 3 from the library's pieces, then one call of `encoder_block_forward`, then the hand-written block.
+
+# %%
+a, _ = layernorm_forward(z0, bp["ln1.gamma"], bp["ln1.beta"], eps)
+a, A_lib, _ = msa_forward(a, bp["U_qkv"], bp["U_qkv_bias"], bp["U_msa"], bp["U_msa_bias"], heads)
+z1_prime = a + z0                                                          # Eq 2: (B, T, D)
+m, _ = layernorm_forward(z1_prime, bp["ln2.gamma"], bp["ln2.beta"], eps)
+m, _ = mlp_forward(m, bp["mlp.W1"], bp["mlp.b1"], bp["mlp.W2"], bp["mlp.b2"], gelu=cfg.gelu)
+z1 = m + z1_prime                                                          # Eq 3: (B, T, D)
+block_out, block_A, _ = encoder_block_forward(z0, bp, heads, gelu=cfg.gelu, eps=eps)   # the library's block
+assert diff(block_out, z1) == 0.0 and diff(block_A, A_lib) == 0.0
+print(f"z0 {z0.shape} -> z'_1 {z1_prime.shape} -> z_1 {z1.shape};  attention weights {block_A.shape}")
+
+
+def softmax_by_hand(S):
+    e = np.exp(S - S.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def msa_by_hand(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads):
+    """Eq 5–8 with a loop over heads (as in notebook 03): (B, T, D) -> (B, T, D), weights (B, k, T, T)."""
+    D = z.shape[-1]
+    Dh = D // heads
+    outs, weights = [], []
+    for h in range(heads):
+        cols = [blk * D + h * Dh + np.arange(Dh) for blk in range(3)]     # head h's q, k, v columns
+        q, k, v = (z @ U_qkv[:, c] + U_qkv_bias[c] for c in cols)
+        A = softmax_by_hand(q @ k.transpose(0, 2, 1) / np.sqrt(Dh))
+        outs.append(A @ v)
+        weights.append(A)
+    return np.concatenate(outs, axis=-1) @ U_msa + U_msa_bias, np.stack(weights, axis=1)
+
+
+def block_by_hand(z, p, heads, eps=1e-6):
+    """Eq 2 and Eq 3 with the hand-written pieces."""
+    a, A = msa_by_hand(layernorm_by_hand(z, p["ln1.gamma"], p["ln1.beta"], eps),
+                       p["U_qkv"], p["U_qkv_bias"], p["U_msa"], p["U_msa_bias"], heads)
+    z_prime = a + z                                                                            # Eq 2
+    m = mlp_by_hand(layernorm_by_hand(z_prime, p["ln2.gamma"], p["ln2.beta"], eps),
+                    p["mlp.W1"], p["mlp.b1"], p["mlp.W2"], p["mlp.b2"])
+    return m + z_prime, A, z_prime                                                             # Eq 3
+
+
+z1_hand, A_hand, z1_prime_hand = block_by_hand(z0, bp, heads, eps)
+d2, d3 = diff(z1_prime, z1_prime_hand), diff(z1, z1_hand)
+print(f"Eq 2: max |library − hand| = {d2:.1e};  Eq 3: max |library − hand| = {d3:.1e};  "
+      f"attention: {diff(block_A, A_hand):.1e}")
+assert d2 < 1e-12 and d3 < 1e-8 and diff(block_A, A_hand) < 1e-12
+
+# %% [markdown]
+# (Eq 3's tolerance is $10^{-8}$ rather than $10^{-12}$ because the library's erf and `math.erf` differ by up to ~$10^{-9}$;
+# everything else agrees to rounding.)
+#
+# ## Stacking $L$ blocks
+#
+# A block maps $(B, T, D)$ to $(B, T, D)$: the same shape in and out, which is exactly what makes blocks stackable. Each block
+# has its own parameters. `encoder_forward` runs Eq 2–3 for $\ell = 1 \ldots L$ and returns $\mathbf{z}_L$ and the $L$
+# attention maps.
+
+# %%
+zL, maps, _ = encoder_forward(z0, blocks, heads, gelu=cfg.gelu, eps=eps)   # library
+z_hand, maps_hand = z0, []
+for l, p in enumerate(blocks):                                              # ℓ = 1 … L
+    z_hand, A_l, _ = block_by_hand(z_hand, p, heads, eps)
+    maps_hand.append(A_l)
+    print(f"after block {l + 1}: z_{l + 1} {z_hand.shape}, attention {A_l.shape}")
+d = max([diff(zL, z_hand)] + [diff(a, b) for a, b in zip(maps, maps_hand)])
+print(f"L = {L} blocks: max |library − hand| = {d:.1e}")
+assert d < 1e-8
+
+# %% [markdown]
+# ## Eq 4 — the image representation $\mathbf{y} = LN(\mathbf{z}_L^0)$, and the head
+#
+# After the last block, a final LayerNorm, and the class token's row (token 0) is the image's representation
+# $\mathbf{y} \in \mathbb{R}^D$. LayerNorm acts on each token separately, so normalising all tokens and keeping row 0 is the
+# same as normalising row 0 alone. A linear **head** maps $\mathbf{y}$ to the $K$ class scores (logits):
+#
+# $$\text{logits} = \mathbf{y}\,\mathbf{W}_\text{head} + \mathbf{b}_\text{head}, \qquad \mathbf{W}_\text{head} \in \mathbb{R}^{D\times K}$$
+#
+# The paper pre-trains with an MLP head (one hidden layer with tanh) and fine-tunes with this single linear layer, initialised
+# to zero; vitnp has the linear one.
+
+# %%
+zL_norm, _ = layernorm_forward(zL, params["ln_f.gamma"], params["ln_f.beta"], eps)
+y, _ = readout_forward(zL_norm, "token")                                    # library: (B, D)
+y_hand = layernorm_by_hand(zL[:, 0], params["ln_f.gamma"], params["ln_f.beta"], eps)   # LN of row 0 only
+head, _ = linear_forward(y, params["head.W"], params["head.b"])            # library: (B, K)
+head_hand = y_hand @ params["head.W"] + params["head.b"]
+print(f"z_L {zL.shape} -> LN -> y = row 0 {y.shape} -> logits {head.shape}")
+d4, dh = diff(y, y_hand), diff(head, head_hand)
+print(f"Eq 4: max |library − hand| = {d4:.1e};  head: {dh:.1e}")
+assert d4 < 1e-12 and dh < 1e-12
+
+# %% [markdown]
+# ## The whole ViT by hand
+#
+# Eq 1 to Eq 4 and the head, written with nothing but NumPy (and the hand-written functions above), against
+# `vitnp.vit_forward(params, x, cfg)`: the logits and every layer's attention weights.
+
+# %%
+def vit_by_hand(params, x, cfg):
+    B, H, W, C = x.shape
+    P, D = cfg.patch_size, cfg.dim
+    gh, gw = H // P, W // P
+    x_p = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, gh * gw, P * P * C)
+    z = x_p @ params["E"] + params["E_bias"]                                       # patch embedding
+    if cfg.classifier == "token":
+        z = np.concatenate([np.broadcast_to(params["x_class"], (B, 1, D)), z], axis=1)
+    z = z + params["E_pos"]                                                        # Eq 1
+    maps = []
+    for l in range(cfg.depth):                                                     # Eq 2–3
+        z, A, _ = block_by_hand(z, {k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS}, cfg.heads, cfg.ln_eps)
+        maps.append(A)
+    z = layernorm_by_hand(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
+    y = z[:, 0] if cfg.classifier == "token" else z.mean(axis=1)                  # Eq 4 (or average pooling)
+    return y @ params["head.W"] + params["head.b"], maps
+
+
+logits, cache = vitnp.vit_forward(params, x, cfg)
+logits_hand, maps_hand = vit_by_hand(params, x, cfg)
+d = max([diff(logits, logits_hand)] + [diff(a, b) for a, b in zip(cache["attention"], maps_hand)])
+print(f"logits {logits.shape}: max |vit_forward − hand-written ViT| = {d:.1e}")
+assert d < 1e-8
+
+# %% [markdown]
+# ## The head: class token or average pooling?
+#
+# The class token is one way to get a single vector out of $T$ tokens. The other is to drop the class token and average the
+# $N$ patch tokens after the final LayerNorm (global average pooling, GAP), as CNNs usually do:
+# $\mathbf{y} = \frac1N \sum_{i=1}^N LN(\mathbf{z}_L)_i$. The paper (Appendix D.3) finds both work equally well, but only
+# if each gets its own learning rate; it keeps the class token to stay close to the original Transformer. In vitnp it is
+# `ViTConfig(classifier='gap')`: no `x_class`, $T = N$, and $\mathbf{E}_{pos}$ has $N$ rows.
+#
+# And other heads for other tasks? $\mathbf{z}_L$ has one vector per patch, so the encoder can feed any head: the
+# classifier reads one row, but a head applied to every patch token would give a prediction per patch (the idea behind
+# segmentation with Transformers). The encoder does not change; only what reads its output does.
+
+# %%
+cfg_gap = cfg.replace(classifier="gap")
+params_gap = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in vitnp.init_params(cfg_gap, seed=1).items()}
+print("classifier='gap': T =", cfg_gap.num_tokens, "| E_pos", params_gap["E_pos"].shape, "| has x_class:",
+      "x_class" in params_gap)
+logits_gap, cache_gap = vitnp.vit_forward(params_gap, x, cfg_gap)
+logits_gap_hand, _ = vit_by_hand(params_gap, x, cfg_gap)
+d = diff(logits_gap, logits_gap_hand)
+print(f"GAP: max |vit_forward − hand| = {d:.1e}")
+assert d < 1e-8
+
+# %% [markdown]
+# **Summary.** One encoder block is $LN \to MSA \to +$ then $LN \to MLP \to +$ (Eq 2–3); $L$ of them in a row keep the shape
+# $(B, T, D)$; Eq 4 normalises and reads the class token (or averages the patches) and a linear head gives the logits. A ViT
+# written only with NumPy matched `vitnp.vit_forward` for both readouts. Next: [05_backprop](05_backprop.ipynb), the
+# backward pass of every one of these steps.

@@ -1,0 +1,528 @@
+# %% [markdown]
+# # 05 · Backpropagation: every backward derived, then checked numerically
+#
+# Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
+#
+# Training needs the gradient of the loss with respect to every parameter. vitnp computes it by hand: every operation is a
+# pair `*_forward(inputs) -> (out, cache)` and `*_backward(dout, cache) -> dinputs`, and the model's backward calls them in
+# reverse order. This notebook derives each backward (chain rule, with shapes), writes the result in NumPy, and checks it
+# twice: against the library's backward, and against **numerical derivatives** with `vitnp.gradcheck`.
+#
+# **The contract of a backward.** Let $L$ be the scalar loss and $\mathbf{o} = f(\mathbf{x})$ one operation inside it.
+# The backward receives $\bar{\mathbf{o}} = \partial L / \partial \mathbf{o}$ (same shape as $\mathbf{o}$, the *upstream
+# gradient*) and returns $\bar{\mathbf{x}} = \partial L/\partial \mathbf{x}$ (same shape as $\mathbf{x}$). By the chain rule
+#
+# $$\bar{x}_i = \sum_j \bar{o}_j \,\frac{\partial o_j}{\partial x_i},$$
+#
+# a product with the transposed Jacobian, which we never build: each backward below finds a cheap formula for it.
+#
+# **The check.** To test a backward we pick a random upstream gradient $\mathbf{g}$ and the scalar
+# $L(\mathbf{x}) = \sum_j o_j(\mathbf{x})\, g_j$, whose exact gradient is what the backward returns for $\bar{\mathbf{o}} = \mathbf{g}$.
+# Centred differences estimate the same thing:
+#
+# $$\frac{\partial L}{\partial x_i} \approx \frac{L(\mathbf{x} + h\mathbf{e}_i) - L(\mathbf{x} - h\mathbf{e}_i)}{2h},
+# \qquad \text{error } O(h^2),$$
+#
+# and `vitnp.gradcheck.check_pair` reports, per input, the relative error
+# $\max_i |a_i - n_i| \,/\, (\max_i |a_i| + \max_i |n_i|)$ between analytic $a$ and numerical $n$. In float64 with
+# $h = 10^{-6}$ a correct backward gives about $10^{-9}$ or less; the test suite's tolerances are $10^{-7}$ for single
+# operations and $10^{-6}$ for blocks and the whole model. A bug typically gives $10^{-2}$ to $1$.
+
+# %%
+import math
+import os
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import vitnp
+from vitnp.gradcheck import check_gradients, check_pair, numerical_gradient, rel_error
+from vitnp.ops.attention import (attention_backward, attention_forward, causal_mask, msa_backward,
+                                 msa_forward)
+from vitnp.ops.block import BLOCK_KEYS, encoder_block_backward, encoder_block_forward
+from vitnp.ops.gelu import gelu_backward, gelu_forward
+from vitnp.ops.layernorm import layernorm_backward, layernorm_forward
+from vitnp.ops.linear import linear_backward, linear_forward
+from vitnp.ops.loss import softmax_cross_entropy
+from vitnp.ops.mlp import mlp_backward, mlp_forward
+from vitnp.ops.patches import patchify_backward, patchify_forward
+from vitnp.ops.posemb import pos_embed_backward, pos_embed_forward
+from vitnp.ops.softmax import softmax_backward, softmax_forward
+from vitnp.ops.tokens import class_token_backward, class_token_forward
+from vitnp.selfcheck import check_model, tiny_config
+
+FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: the whole-model check on 2 variants instead of 14
+print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
+plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+OP_TOL = 1e-7       # single operations (as in tests/test_gradcheck.py)
+MODEL_TOL = 1e-6    # encoder block and whole model
+rng = np.random.default_rng(0)
+r = lambda *shape: rng.standard_normal(shape)                   # noqa: E731  random float64 array
+
+
+def diff(a, b):
+    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def show(name, errors, tol):
+    """Print the gradient check's relative error per input; return the worst."""
+    worst = max(errors.values())
+    print(f"gradcheck {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+          + f"  (worst {worst:.1e}, tolerance {tol:.0e})")
+    return worst
+
+# %% [markdown]
+# ## 1. Linear: $\mathbf{o} = \mathbf{x}\mathbf{W} + \mathbf{b}$
+#
+# Used for $\mathbf{E}$, $\mathbf{U}_{qkv}$, $\mathbf{U}_{msa}$, both MLP layers and the head. Write the leading axes as
+# one row index $n$ (all tokens of all images): $o_{nj} = \sum_i x_{ni} W_{ij} + b_j$. Then
+#
+# $$\bar{x}_{ni} = \sum_j \bar{o}_{nj} W_{ij} \;\Rightarrow\; \bar{\mathbf{x}} = \bar{\mathbf{o}}\,\mathbf{W}^\top, \qquad
+# \bar{W}_{ij} = \sum_n x_{ni}\, \bar{o}_{nj} \;\Rightarrow\; \bar{\mathbf{W}} = \mathbf{x}^\top \bar{\mathbf{o}}, \qquad
+# \bar{\mathbf{b}} = \sum_n \bar{\mathbf{o}}_n .$$
+#
+# Shapes: $\bar{\mathbf{x}}$ $(\ldots, D_\text{in})$ like $\mathbf{x}$; $\bar{\mathbf{W}}$ $(D_\text{in}, D_\text{out})$ like
+# $\mathbf{W}$; $\bar{\mathbf{b}}$ $(D_\text{out})$. The sums over $n$ appear because the **same** $\mathbf{W}$ and
+# $\mathbf{b}$ are used for every token of every image: a shared parameter collects the gradient of every use.
+
+# %%
+x, W, b = r(2, 3, 5), r(5, 4), r(4)
+out, cache = linear_forward(x, W, b)
+g = r(*out.shape)                                                          # upstream gradient
+dx, dW, db = linear_backward(g, cache)
+dx_hand = g @ W.T                                                          # (2, 3, 5)
+dW_hand = x.reshape(-1, 5).T @ g.reshape(-1, 4)                            # (5, 4): summed over all 6 rows
+db_hand = g.reshape(-1, 4).sum(axis=0)                                     # (4,)
+print(f"x {x.shape}, W {W.shape}, b {b.shape} -> out {out.shape};  dx {dx.shape}, dW {dW.shape}, db {db.shape}")
+d = max(diff(dx, dx_hand), diff(dW, dW_hand), diff(db, db_hand))
+print(f"linear backward: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert show("linear", check_pair(linear_forward, linear_backward, dict(x=x, W=W, b=b)), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 2. Patch flattening
+#
+# Flattening only moves numbers (notebook 01): $x_p[\pi(m)] = x[m]$ for a fixed permutation $\pi$. Each output number
+# depends on exactly one input number with derivative 1, so $\bar{x}[m] = \bar{x}_p[\pi(m)]$: the gradient goes back to
+# where its number came from, which is `unpatchify`. Shapes: $\bar{\mathbf{x}}_p$ $(B, N, P^2C)$ → $\bar{\mathbf{x}}$ $(B, H, W, C)$.
+
+# %%
+x = r(2, 6, 4, 3)
+x_p, cache = patchify_forward(x, 2)
+g = r(*x_p.shape)
+dx = patchify_backward(g, cache)
+index = np.arange(x.size, dtype=np.float64).reshape(x.shape)
+source = patchify_forward(index, 2)[0].reshape(-1).astype(int)           # slot of x_p <- position in x
+dx_hand = np.empty(x.size)
+dx_hand[source] = g.reshape(-1)                                            # send each gradient back to its pixel
+print(f"x {x.shape} -> x_p {x_p.shape};  dx {dx.shape}")
+d = diff(dx, dx_hand.reshape(x.shape))
+print(f"patchify backward: max |library − hand| = {d:.1e}")
+assert d == 0.0
+assert show("patchify", check_pair(patchify_forward, patchify_backward, {"x": x}, kwargs={"P": 2}), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 3. Class token and position embeddings: shared parameters sum over the batch
+#
+# $\mathbf{z} = [\mathbf{x}_\text{class}; \mathbf{X}]$ copies $\mathbf{x}_\text{class}$ into row 0 of **every** image, and
+# $\mathbf{z}_0 = \mathbf{z} + \mathbf{E}_{pos}$ adds the same table to every image. A parameter used $B$ times receives the
+# sum of the $B$ gradients:
+#
+# $$\bar{\mathbf{X}} = \bar{\mathbf{z}}_{[:,1:]}, \qquad \bar{\mathbf{x}}_\text{class} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{b,0}, \qquad
+# \bar{\mathbf{z}} = \bar{\mathbf{z}}_0, \qquad \bar{\mathbf{E}}_{pos} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{0,b}.$$
+#
+# Shapes: $\bar{\mathbf{x}}_\text{class}$ $(D)$, $\bar{\mathbf{E}}_{pos}$ $(T, D)$. Forgetting the sum is an easy mistake
+# (one public NumPy ViT makes it); section 11 shows how the check catches it.
+
+# %%
+X, x_class = r(3, 4, 5), r(5)
+z, cache = class_token_forward(X, x_class)
+g = r(*z.shape)
+dX, dcls = class_token_backward(g, cache)
+d = max(diff(dX, g[:, 1:]), diff(dcls, g[:, 0].sum(axis=0)))
+print(f"X {X.shape}, x_class {x_class.shape} -> z {z.shape};  dX {dX.shape}, dx_class {dcls.shape}")
+print(f"class token backward: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert show("class_token", check_pair(class_token_forward, class_token_backward, dict(X=X, x_class=x_class)),
+            OP_TOL) < OP_TOL
+
+z, E_pos = r(3, 4, 5), r(4, 5)
+z0, cache = pos_embed_forward(z, E_pos)
+g = r(*z0.shape)
+dz, dE = pos_embed_backward(g, cache)
+d = max(diff(dz, g), diff(dE, g.sum(axis=0)))
+print(f"position embedding backward: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert show("pos_embed", check_pair(pos_embed_forward, pos_embed_backward, dict(z=z, E_pos=E_pos)), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 4. Softmax
+#
+# For one row, $a_j = e^{s_j} / \sum_m e^{s_m}$, and $\partial a_j / \partial s_i = a_j(\delta_{ij} - a_i)$. The Jacobian is
+# $\operatorname{diag}(\mathbf{a}) - \mathbf{a}\mathbf{a}^\top$ (symmetric), so
+#
+# $$\bar{s}_i = \sum_j \bar{a}_j\, a_j (\delta_{ij} - a_i) = a_i\Big(\bar{a}_i - \sum_j \bar{a}_j a_j\Big),
+# \qquad \bar{\mathbf{s}} = \mathbf{a} \odot \big(\bar{\mathbf{a}} - (\bar{\mathbf{a}}\cdot\mathbf{a})\big).$$
+#
+# $O(T)$ per row instead of the $O(T^2)$ Jacobian. The hand version below *does* build the Jacobian, row by row, to show the
+# two agree.
+
+# %%
+s = 3 * r(2, 3, 5)
+a, cache = softmax_forward(s)
+g = r(*a.shape)
+ds = softmax_backward(g, cache)
+ds_hand = np.empty_like(s)
+for idx in np.ndindex(s.shape[:-1]):                                      # one row at a time
+    row = a[idx]
+    jacobian = np.diag(row) - np.outer(row, row)                           # (5, 5)
+    ds_hand[idx] = jacobian.T @ g[idx]
+d = diff(ds, ds_hand)
+print(f"softmax backward: max |library − hand (explicit Jacobian)| = {d:.1e}")
+assert d < 1e-12
+assert show("softmax", check_pair(softmax_forward, softmax_backward, {"s": s}), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 5. Attention (Eq 6–7)
+#
+# Forward, per head: $S = \mathbf{q}\mathbf{k}^\top c$ with $c = 1/\sqrt{D_h}$; $A = \operatorname{softmax}(S)$;
+# $\mathbf{o} = A\mathbf{v}$. Backward, line by line from the end, each a linear-layer rule from section 1:
+#
+# $$\bar{\mathbf{v}} = A^\top \bar{\mathbf{o}}, \quad \bar{A} = \bar{\mathbf{o}}\,\mathbf{v}^\top, \quad
+# \bar{S} = A \odot \big(\bar{A} - \textstyle\sum_j \bar{A} \odot A\big), \quad
+# \bar{\mathbf{q}} = c\,\bar{S}\,\mathbf{k}, \quad \bar{\mathbf{k}} = c\,\bar{S}^\top \mathbf{q}.$$
+#
+# Shapes: $\bar{\mathbf{o}}, \bar{\mathbf{q}}, \bar{\mathbf{k}}, \bar{\mathbf{v}}$ $(B, k, T, D_h)$; $\bar{A}, \bar{S}$
+# $(B, k, T, T)$. With a causal mask, masked entries have $A = 0$, so $\bar{S} = 0$ there: no gradient flows to the future.
+
+# %%
+q, k, v = r(2, 2, 5, 3), r(2, 2, 5, 3), r(2, 2, 5, 3)
+out, A, cache = attention_forward(q, k, v)
+g = r(*out.shape)
+dq, dk, dv = attention_backward(g, cache)
+c = 1 / np.sqrt(q.shape[-1])
+dA = g @ v.swapaxes(-1, -2)
+dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))
+d = max(diff(dv, A.swapaxes(-1, -2) @ g), diff(dq, c * dS @ k), diff(dk, c * dS.swapaxes(-1, -2) @ q))
+print(f"q, k, v {q.shape} -> out {out.shape}, A {A.shape}")
+print(f"attention backward: max |library − hand| = {d:.1e}")
+assert d < 1e-12
+assert show("attention", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v)), OP_TOL) < OP_TOL
+assert show("attention, causal mask", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v),
+                                                 kwargs={"mask": causal_mask(5)}), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 6. Multi-head self-attention (Eq 5–8)
+#
+# MSA is a composition: linear ($\mathbf{U}_{qkv}$) → split into heads → attention → merge → linear ($\mathbf{U}_{msa}$).
+# Its backward runs the pieces' backwards in the reverse order. Splitting and merging heads are reshapes and transposes,
+# so the backward of a split is a merge and vice versa; $\bar{\mathbf{q}}, \bar{\mathbf{k}}, \bar{\mathbf{v}}$ are merged and
+# concatenated back into one $(B, T, 3D)$ array for the backward of $\mathbf{U}_{qkv}$. Nothing new to derive: the check is
+# that the pieces were put together right.
+
+# %%
+msa_in = dict(z=r(2, 5, 6), U_qkv=r(6, 18), U_qkv_bias=r(18), U_msa=r(6, 6), U_msa_bias=r(6))
+errors = check_pair(msa_forward, msa_backward, msa_in, kwargs={"heads": 2})
+assert show("msa (2 heads)", errors, OP_TOL) < OP_TOL
+errors = check_pair(msa_forward, msa_backward, msa_in, kwargs={"heads": 3, "mask": causal_mask(5)})
+assert show("msa (3 heads, causal mask)", errors, OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 7. LayerNorm
+#
+# Per token, with $\sigma = \sqrt{\operatorname{var}(\mathbf{x}) + \epsilon}$, $\hat{\mathbf{x}} = (\mathbf{x} - \mu)/\sigma$ and
+# $\mathbf{o} = \boldsymbol\gamma \odot \hat{\mathbf{x}} + \boldsymbol\beta$. The parameters are easy:
+# $\bar{\boldsymbol\gamma} = \sum_n \bar{\mathbf{o}}_n \odot \hat{\mathbf{x}}_n$, $\bar{\boldsymbol\beta} = \sum_n \bar{\mathbf{o}}_n$,
+# and $\bar{\hat{\mathbf{x}}} = \bar{\mathbf{o}} \odot \boldsymbol\gamma$. The input is harder, because $\mu$ and $\sigma$
+# depend on all of $\mathbf{x}$: with $\partial\mu/\partial x_i = 1/D$ and $\partial\sigma/\partial x_i = \hat{x}_i/(D)$,
+#
+# $$\frac{\partial \hat{x}_j}{\partial x_i} = \frac{1}{\sigma}\Big(\delta_{ij} - \frac1D - \frac{\hat{x}_i\hat{x}_j}{D}\Big)
+# \quad\Longrightarrow\quad
+# \bar{\mathbf{x}} = \frac{1}{\sigma}\Big(\bar{\hat{\mathbf{x}}} - \operatorname{mean}(\bar{\hat{\mathbf{x}}})
+# - \hat{\mathbf{x}}\,\operatorname{mean}(\bar{\hat{\mathbf{x}}} \odot \hat{\mathbf{x}})\Big).$$
+#
+# The two subtracted terms are the price of normalising: the gradient has no component that would shift the token's mean
+# or scale its spread. Shapes: $\bar{\mathbf{x}}$ like $\mathbf{x}$ $(\ldots, D)$; $\bar{\boldsymbol\gamma}, \bar{\boldsymbol\beta}$ $(D)$.
+# The hand version builds the $D\times D$ Jacobian of each token.
+
+# %%
+x, gamma, beta = 2 * r(2, 3, 6) + 1, r(6), r(6)
+eps = 1e-6
+out, cache = layernorm_forward(x, gamma, beta, eps)
+g = r(*out.shape)
+dx, dgamma, dbeta = layernorm_backward(g, cache)
+D = x.shape[-1]
+sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
+dx_hand = np.empty_like(x)
+for idx in np.ndindex(x.shape[:-1]):
+    jac = (np.eye(D) - 1 / D - np.outer(x_hat[idx], x_hat[idx]) / D) / sigma[idx]   # ∂x̂_j/∂x_i, symmetric
+    dx_hand[idx] = jac @ (g[idx] * gamma)
+d = max(diff(dx, dx_hand), diff(dgamma, (g * x_hat).sum(axis=(0, 1))), diff(dbeta, g.sum(axis=(0, 1))))
+print(f"x {x.shape} -> dx {dx.shape}, dgamma {dgamma.shape}, dbeta {dbeta.shape}")
+print(f"layernorm backward: max |library − hand (explicit Jacobian)| = {d:.1e}")
+assert d < 1e-12
+errors = check_pair(layernorm_forward, layernorm_backward, dict(x=x, gamma=gamma, beta=beta), kwargs={"eps": eps})
+assert show("layernorm", errors, OP_TOL) < OP_TOL
+
+# %% [markdown]
+# (We used $\partial\sigma/\partial x_i = (x_i - \mu)/(D\sigma) = \hat{x}_i/D$: the variance is a mean of squares, and the
+# derivative of the mean term vanishes because $\sum_j (x_j - \mu) = 0$.)
+#
+# ## 8. GELU
+#
+# Elementwise, so the backward is a product with the local derivative: $\bar{x} = \bar{o}\cdot \text{GELU}'(x)$.
+#
+# * exact, $x\Phi(x)$: $\;\text{GELU}'(x) = \Phi(x) + x\,\varphi(x)$, with $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$ (product rule, $\Phi' = \varphi$);
+# * tanh, $\tfrac12 x(1 + \tanh u)$ with $u = \sqrt{2/\pi}(x + 0.044715x^3)$:
+#   $\;\text{GELU}'(x) = \tfrac12(1 + \tanh u) + \tfrac12 x\,(1 - \tanh^2 u)\,\sqrt{2/\pi}\,(1 + 3\cdot0.044715\,x^2)$.
+
+# %%
+x = 2 * r(4, 6)
+g = r(*x.shape)
+Phi = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+phi = np.exp(-x**2 / 2) / math.sqrt(2 * math.pi)
+u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+deriv = {"exact": Phi + x * phi,
+         "tanh": 0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)}
+for form in ("exact", "tanh"):
+    _, cache = gelu_forward(x, form)
+    d = diff(gelu_backward(g, cache), g * deriv[form])
+    print(f"GELU {form} backward: max |library − hand| = {d:.1e}")
+    assert d < 1e-8                                                        # the library's erf is accurate to ~1e-9
+    assert show(f"gelu {form}", check_pair(gelu_forward, gelu_backward, {"x": x}, kwargs={"approximate": form}),
+                OP_TOL) < OP_TOL
+
+# %% [markdown]
+# ## 9. The MLP, the residual connections and the encoder block
+#
+# The MLP is linear → GELU → linear: its backward is those three backwards in reverse. A **residual** $\mathbf{o} = F(\mathbf{z}) + \mathbf{z}$
+# has two paths from $\mathbf{z}$ to $\mathbf{o}$, and the gradients of the two paths add:
+#
+# $$\bar{\mathbf{z}} = \bar{\mathbf{o}} + \Big(\frac{\partial F}{\partial \mathbf{z}}\Big)^{\!\top} \bar{\mathbf{o}}.$$
+#
+# The first term is the "gradient highway": it reaches $\mathbf{z}$ unchanged, whatever the branch does. In an encoder
+# block (Eq 2–3) this happens twice: $\bar{\mathbf{z}}'$ = (gradient from Eq 3's residual) + (gradient through
+# $MLP$ and $LN$), then $\bar{\mathbf{z}}_{\ell-1}$ = $\bar{\mathbf{z}}'$ + (gradient through $MSA$ and $LN$).
+#
+# `check_pair` passes arrays as positional arguments, so for the block we wrap its parameter dict in a small function.
+
+# %%
+mlp_in = dict(x=r(2, 3, 4), W1=r(4, 7), b1=r(7), W2=r(7, 4), b2=r(4))
+assert show("mlp", check_pair(mlp_forward, mlp_backward, mlp_in), OP_TOL) < OP_TOL
+
+D, M, heads = 6, 10, 2
+block = {"ln1.gamma": 1 + 0.5 * r(D), "ln1.beta": 0.5 * r(D), "U_qkv": 0.5 * r(D, 3 * D), "U_qkv_bias": 0.5 * r(3 * D),
+         "U_msa": 0.5 * r(D, D), "U_msa_bias": 0.5 * r(D), "ln2.gamma": 1 + 0.5 * r(D), "ln2.beta": 0.5 * r(D),
+         "mlp.W1": 0.5 * r(D, M), "mlp.b1": 0.5 * r(M), "mlp.W2": 0.5 * r(M, D), "mlp.b2": 0.5 * r(D)}
+
+
+def block_forward(z, *arrays):
+    out, A, cache = encoder_block_forward(z, dict(zip(BLOCK_KEYS, arrays)), heads)
+    return out, A, cache
+
+
+def block_backward(dout, cache):
+    dz, grads = encoder_block_backward(dout, cache)
+    return (dz, *(grads[k] for k in BLOCK_KEYS))
+
+
+errors = check_pair(block_forward, block_backward, {"z": r(2, 4, D), **block})
+assert show("encoder block", errors, MODEL_TOL) < MODEL_TOL
+
+# %% [markdown]
+# ## 10. The loss, and the whole model
+#
+# Softmax cross-entropy of logits $\mathbf{s}$ with label $c$: $\ell = -\log \operatorname{softmax}(\mathbf{s})_c$, averaged
+# over the batch. Combining the softmax Jacobian with $\partial \ell/\partial a_c = -1/a_c$ gives the famous simple result
+#
+# $$\bar{\mathbf{s}}_b = \frac1B\big(\operatorname{softmax}(\mathbf{s}_b) - \text{onehot}(c_b)\big).$$
+#
+# Then the whole model: `vitnp.vit_backward` chains every backward above, from the head down to $\mathbf{E}$, and returns a
+# dict with one gradient per parameter. `vitnp.selfcheck.check_model` checks **every entry of every parameter** of a tiny
+# ViT (6×4 images with 2 channels, $P = 2$, $D = 8$, 2 blocks, 1,243 numbers) against centred differences. The full run also
+# checks every combination of readout (token / gap), GELU (exact / tanh) and position embedding (learned / sine-cosine / none),
+# with dropout and with a causal mask; fast mode checks two of them.
+
+# %%
+logits, labels = 3 * r(4, 5), rng.integers(0, 5, 4)
+loss, dlogits = softmax_cross_entropy(logits, labels)
+p = np.exp(logits - logits.max(1, keepdims=True))
+p /= p.sum(1, keepdims=True)
+d = diff(dlogits, (p - np.eye(5)[labels]) / 4)
+print(f"cross-entropy: loss {loss:.3f}, dlogits {dlogits.shape}; max |library − hand| = {d:.1e}")
+assert d < 1e-12
+errors = check_gradients(lambda: softmax_cross_entropy(logits, labels)[0], {"logits": logits}, {"logits": dlogits})
+assert show("cross-entropy", errors, OP_TOL) < OP_TOL
+
+variants = [dict(), dict(classifier="gap")]
+if not FAST:
+    variants += [dict(classifier=c, gelu=gl, pos_embedding=pe) for c in ("token", "gap") for gl in ("exact", "tanh")
+                 for pe in ("learned", "sincos", "none") if (c, gl, pe) not in {("token", "exact", "learned"),
+                                                                                ("gap", "exact", "learned")}]
+print(f"{'model variant':<46} {'params':>6} {'worst rel. error':>17} {'seconds':>8}")
+for overrides in variants:
+    cfg = tiny_config(**overrides)
+    t0 = time.perf_counter()
+    errors = check_model(cfg)
+    worst = max(errors.values())
+    print(f"{cfg.classifier + '/' + cfg.gelu + '/' + cfg.pos_embedding:<46} {vitnp.count_params(cfg):>6} "
+          f"{worst:>17.1e} {time.perf_counter() - t0:>8.1f}")
+    assert worst < MODEL_TOL
+    if not overrides:
+        default_errors = errors                             # the per-parameter table below
+if not FAST:
+    for name, cfg, kw in [("dropout 0.1 (same mask every evaluation)", tiny_config(dropout=0.1, attention_dropout=0.1),
+                           dict(train=True)),
+                          ("causal mask", tiny_config(), dict(attn_mask=causal_mask(7)))]:
+        t0 = time.perf_counter()
+        worst = max(check_model(cfg, **kw).values())
+        print(f"{name:<46} {vitnp.count_params(cfg):>6} {worst:>17.1e} {time.perf_counter() - t0:>8.1f}")
+        assert worst < MODEL_TOL
+
+# %% [markdown]
+# The errors by parameter, for the default variant (token / exact / learned, from the loop above): every array of every
+# block, the embeddings and the head, each checked entry by entry.
+
+# %%
+shapes = vitnp.param_shapes(tiny_config())
+for name, err in default_errors.items():
+    print(f"  {name:<22} {str(shapes[name]):<10} {err:.1e}")
+assert set(default_errors) == set(shapes) and max(default_errors.values()) < MODEL_TOL
+
+# %% [markdown]
+# ## 11. What a wrong backward looks like
+#
+# A gradient check earns its keep by failing. Below are four plausible mistakes, each a small change to a correct
+# hand-written pair (written here from scratch, so the library is not touched):
+#
+# 1. **LayerNorm that treats $\mu$ and $\sigma$ as constants**: $\bar{\mathbf{x}} = \bar{\hat{\mathbf{x}}}/\sigma$, dropping the two
+#    correction terms of section 7.
+# 2. **A class token that forgets the batch sum**: $\bar{\mathbf{x}}_\text{class} = \bar{\mathbf{z}}_{0,0}$, the first image's
+#    gradient only.
+# 3. **Attention that forgets the scale** $1/\sqrt{D_h}$ in $\bar{\mathbf{q}}$ and $\bar{\mathbf{k}}$.
+# 4. **LayerNorm that forgets $\gamma$**: $\bar{\hat{\mathbf{x}}} = \bar{\mathbf{o}}$ instead of $\bar{\mathbf{o}} \odot \boldsymbol\gamma$.
+#
+# The last two columns of the table are the lesson. Mistake 2 is invisible with a batch of one image, and mistake 4 with
+# $\boldsymbol\gamma = 1$, which is exactly how LayerNorm is initialised. That is why the checks use batches of several
+# images and random parameters, never the initial values.
+
+# %%
+def ln_forward(x, gamma, beta, eps=1e-6):
+    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
+    return gamma * x_hat + beta, (x_hat, sigma, gamma)
+
+
+def ln_backward(dout, cache, *, bug=None):
+    x_hat, sigma, gamma = cache
+    dx_hat = dout if bug == "forgets gamma" else dout * gamma
+    if bug == "mu, sigma constant":
+        dx = dx_hat / sigma
+    else:
+        dx = (dx_hat - dx_hat.mean(-1, keepdims=True) - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True)) / sigma
+    return dx, (dout * x_hat).sum(axis=(0, 1)), dout.sum(axis=(0, 1))
+
+
+def cls_forward(X, x_class):
+    return np.concatenate([np.broadcast_to(x_class, (len(X), 1, X.shape[-1])), X], axis=1), None
+
+
+def cls_backward(dz, cache, *, bug=None):
+    return dz[:, 1:], (dz[0, 0] if bug == "no batch sum" else dz[:, 0].sum(axis=0))
+
+
+def att_forward(q, k, v):
+    c = 1 / np.sqrt(q.shape[-1])
+    A = np.exp(q @ k.swapaxes(-1, -2) * c)
+    A /= A.sum(-1, keepdims=True)
+    return A @ v, (q, k, v, A, c)
+
+
+def att_backward(dout, cache, *, bug=None):
+    q, k, v, A, c = cache
+    dA = dout @ v.swapaxes(-1, -2)
+    dS = A * (dA - (dA * A).sum(-1, keepdims=True))
+    if bug == "no scale":
+        c = 1.0
+    return c * dS @ k, c * dS.swapaxes(-1, -2) @ q, A.swapaxes(-1, -2) @ dout
+
+
+def check(fwd, bwd, inputs, bug):
+    return max(check_pair(fwd, lambda d, c: bwd(d, c, bug=bug), inputs).values())
+
+
+ln_in = dict(x=2 * r(3, 4, 6) + 1, gamma=1 + 0.5 * r(6), beta=r(6))
+ln_in_gamma1 = dict(ln_in, gamma=np.ones(6))
+cls_in = dict(X=r(3, 4, 5), x_class=r(5))
+cls_in_b1 = dict(X=r(1, 4, 5), x_class=r(5))
+att_in = dict(q=r(2, 5, 4), k=r(2, 5, 4), v=r(2, 5, 4))
+
+rows = [  # (mistake, forward, backward, general inputs, special inputs or None, bug)
+    ("1. LN: mu, sigma treated as constants", ln_forward, ln_backward, ln_in, None, "mu, sigma constant"),
+    ("2. class token: no sum over the batch", cls_forward, cls_backward, cls_in, cls_in_b1, "no batch sum"),
+    ("3. attention: forgets 1/sqrt(D_h)", att_forward, att_backward, att_in, None, "no scale"),
+    ("4. LN: forgets gamma", ln_forward, ln_backward, ln_in, ln_in_gamma1, "forgets gamma"),
+]
+print(f"{'backward':<40} {'correct':>9} {'broken':>9} {'caught?':>8} {'broken, B=1 or gamma=1':>23}")
+for name, fwd, bwd, inputs, special, bug in rows:
+    good, bad = check(fwd, bwd, inputs, None), check(fwd, bwd, inputs, bug)
+    hidden = check(fwd, bwd, special, bug) if special is not None else None
+    print(f"{name:<40} {good:>9.1e} {bad:>9.1e} {'yes' if bad > OP_TOL else 'NO':>8} "
+          f"{'' if hidden is None else f'{hidden:.1e} (passes!)' if hidden < OP_TOL else f'{hidden:.1e}':>23}")
+    assert good < OP_TOL < bad                              # the correct pair passes, the broken one is caught
+    if hidden is not None:
+        assert hidden < OP_TOL                              # … but not with a batch of 1 / with gamma = 1
+
+# %% [markdown]
+# ## 12. Choosing $h$, and why float64
+#
+# The centred difference has two errors pulling in opposite directions: the **truncation** error of the formula, about
+# $h^2 f'''/6$, shrinks with $h$; the **rounding** error, about $\varepsilon_\text{machine} |f| / h$, grows as $h$ shrinks. The
+# best $h$ sits in between. The plot shows the relative error of the numerical LayerNorm gradient against the (correct)
+# analytic one for a range of $h$, in float64 ($\varepsilon \approx 2.2\cdot10^{-16}$). In float32 ($\varepsilon \approx 1.2\cdot10^{-7}$)
+# the best achievable error is around $10^{-3}$ to $10^{-2}$, far too coarse to tell a subtle bug from rounding, which
+# is why `numerical_gradient` refuses float32 arrays.
+
+# %%
+x, gamma, beta = 2 * r(2, 3, 6) + 1, 1 + 0.5 * r(6), r(6)
+out, cache = layernorm_forward(x, gamma, beta)
+g = r(*out.shape)
+dx = layernorm_backward(g, cache)[0]
+steps = np.logspace(-1, -12, 23 if not FAST else 12)
+errs = [rel_error(dx, numerical_gradient(lambda: float((layernorm_forward(x, gamma, beta)[0] * g).sum()), x, h=h))
+        for h in steps]
+best = steps[int(np.argmin(errs))]
+print(f"best h ≈ {best:.0e}: relative error {min(errs):.1e};  at h = 1e-6: "
+      f"{errs[int(np.argmin(np.abs(np.log10(steps) + 6)))]:.1e}")
+assert min(errs) < 1e-8 and errs[0] > 1e-4 and errs[-1] > 1e-6
+
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+ax.loglog(steps, errs, "o-", label="relative error, float64")
+big, small = steps[steps >= 1e-6], steps[steps <= 1e-4]
+ax.loglog(big, errs[0] * (big / steps[0]) ** 2, ":", color="gray", label="∝ h² (truncation)")
+ax.loglog(small, errs[-1] * steps[-1] / small, "--", color="gray", label="∝ ε/h (rounding)")
+ax.axvline(1e-6, color="tab:red", lw=0.8, label="h used by vitnp.gradcheck (1e-6)")
+ax.set_xlabel("step h")
+ax.set_ylabel("max |analytic − numeric| / scale")
+ax.set_title("Centred differences: truncation vs rounding error")
+ax.legend(fontsize=8)
+plt.show()
+
+try:
+    numerical_gradient(lambda: 0.0, np.zeros(3, dtype=np.float32))
+except TypeError as err:
+    print("float32 is refused:", err)
+
+# %% [markdown]
+# **Summary.** Every backward is a few lines that follow from the chain rule: linear layers transpose their matrix and sum
+# over shared uses, flattening permutes back, softmax and LayerNorm subtract what their normalisation takes away, residuals
+# add two paths. Each matched a hand-derived formula and passed the numerical check (errors around $10^{-9}$ or below);
+# every parameter of the whole model did too. Broken versions give errors of $10^{-2}$ to $1$ and are caught, as long as the
+# check uses batches bigger than one and parameters away from their initial values. Next: [06_training](06_training.ipynb).

@@ -1,0 +1,326 @@
+"""vitnp.train: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C mid-epoch, time budget),
+an interrupted checkpoint write leaves the previous checkpoint intact, and bad checkpoints fail clearly.
+
+Everything runs on small synthetic uint8 images in memory or in a temp dir: no network, no real data.
+"""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import vitnp.train as train_module
+from vitnp import ViTConfig, init_params, vit_forward
+from vitnp.checkpoint import load_npz, save_npz
+from vitnp.evaluate import evaluate_arrays
+from vitnp.optim import AdamW
+from vitnp.presets import PRESETS, HParams, get_preset
+from vitnp.train import FORMAT, load_checkpoint, save_checkpoint, train, train_step
+
+# A tiny ViT with dropout (so the dropout RNG must be restored too) and crop+flip augmentation (so must the
+# data RNG): 64 training images in batches of 16 = 4 steps per epoch.
+TINY = ViTConfig(patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, dropout=0.1)
+TINY_HP = HParams(epochs=3, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="crop+flip", eval_batch_size=13)
+
+
+def synthetic(n_train=64, n_test=30, seed=0):
+    """uint8 (N, 28, 28, 1) images whose class k has a bright k-th row band, plus noise; labels 0..9."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        labels = rng.permutation(np.arange(n) % 10)
+        images = rng.integers(0, 60, size=(n, 28, 28, 1))
+        for i, k in enumerate(labels):
+            images[i, 2 + 2 * k:4 + 2 * k, 4:24] += 180
+        return images.astype(np.uint8), labels.astype(np.int64)
+
+    return (*make(n_train), *make(n_test))
+
+
+DATA = synthetic()
+
+
+def strip_timing(history):
+    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in history]
+
+
+def assert_same_arrays(a: dict, b: dict):
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert a[k].tobytes() == b[k].tobytes(), f"{k} differs"
+
+
+def assert_same_run(dir_a, dir_b):
+    """Final checkpoints hold bitwise-equal params and optimiser state; metrics equal except timing."""
+    pa, _, ma = load_checkpoint(os.path.join(dir_a, "checkpoint.npz"))
+    pb, _, mb = load_checkpoint(os.path.join(dir_b, "checkpoint.npz"))
+    assert_same_arrays(pa, pb)
+    assert_same_arrays(ma["optim"], mb["optim"])
+    assert (ma["epoch"], ma["step"], ma["batch"]) == (mb["epoch"], mb["step"], mb["batch"])
+    assert ma["rng"] == mb["rng"]
+
+    def lines(d):
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            return strip_timing([json.loads(line) for line in f])
+    assert lines(dir_a) == lines(dir_b)
+    assert len(lines(dir_a)) == TINY_HP.epochs
+    assert_same_arrays(load_checkpoint(os.path.join(dir_a, "best.npz"))[0],
+                       load_checkpoint(os.path.join(dir_b, "best.npz"))[0])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted 3-epoch run every resume test compares with."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run = train(TINY, TINY_HP, out_dir=out, data=DATA)
+    assert run.status == "completed"
+    return str(out), run
+
+
+# ---- the model can learn -----------------------------------------------------------------------------
+def test_overfits_one_small_batch_to_100_percent():
+    """16 images with arbitrary labels, 150 AdamW steps, no smoothing: every training label is memorised."""
+    cfg = ViTConfig(image_size=8, patch_size=4, dim=32, depth=2, heads=2, mlp_dim=64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 8, 1)).astype(np.float32)
+    y = rng.permutation(np.arange(16) % 10)
+    params = init_params(cfg, seed=0)
+    opt = AdamW(params, 3e-3)
+    losses = [train_step(params, opt, x, y, cfg, lr=3e-3)[0] / 16 for _ in range(150)]
+    logits, _ = vit_forward(params, x, cfg)                         # dropout off, after the last step
+    assert (logits.argmax(1) == y).all(), f"train accuracy {(logits.argmax(1) == y).mean():.2f}"
+    assert losses[0] > 2.0 and losses[-1] < 0.05                     # ln 10 = 2.30 at the zero head
+
+
+def test_training_learns_the_synthetic_task():
+    """Without augmentation (a 2-pixel crop would move the class bands) 60 steps learn the task."""
+    cfg, hp = TINY.replace(dropout=0.0), TINY_HP.replace(epochs=15, lr=1e-2, augment="none", label_smoothing=0.0)
+    run = train(cfg, hp, data=DATA)
+    h = run.history
+    assert [line["epoch"] for line in h] == list(range(1, 16)) and h[-1]["step"] == 15 * 4
+    assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
+    assert h[-1]["test_acc"] >= 0.6                   # chance is 0.1; measured 0.83
+    # the last metrics line is the final model on the test split
+    r = evaluate_arrays(run.params, cfg, DATA[2], DATA[3], batch_size=hp.eval_batch_size)
+    assert r["accuracy"] == h[-1]["test_acc"] and r["loss"] == h[-1]["test_loss"]
+    assert r["confusion"].sum() == len(DATA[3])
+
+
+def test_run_directory_contents(reference):
+    out, run = reference
+    for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "curves.png", "confusion.png",
+                 "predictions.png"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    with open(os.path.join(out, "config.json")) as f:
+        conf = json.load(f)
+    assert ViTConfig.from_dict(conf["config"]) == TINY and HParams.from_dict(conf["hparams"]) == TINY_HP
+    assert conf["steps_per_epoch"] == 4 and conf["data"]["n_train"] == 64
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert lines == run.history
+    assert set(lines[0]) == {"epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                             "seconds", "images_per_s"}
+    with open(os.path.join(out, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # the checkpoint is plain arrays: numpy can read it with pickle off, and it describes itself
+    with np.load(os.path.join(out, "checkpoint.npz"), allow_pickle=False) as z:
+        assert str(z["format"]) == FORMAT
+        assert ViTConfig.from_dict(json.loads(str(z["config_json"]))) == TINY
+        assert "optim/m/E" in z.files and "params/head.W" in z.files and int(z["epoch"]) == 3
+
+
+def test_same_seed_same_run_and_different_seed_differs(reference, tmp_path):
+    out, run = reference
+    again = train(TINY, TINY_HP, data=DATA)                       # in memory, no out_dir
+    assert strip_timing(again.history) == strip_timing(run.history)
+    assert_same_arrays(again.params, run.params)
+    other = train(TINY, TINY_HP.replace(seed=1, epochs=1), data=DATA)
+    assert other.params["E"].tobytes() != run.params["E"].tobytes()
+
+
+# ---- bit-exact resume --------------------------------------------------------------------------------
+def test_resume_after_epoch_2_is_bit_exact(reference, tmp_path):
+    first = train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, stop_after_epoch=2)
+    assert first.status == "stopped" and len(first.history) == 2
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["epoch"] == 2
+    second = train(out_dir=tmp_path, data=DATA, plots=False, resume=True)   # cfg, hparams: the checkpoint
+    assert second.status == "completed" and second.cfg == TINY and second.hparams == TINY_HP
+    assert_same_run(reference[0], tmp_path)
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_bit_exactly(reference, tmp_path):
+    def press_ctrl_c(info):
+        if info["epoch"] == 2 and info["batch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)                    # the real signal, handled by train
+
+    run = train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, callback=press_ctrl_c)
+    assert run.status == "interrupted" and len(run.history) == 1
+    meta = load_checkpoint(tmp_path / "checkpoint.npz")[2]
+    assert (meta["epoch"], meta["batch"], meta["step"]) == (1, 2, 6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+    train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, resume=True)
+    assert_same_run(reference[0], tmp_path)
+
+
+def test_time_budget_stops_mid_epoch_and_resumes_bit_exactly(reference, tmp_path, monkeypatch):
+    clock = iter(range(10**6))                                       # a fake clock: +1 s per reading
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
+    run = train(TINY, TINY_HP.replace(max_minutes=3.5 / 60), out_dir=tmp_path, data=DATA, plots=False)   # 3.5 s
+    assert run.status == "budget" and run.history == []
+    meta = load_checkpoint(tmp_path / "checkpoint.npz")[2]
+    assert meta["epoch"] == 0 and 0 < meta["batch"] < 4
+    train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, resume=True)   # max_minutes may change
+    assert_same_run(reference[0], tmp_path)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(reference, tmp_path, monkeypatch):
+    """The epoch-2 checkpoint write dies half-way (simulated disk error inside the zip archive): the epoch-1
+    checkpoint is intact, no temporary file remains, and resuming from it still gives the reference run."""
+    real_write = np.lib.format.write_array
+    state = {"armed": False, "calls": 0}
+
+    def failing_write(*args, **kwargs):
+        if state["armed"]:
+            state["calls"] += 1
+            if state["calls"] == 12:                                 # a dozen members into the archive
+                raise OSError("No space left on device (simulated)")
+        return real_write(*args, **kwargs)
+
+    before = {}
+
+    def snapshot_then_arm(info):
+        if info["epoch"] == 2 and info["batch"] == 1:                # the epoch-1 checkpoint, as written
+            before["bytes"] = (tmp_path / "checkpoint.npz").read_bytes()
+        if info["epoch"] == 2 and info["batch"] == 4:                # the next write is epoch 2's
+            state["armed"] = True
+
+    monkeypatch.setattr(np.lib.format, "write_array", failing_write)
+    with pytest.raises(OSError, match="simulated"):
+        train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, callback=snapshot_then_arm)
+    assert state["calls"] == 12
+    monkeypatch.setattr(np.lib.format, "write_array", real_write)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before["bytes"]   # untouched, byte for byte
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["epoch"] == 1
+    train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, resume=True)
+    assert_same_run(reference[0], tmp_path)
+
+
+def test_resume_refuses_other_settings_or_data(reference, tmp_path):
+    train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False, stop_after_epoch=1)
+    with pytest.raises(ValueError, match="lr"):
+        train(TINY, TINY_HP.replace(lr=1e-3), out_dir=tmp_path, data=DATA, plots=False, resume=True)
+    with pytest.raises(ValueError, match="depth"):
+        train(TINY.replace(depth=2), TINY_HP, out_dir=tmp_path, data=DATA, plots=False, resume=True)
+    with pytest.raises(ValueError, match="data differ"):
+        train(out_dir=tmp_path, data=synthetic(seed=5), resume=True)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(TINY, TINY_HP, out_dir=tmp_path, data=DATA, plots=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(out_dir=tmp_path / "empty", data=DATA, resume=True)
+
+
+def test_bad_data_are_refused():
+    x, y, tx, ty = DATA
+    with pytest.raises(ValueError, match="uint8"):
+        train(TINY, TINY_HP, data=(x.astype(np.float32), y, tx, ty))
+    with pytest.raises(ValueError, match="config needs 28x28x1"):
+        train(TINY, TINY_HP, data=(x[:, :14, :14], y, tx, ty))
+    with pytest.raises(ValueError, match="labels must lie"):
+        train(TINY.replace(num_classes=5), TINY_HP, data=DATA)
+    with pytest.raises(ValueError, match="larger than"):
+        train(TINY, TINY_HP.replace(batch_size=65), data=DATA)
+
+
+# ---- checkpoint files --------------------------------------------------------------------------------
+@pytest.fixture
+def saved(tmp_path):
+    params = init_params(TINY, seed=3)
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, params, TINY, hparams=TINY_HP, epoch=2, step=8)
+    return path, params
+
+
+def test_checkpoint_round_trip(saved):
+    path, params = saved
+    loaded, cfg, meta = load_checkpoint(path)
+    assert cfg == TINY and HParams.from_dict(meta["hparams"]) == TINY_HP
+    assert_same_arrays(params, loaded)
+    assert (meta["epoch"], meta["step"], meta["optim"]) == (2, 8, None)
+    assert meta["class_names"][0] == "T-shirt/top" and meta["norm_std"] > 0
+
+
+def one_line_error(exc_info):
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_wrong_shapes_are_a_one_line_error(saved, tmp_path):
+    path, _ = saved
+    arrays = load_npz(path)
+    arrays["params/E"] = np.zeros((50, 16), np.float32)
+    del arrays["params/head.b"]
+    bad = tmp_path / "bad.npz"
+    save_npz(bad, arrays)
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(bad)
+    msg = one_line_error(e)
+    assert "E has shape (50, 16), the config needs (49, 16)" in msg and "missing head.b" in msg
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda a: a.pop("format"), "not a vitnp training checkpoint"),
+    (lambda a: a.update(config_json=np.array("{not json")), "not valid JSON"),
+    (lambda a: a.update(config_json=np.array(json.dumps({**TINY.to_dict(), "heads": 3}))), "bad config"),
+    (lambda a: a.update(format=np.array("other/9")), "unsupported checkpoint format"),
+    (lambda a: a.update(epoch=np.array(-1)), "'epoch'"),
+])
+def test_damaged_entries_are_one_line_errors(saved, tmp_path, damage, match):
+    path, _ = saved
+    arrays = load_npz(path)
+    damage(arrays)
+    save_npz(tmp_path / "bad.npz", arrays)
+    with pytest.raises(ValueError, match=match) as e:
+        load_checkpoint(tmp_path / "bad.npz")
+    one_line_error(e)
+
+
+def test_truncated_missing_and_foreign_files(saved, tmp_path):
+    path, _ = saved
+    raw = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt|not an .npz"):
+        load_checkpoint(tmp_path / "cut.npz")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nothing.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not an .npz"):
+        load_checkpoint(tmp_path / "text.npz")
+    with pytest.raises(ValueError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+# ---- presets -----------------------------------------------------------------------------------------
+def test_presets_are_valid_and_hparams_validate():
+    for name in PRESETS:
+        cfg, hp = get_preset(name)
+        assert cfg.image_size == (28, 28) and cfg.in_channels == 1 and cfg.num_classes == 10
+        assert HParams.from_dict(hp.to_dict()) == hp
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")
+    for bad in (dict(epochs=0), dict(lr=-1.0), dict(augment="rotate"), dict(label_smoothing=1.0),
+                dict(batch_size=2.5), dict(max_minutes=0)):
+        with pytest.raises(ValueError):
+            HParams(**bad)
+    with pytest.raises(ValueError, match="unknown HParams"):
+        HParams.from_dict({"epochz": 3})
+
+
+def test_blas_thread_setter_validates():
+    with pytest.raises(ValueError):
+        train_module.set_blas_threads(0)
+    assert train_module.set_blas_threads(1) in (True, False)

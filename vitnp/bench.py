@@ -1,0 +1,379 @@
+"""``python -m vitnp bench``: training-step and inference throughput of vitnp, next to PyTorch on the CPU.
+
+What is measured, all float32, batch B (128 by default), in one run:
+
+- **train step** = forward + backward + AdamW update (lr 1e-3, weight decay 0.05), softmax cross-entropy;
+- **inference** = forward only (``train=False``; ``torch.inference_mode()`` on the torch side);
+- the same ViT in PyTorch eager, started as a subprocess (``benchmarks/torch_worker.py``; vitnp itself
+  never imports torch) with ``torch.set_num_threads`` equal to vitnp's thread count.  vitnp runs in a
+  subprocess too, one per configuration, so that each side's peak memory (max RSS) is its own;
+- **alternation**: a round of vitnp steps, then a round of torch steps, and so on; every side's time is
+  the median over all its timed steps, so noise from other programs on the machine hits both;
+- **GFLOP/s** counts the matrix products only (2·m·n·k each, :func:`matmul_flops`): the forward pass,
+  plus twice that for the backward (minus the patch embedding's unused input gradient);
+- **peak**: the best GFLOP/s of large square float32 ``A @ B`` (2048 and 4096) in NumPy, measured in the
+  same run with the same number of threads; "% peak" = achieved GFLOP/s / peak;
+- **gradient checks**: the wall time of ``python -m vitnp gradcheck`` (float64), and whether it passed.
+
+The configurations of issue 5::
+
+    small   28×28×1, P=7 (N=16), D=64,  depth 6, heads 4, MLP 128, 10 classes
+    base28  28×28×1, P=4 (N=49), D=192, depth 6, heads 3, MLP 768, 10 classes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {
+    "small": dict(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=64, depth=6, heads=4,
+                  mlp_dim=128),
+    "base28": dict(image_size=28, patch_size=4, in_channels=1, num_classes=10, dim=192, depth=6, heads=3,
+                   mlp_dim=768),
+}
+DEFAULT_STEPS = {"small": 10, "base28": 3}      # timed steps per round, per side
+TORCH_WORKER = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_worker.py"
+
+
+# ---- arithmetic --------------------------------------------------------------------------------------
+def matmul_flops(cfg, batch: int, train: bool = True) -> int:
+    """Floating-point operations of the matrix products of one step (2·m·n·k per product).
+
+    Forward, per image: the patch embedding 2·N·P²C·D; per block the qkv projection 2·T·D·3D, the logits
+    q kᵀ and A v 2·T·T·D each, U_msa 2·T·D², the MLP 2·2·T·D·M; the head 2·D·K.  A training step adds
+    the backward, twice the forward (an input and a weight gradient per product), except the patch
+    embedding, whose input gradient is not computed.
+    """
+    N, T, D, M, K = cfg.num_patches, cfg.num_tokens, cfg.dim, cfg.mlp_dim, cfg.num_classes
+    embed = 2 * N * cfg.patch_dim * D
+    block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M
+    forward = embed + cfg.depth * block + 2 * D * K
+    return batch * (3 * forward - embed if train else forward)
+
+
+def matmul_peak(threads: int, sizes=(2048, 4096), repeats=(5, 2)) -> dict:
+    """Best GFLOP/s of float32 square matmuls, with BLAS at ``threads`` threads."""
+    from . import parallel
+    rng = np.random.default_rng(0)
+    best = {}
+    with parallel.blas_threads(threads):
+        for n, reps in zip(sizes, repeats):
+            a = rng.standard_normal((n, n), dtype=np.float32)
+            b = rng.standard_normal((n, n), dtype=np.float32)
+            c = np.empty((n, n), np.float32)
+            np.matmul(a, b, out=c)                                  # warm-up
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                np.matmul(a, b, out=c)
+                times.append(time.perf_counter() - t0)
+            best[n] = 2 * n ** 3 / min(times) / 1e9
+    return {"gflops": max(best.values()), "by_size": best}
+
+
+# ---- the vitnp worker (a subprocess per config, so that its max RSS is its own) -----------------------
+def _rss_now() -> int:
+    """Resident set size of this process now, in bytes (Linux), else 0."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker(args) -> int:
+    """Answer the torch worker's protocol (train / infer / rss / quit, one JSON object a line) for vitnp."""
+    from . import ViTConfig, init_params, parallel, vit_backward, vit_forward
+    from .ops.loss import softmax_cross_entropy
+    from .optim import AdamW
+    parallel.configure(threads=args.threads)
+    cfg = ViTConfig(**json.loads(args.config))
+    rng = np.random.default_rng(args.seed)
+    params = init_params(cfg, args.seed)
+    opt = AdamW(params, lr=1e-3, weight_decay=0.05)
+    x = rng.standard_normal((args.batch_size, *cfg.hw, cfg.in_channels)).astype(np.float32)
+    y = rng.integers(0, cfg.num_classes, args.batch_size)
+    base_rss = _rss_now()
+
+    def train_step():
+        logits, cache = vit_forward(params, x, cfg, train=True)
+        loss, dlogits = softmax_cross_entropy(logits, y)
+        opt.step(params, vit_backward(dlogits, cache))
+        return loss
+
+    def infer_step():
+        return vit_forward(params, x, cfg)[0]
+
+    print(json.dumps({"ready": True, "threads": parallel.num_threads(), "settings": parallel.configure()}),
+          flush=True)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        if cmd in ("train", "infer"):
+            fn = train_step if cmd == "train" else infer_step
+            times, loss = [], None
+            for _ in range(int(msg.get("steps", 1))):
+                t0 = time.perf_counter()
+                out = fn()
+                times.append(time.perf_counter() - t0)
+                loss = out if cmd == "train" else None
+            reply = {"times": times, "loss": loss}
+        elif cmd == "rss":
+            reply = {"max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                     "base_rss_bytes": base_rss}
+        elif cmd == "quit":
+            break
+        else:
+            reply = {"error": f"unknown command {cmd!r}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+class _Process:
+    """A worker subprocess speaking one JSON object per line."""
+
+    def __init__(self, argv, env=None):
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+        self.hello = self._read()
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            err = self.p.stderr.read()
+            raise RuntimeError(f"worker {' '.join(self.argv[:3])} … stopped: {err.strip()[-2000:]}")
+        return json.loads(line)
+
+    def ask(self, **msg):
+        self.p.stdin.write(json.dumps(msg) + "\n")
+        self.p.stdin.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise RuntimeError(f"worker error: {reply['error']}")
+        return reply
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.p.stdin.flush()
+                self.p.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.p.kill()
+                self.p.wait()
+
+
+def _torch_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+def _start_workers(cfg, args, threads, log):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))        # torch reads it at import; set_num_threads too
+    common = ["--config", json.dumps(cfg.to_dict()), "--batch-size", str(args.batch_size),
+              "--threads", str(threads), "--seed", "0"]
+    vit = _Process([sys.executable, "-m", "vitnp.bench", "worker"] + common, env=env)
+    torch_proc, why = None, ""
+    worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
+    if args.no_torch:
+        why = "--no-torch given"
+    elif not _torch_available():
+        why = "torch is not installed"
+    elif not worker.is_file():
+        why = f"the worker script {worker} is missing"
+    else:
+        try:
+            torch_proc = _Process([sys.executable, str(worker)] + common + ["--attention", args.torch_attention],
+                                  env=env)
+        except RuntimeError as e:
+            why = str(e)
+    if torch_proc is None:
+        log(f"  PyTorch not available ({why}): vitnp only")
+    return vit, torch_proc, why
+
+
+def _alternate(workers, cmd, rounds, steps, warmup):
+    """Rounds of `steps` timed steps per worker, one worker after the other; returns name -> times."""
+    times = {name: [] for name in workers}
+    for name, w in workers.items():
+        w.ask(cmd=cmd, steps=warmup)
+    for _ in range(rounds):
+        for name, w in workers.items():
+            times[name] += w.ask(cmd=cmd, steps=steps)["times"]
+    return times
+
+
+def bench_config(name, args, threads, peak, log) -> dict:
+    """Train and inference throughput of one configuration, vitnp and (if present) torch, alternating."""
+    from . import ViTConfig
+    cfg = ViTConfig(**CONFIGS[name])
+    steps = args.steps or DEFAULT_STEPS[name]
+    log(f"[{name}] {cfg.num_tokens} tokens, D={cfg.dim}, depth {cfg.depth}, heads {cfg.heads}, MLP {cfg.mlp_dim}; "
+        f"{args.rounds} rounds × {steps} steps per side")
+    vit, torch_proc, why = _start_workers(cfg, args, threads, log)
+    workers = {"vitnp": vit}
+    if torch_proc is not None:
+        workers["pytorch"] = torch_proc
+    try:
+        train = _alternate(workers, "train", args.rounds, steps, warmup=2)
+        infer = _alternate(workers, "infer", args.rounds, steps, warmup=1)
+        rss = {k: w.ask(cmd="rss") for k, w in workers.items()}
+    finally:
+        for w in workers.values():
+            w.close()
+    flops_train = matmul_flops(cfg, args.batch_size, train=True)
+    flops_infer = matmul_flops(cfg, args.batch_size, train=False)
+    out = {"config": name, "cfg": cfg.to_dict(), "batch_size": args.batch_size, "steps_per_round": steps,
+           "rounds": args.rounds, "gflop_train_step": flops_train / 1e9, "gflop_infer_step": flops_infer / 1e9,
+           "torch_missing_reason": why or None, "torch_attention": args.torch_attention, "sides": {}}
+    for k in workers:
+        t_train, t_infer = statistics.median(train[k]), statistics.median(infer[k])
+        out["sides"][k] = {
+            "train_step_s": t_train, "train_img_s": args.batch_size / t_train,
+            "train_gflops": flops_train / t_train / 1e9, "train_pct_peak": 100 * flops_train / t_train / 1e9 / peak,
+            "infer_step_s": t_infer, "infer_img_s": args.batch_size / t_infer,
+            "train_times": train[k], "infer_times": infer[k],
+            "max_rss_bytes": rss[k]["max_rss_bytes"], "base_rss_bytes": rss[k].get("base_rss_bytes"),
+        }
+    if "pytorch" in out["sides"]:
+        v, t = out["sides"]["vitnp"], out["sides"]["pytorch"]
+        out["train_ratio"] = t["train_step_s"] / v["train_step_s"]
+        out["infer_ratio"] = t["infer_step_s"] / v["infer_step_s"]
+    return out
+
+
+def time_gradcheck(log) -> dict:
+    """Wall time of ``python -m vitnp gradcheck`` in a subprocess; whether it passed."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "vitnp", "gradcheck"], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    last = (p.stdout.strip().splitlines() or [""])[-1]
+    log(f"gradient checks: {last} (exit {p.returncode}), {seconds:.1f} s wall")
+    return {"seconds": seconds, "passed": p.returncode == 0, "summary": last}
+
+
+def _machine(threads) -> dict:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    from . import parallel
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "blas_thread_control": parallel.configure()["blas_control"],
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def format_table(results, peak) -> str:
+    """The results as a fixed-width text table."""
+    head = (f"{'config':<8} {'side':<8} {'train img/s':>11} {'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} "
+            f"{'infer img/s':>11} {'ratio':>6} {'peak RSS':>9}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        for side, s in r["sides"].items():
+            ratio = r.get("train_ratio") if side == "vitnp" else None
+            iratio = r.get("infer_ratio") if side == "vitnp" else None
+            lines.append(f"{r['config']:<8} {side:<8} {s['train_img_s']:>11.1f} "
+                         f"{(f'{ratio:.2f}' if ratio else ''):>6} {s['train_gflops']:>8.1f} "
+                         f"{s['train_pct_peak']:>6.1f}% {s['infer_img_s']:>11.1f} "
+                         f"{(f'{iratio:.2f}' if iratio else ''):>6} {s['max_rss_bytes'] / 2**20:>6.0f} MiB")
+    lines.append(f"ratio = vitnp / PyTorch throughput (same threads, alternating rounds, medians); "
+                 f"peak = {peak:.1f} GFLOP/s (NumPy float32 matmul, this run)")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """The ``bench`` command."""
+    from . import parallel
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    if args.batch_size < 1 or (args.steps is not None and args.steps < 1) or args.rounds < 1:
+        print("error: --batch-size, --steps and --rounds must be positive", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be positive", file=sys.stderr)
+            return 2
+        parallel.configure(threads=args.threads)
+    threads = parallel.num_threads()
+    log = print if not args.quiet else (lambda *a, **k: None)
+    machine = _machine(threads)
+    log(f"machine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}; "
+        f"threads {threads}; NumPy {machine['numpy']}")
+    peak = matmul_peak(threads)
+    log(f"float32 matmul peak: {peak['gflops']:.1f} GFLOP/s "
+        f"({', '.join(f'{n}: {g:.1f}' for n, g in peak['by_size'].items())})")
+    results = [bench_config(name, args, threads, peak["gflops"], log) for name in names]
+    grad = None if args.no_gradcheck else time_gradcheck(log)
+    machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(format_table(results, peak["gflops"]))
+    if grad:
+        print(f"gradient-check suite: {grad['seconds']:.1f} s, {'passed' if grad['passed'] else 'FAILED'}")
+    for r in results:
+        if "train_ratio" in r:
+            v = r["sides"]["vitnp"]
+            print(f"{r['config']}: train ratio {r['train_ratio']:.2f} ({'≥' if r['train_ratio'] >= 1 else '<'} 1.0), "
+                  f"{v['train_pct_peak']:.0f}% of peak, peak memory {v['max_rss_bytes'] / 2**30:.2f} GiB")
+        else:
+            print(f"{r['config']}: PyTorch was not available ({r['torch_missing_reason']})")
+    if args.json:
+        _write_json(args.json, {"machine": machine, "peak": peak, "results": results, "gradcheck": grad})
+    return 0 if grad is None or grad["passed"] else 1
+
+
+def _write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    """The ``bench`` command's options (shared by ``python -m vitnp bench`` and ``python -m vitnp.bench``)."""
+    p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per round and side (default: small 10, base28 3)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both sides (default: vitnp.parallel.num_threads(): the BLAS thread count, one per core unless OPENBLAS_NUM_THREADS says otherwise)")
+    p.add_argument("--no-torch", action="store_true", help="measure vitnp only")
+    p.add_argument("--torch-worker", default=None, help=f"path of the PyTorch worker (default {TORCH_WORKER})")
+    p.add_argument("--torch-attention", choices=("explicit", "sdpa"), default="explicit",
+                   help="PyTorch attention: explicit softmax(q kᵀ/√D_h) v with the weights materialised, as vitnp "
+                        "(default), or F.scaled_dot_product_attention")
+    p.add_argument("--no-gradcheck", action="store_true", help="do not time the gradient-check suite")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        p = argparse.ArgumentParser(prog="python -m vitnp.bench worker")
+        p.add_argument("--config", required=True)
+        p.add_argument("--batch-size", type=int, default=128)
+        p.add_argument("--threads", type=int, required=True)
+        p.add_argument("--seed", type=int, default=0)
+        return _worker(p.parse_args(argv[1:]))
+    p = argparse.ArgumentParser(prog="python -m vitnp.bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

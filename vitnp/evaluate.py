@@ -1,0 +1,360 @@
+"""Using a trained ViT: test accuracy, predictions on image files, and what a checkpoint holds.
+
+Command line (each needs only the checkpoint file, which describes its own model)::
+
+    python -m vitnp evaluate RUN/best.npz [--data DIR]    test accuracy, loss and per-class accuracy
+    python -m vitnp predict RUN/best.npz shirt.png …      top-3 classes with probabilities per image
+    python -m vitnp info RUN/checkpoint.npz               config, parameter counts per group, training state
+
+Python API
+----------
+evaluate_arrays(params, cfg, images, labels)  -> dict: loss, accuracy, predictions, per_class, confusion
+predict_proba(params, cfg, x)                 -> (B, K) softmax probabilities of normalised images
+load_image(path)                              -> float array in [0, 1], (H, W, C) as stored in the file
+image_to_input(image, cfg, mean, std)         -> ((H, W, C) float32 model input, inverted: bool)
+param_groups(params)                          -> [(group, count)] for ``info``
+
+A bad path, a corrupt file or a checkpoint whose arrays do not match its config raises FileNotFoundError or
+ValueError with a one-line message; the commands print it as ``error: …`` and exit with status 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from .config import ViTConfig
+from .model import vit_forward
+
+__all__ = ["evaluate_arrays", "predict_proba", "cross_entropy_sum", "load_image", "image_to_input",
+           "param_groups"]
+
+
+# ---- evaluation ------------------------------------------------------------------------------------
+def cross_entropy_sum(logits, labels) -> float:
+    """Σ_b −log softmax(logits_b)[y_b] in float64 (no label smoothing): the loss we report.
+
+    logits: (B, K)   labels: (B,) ints   ->   float (a sum; divide by B for the mean)
+    """
+    z = logits.astype(np.float64)
+    z -= z.max(1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))                  # log softmax, (B, K)
+    return float(-log_p[np.arange(len(labels)), labels].sum())
+
+
+def _softmax(logits):
+    z = logits.astype(np.float64)
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _batches_of_inputs(images, batch_size, mean, std, dtype):
+    """uint8 (N, H, W, C) → normalised (B, H, W, C) batches: x̂ = (x/255 − mean)/std, as data.normalize."""
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].astype(dtype)
+        x /= dtype.type(255)
+        x -= dtype.type(mean)
+        x /= dtype.type(std)
+        yield x
+
+
+def evaluate_arrays(params, cfg: ViTConfig, images, labels, *, batch_size=500, mean=None, std=None,
+                    progress=False, desc="eval"):
+    """Loss and accuracy of the model on uint8 images, in batches, with dropout off (``train=False``).
+
+    Parameters
+    ----------
+    params : dict, names and shapes of ``param_shapes(cfg)``
+    cfg : ViTConfig
+    images : uint8 (N, H, W, C)          raw pixels; normalised here with ``mean``/``std``
+    labels : int (N,)
+    batch_size : int                     memory and speed; results change only by float32 rounding
+    mean, std : float                    default: Fashion-MNIST's (vitnp.data.MEAN, STD)
+    progress : bool                      show a tqdm bar
+
+    Returns
+    -------
+    dict with ``loss`` (mean cross-entropy, no smoothing), ``accuracy`` (fraction), ``correct`` (int),
+    ``n``, ``predictions`` (N,) int64, ``per_class`` (K,) accuracy per true class (NaN where a class is
+    absent), ``confusion`` (K, K) int64 counts, rows = true class, columns = predicted class.
+    """
+    from .data import MEAN, STD
+    mean = MEAN if mean is None else mean
+    std = STD if std is None else std
+    labels = np.asarray(labels)
+    K = cfg.num_classes
+    preds = np.empty(len(labels), np.int64)
+    loss_sum = 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(labels), unit="img", desc=desc, leave=False, file=sys.stderr)
+    for i, x in enumerate(_batches_of_inputs(images, batch_size, mean, std, cfg.np_dtype)):
+        y = labels[i * batch_size:(i + 1) * batch_size]
+        logits, _ = vit_forward(params, x, cfg, train=False)                 # (B, K)
+        loss_sum += cross_entropy_sum(logits, y)
+        preds[i * batch_size:i * batch_size + len(y)] = logits.argmax(1)
+        if bar is not None:
+            bar.update(len(y))
+    if bar is not None:
+        bar.close()
+    confusion = np.zeros((K, K), np.int64)
+    np.add.at(confusion, (labels, preds), 1)                                 # rows true, columns predicted
+    per_class_n = confusion.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.diag(confusion) / per_class_n                         # NaN for absent classes
+    correct = int(np.diag(confusion).sum())
+    n = len(labels)
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "correct": correct, "n": n,
+            "predictions": preds, "per_class": per_class, "confusion": confusion}
+
+
+def predict_proba(params, cfg: ViTConfig, x, batch_size=500):
+    """Softmax probabilities (B, K) of normalised float images x (B, H, W, C), dropout off."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits, _ = vit_forward(params, x[i:i + batch_size], cfg, train=False)
+        out.append(_softmax(logits))
+    return np.concatenate(out)
+
+
+# ---- image files -----------------------------------------------------------------------------------
+def load_image(path):
+    """Read a PNG or JPEG (matplotlib; JPEG through Pillow) → float64 array in [0, 1], (H, W, C), C ∈ 1..4."""
+    import matplotlib.image as mpimg
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such image file: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: not a file")
+    try:
+        img = mpimg.imread(path)
+    except Exception as err:                      # Pillow's UnidentifiedImageError, libpng errors, …
+        raise ValueError(f"{path}: cannot read it as an image ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())})") from None
+    a = np.asarray(img)
+    if np.issubdtype(a.dtype, np.integer):
+        a = a / float(np.iinfo(a.dtype).max)      # uint8 JPEG → [0, 1]; 16-bit PNG too
+    a = a.astype(np.float64)
+    if a.ndim == 2:
+        a = a[..., None]                          # (H, W) → (H, W, 1)
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or min(a.shape[:2]) < 1:
+        raise ValueError(f"{path}: unsupported image shape {a.shape}")
+    return a
+
+
+def _area_matrix(n_in, n_out):
+    """(n_out, n_in) weights of area resampling: output pixel i averages the input interval
+    [i·s, (i+1)·s), s = n_in / n_out, each input pixel weighted by its overlap (anti-aliased when shrinking)."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)                 # (n_out + 1,)
+    lo, hi = edges[:-1, None], edges[1:, None]                    # (n_out, 1)
+    j = np.arange(n_in)[None, :]                                  # (1, n_in)
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)   # (n_out, n_in)
+    return overlap / overlap.sum(1, keepdims=True)
+
+
+def resize_area(a, hw):
+    """Resize (H, W, C) to (h, w, C) by area averaging: out[..., c] = R_y · a[..., c] · R_xᵀ."""
+    ry, rx = _area_matrix(a.shape[0], hw[0]), _area_matrix(a.shape[1], hw[1])   # (h, H), (w, W)
+    return np.einsum("hH,HWc,wW->hwc", ry, a, rx, optimize=True)               # (h, w, C)
+
+
+def image_to_input(image, cfg: ViTConfig, mean, std, invert="auto"):
+    """Turn an image in [0, 1] into one model input the way the training images look.
+
+    1. transparency is composited over white; colour → grey by luminance (0.299 R + 0.587 G + 0.114 B)
+       when the model has 1 channel, grey → 3 equal channels when it has 3;
+    2. Fashion-MNIST shows light clothes on a black background: with ``invert='auto'`` an image whose
+       border is mostly light (mean > 0.5) is inverted (1 − x); 'yes' / 'no' force the choice;
+    3. padded with its border colour to the model's aspect ratio (keeping the object's shape), then
+       resized to (H, W) by area averaging;
+    4. quantised to 0..255 and normalised x̂ = (x/255 − mean)/std, as the training images were.
+
+    Returns ((H, W, C) array of ``cfg.dtype``, inverted: bool).
+    """
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[2] in (2, 4):                                       # grey+alpha or RGBA
+        alpha = a[..., -1:]
+        a = a[..., :-1] * alpha + (1.0 - alpha)                    # over white
+    C = cfg.in_channels
+    if a.shape[2] == 3 and C == 1:
+        a = a @ np.array([0.299, 0.587, 0.114])[:, None]            # (H, W, 3) → (H, W, 1)
+    elif a.shape[2] == 1 and C == 3:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] != C:
+        raise ValueError(f"cannot turn a {a.shape[2]}-channel image into the model's {C} channels")
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])      # (2W + 2H, C)
+    if invert not in ("auto", "yes", "no"):
+        raise ValueError(f"invert must be 'auto', 'yes' or 'no', got {invert!r}")
+    inverted = invert == "yes" or (invert == "auto" and border.mean() > 0.5)
+    if inverted:
+        a, border = 1.0 - a, 1.0 - border
+    H, W = cfg.hw
+    h, w = a.shape[:2]
+    if h * W != w * H:                                             # pad the short side to H:W
+        th, tw = max(h, -(-w * H // W)), max(w, -(-h * W // H))
+        fill = np.median(border, axis=0)                           # (C,) the background colour
+        padded = np.empty((th, tw, a.shape[2]))
+        padded[...] = fill
+        top, left = (th - h) // 2, (tw - w) // 2
+        padded[top:top + h, left:left + w] = a
+        a = padded
+    a = resize_area(a, (H, W))                                     # (H, W, C)
+    pixels = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    x = next(_batches_of_inputs(pixels[None], 1, mean, std, cfg.np_dtype))[0]
+    return x, inverted
+
+
+# ---- parameter groups --------------------------------------------------------------------------------
+def param_groups(params) -> list:
+    """[(group, count)] over the names of :func:`vitnp.config.param_shapes`, blocks summed over ℓ.
+
+    Groups: patch embedding (E, E_bias), class token, position embedding, per-block attention
+    (U_qkv, U_msa and their biases), per-block MLP, per-block LayerNorms, final LayerNorm, head.
+    """
+    def group(name):
+        if name in ("E", "E_bias"):
+            return "patch embedding (E, E_bias)"
+        if name == "x_class":
+            return "class token (x_class)"
+        if name == "E_pos":
+            return "position embedding (E_pos)"
+        if name.startswith("blocks."):
+            leaf = name.split(".", 2)[2]
+            if leaf.startswith("U_"):
+                return "blocks: attention (U_qkv, U_msa, biases)"
+            if leaf.startswith("mlp."):
+                return "blocks: MLP (W1, b1, W2, b2)"
+            return "blocks: LayerNorms (ln1, ln2)"
+        if name.startswith("ln_f."):
+            return "final LayerNorm (ln_f)"
+        if name.startswith("head."):
+            return "head (head.W, head.b)"
+        return "other"
+    counts = {}
+    for name, a in params.items():
+        counts[group(name)] = counts.get(group(name), 0) + int(np.size(a))
+    return list(counts.items())
+
+
+# ---- commands ----------------------------------------------------------------------------------------
+def add_evaluate_arguments(p):
+    p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="which split (default: test)")
+    p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="BLAS (OpenBLAS) threads (default 1; 0 leaves NumPy's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_predict_arguments(p):
+    p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--top", type=int, default=3, help="how many classes to print per image (default 3)")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="invert light-background images to Fashion-MNIST's light-on-black (default: auto, "
+                        "when the image border is mostly light)")
+
+
+def add_info_arguments(p):
+    p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
+
+
+def _pct(x):
+    return "  n/a" if not np.isfinite(x) else f"{100 * x:5.2f}%"
+
+
+def evaluate_cli(args) -> int:
+    """``python -m vitnp evaluate``: test accuracy and per-class accuracy of a checkpoint."""
+    from .data import load_fashion_mnist
+    from .train import load_checkpoint, set_blas_threads
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads:
+        set_blas_threads(args.threads)
+    params, cfg, meta = load_checkpoint(args.checkpoint)
+    images, labels = load_fashion_mnist(args.data, args.split, verify=not args.no_verify)
+    _check_data_fits(cfg, images, labels)
+    r = evaluate_arrays(params, cfg, images, labels, batch_size=args.batch_size, mean=meta["norm_mean"],
+                        std=meta["norm_std"], progress=not args.quiet)
+    names = meta["class_names"]
+    print(f"checkpoint: {args.checkpoint} (epoch {meta['epoch']}, step {meta['step']})")
+    print(f"{args.split} accuracy: {100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']}), "
+          f"loss {r['loss']:.4f} (cross-entropy)")
+    print("per-class accuracy:")
+    width = max(len(n) for n in names)
+    for k, name in enumerate(names):
+        print(f"  {k:2d} {name:<{width}}  {_pct(r['per_class'][k])}  ({r['confusion'][k, k]}/"
+              f"{r['confusion'][k].sum()})")
+    return 0
+
+
+def _check_data_fits(cfg, images, labels):
+    H, W = cfg.hw
+    if images.shape[1:] != (H, W, cfg.in_channels):
+        raise ValueError(f"the model expects {H}x{W}x{cfg.in_channels} images, the data are "
+                         f"{'x'.join(map(str, images.shape[1:]))}")
+    if len(labels) and labels.max() >= cfg.num_classes:
+        raise ValueError(f"the data have label {labels.max()}, the model only {cfg.num_classes} classes")
+
+
+def predict_cli(args) -> int:
+    """``python -m vitnp predict``: the top classes of each image file."""
+    from .train import load_checkpoint
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
+    params, cfg, meta = load_checkpoint(args.checkpoint)
+    names = meta["class_names"]
+    inputs = []
+    for path in args.images:                      # read all first: a bad file fails before any output
+        x, inverted = image_to_input(load_image(path), cfg, meta["norm_mean"], meta["norm_std"], args.invert)
+        inputs.append((path, x, inverted))
+    probs = predict_proba(params, cfg, np.stack([x for _, x, _ in inputs]))   # (B, K)
+    top = min(args.top, cfg.num_classes)
+    for (path, _, inverted), p in zip(inputs, probs):
+        order = np.argsort(-p, kind="stable")[:top]
+        ranked = ", ".join(f"{names[k]} {100 * p[k]:.1f}%" for k in order)
+        print(f"{path}: {ranked}" + ("   (inverted to light-on-dark)" if inverted else ""))
+    return 0
+
+
+def info_cli(args) -> int:
+    """``python -m vitnp info``: what a checkpoint holds."""
+    from .config import count_params
+    from .train import load_checkpoint
+    params, cfg, meta = load_checkpoint(args.checkpoint)
+    print(f"checkpoint: {args.checkpoint} ({os.path.getsize(args.checkpoint):,} bytes, {meta['format']})")
+    print("config:")
+    for key, value in cfg.to_dict().items():
+        print(f"  {key:<18} {value}")
+    print(f"  {'(derived)':<18} N={cfg.num_patches} patches, T={cfg.num_tokens} tokens, "
+          f"P²C={cfg.patch_dim}, D_h={cfg.head_dim}")
+    print("parameters:")
+    groups = param_groups(params)
+    width = max(len(g) for g, _ in groups)
+    for g, n in groups:
+        each = f"   ({n // cfg.depth:,} per block × {cfg.depth})" if g.startswith("blocks:") else ""
+        print(f"  {g:<{width}} {n:>11,}{each}")
+    total = sum(n for _, n in groups)
+    print(f"  {'total':<{width}} {total:>11,}")
+    assert total == count_params(cfg)             # load_checkpoint validated every shape
+    print("training:")
+    print(f"  epoch {meta['epoch']}, step {meta['step']}"
+          + (f", {meta['batch']} batches into the next epoch" if meta.get("batch") else "")
+          + ("; optimiser state included (resumable)" if meta["optim"] is not None
+             else "; no optimiser state (weights only)"))
+    if meta["history"]:
+        last = meta["history"][-1]
+        print(f"  last epoch: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f}")
+    if meta["hparams"] is not None:
+        hp = ", ".join(f"{k}={v}" for k, v in meta["hparams"].items())
+        print(f"  hparams: {hp}")
+    return 0

@@ -1,0 +1,132 @@
+"""Named training set-ups: a :class:`~vitnp.config.ViTConfig` plus the :class:`HParams` that train it.
+
+=========  =========================================================================================
+preset     purpose
+=========  =========================================================================================
+``fast``   a 1–2 minute run for demos and notebooks (a small ViT on part of the training set)
+``fmnist`` the Fashion-MNIST target: ≥ 90 % test accuracy within 10 minutes of wall time on 2 cores
+=========  =========================================================================================
+
+How the presets were chosen, and every configuration tried, is in ``docs/results.md``.
+
+>>> cfg, hp = get_preset("fast")
+>>> hp.replace(epochs=1).epochs
+1
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .config import ViTConfig
+
+AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Everything about *how* a ViT is trained (the model itself is the ViTConfig).
+
+    Parameters
+    ----------
+    epochs : int                  passes over the training set.
+    batch_size : int              B; the last incomplete batch of an epoch is dropped.
+    lr : float                    peak learning rate η₀ of AdamW.
+    final_lr : float              η at the end of the cosine decay.
+    warmup_epochs : float         linear warm-up length, in epochs (rounded to whole steps).
+    weight_decay : float          decoupled AdamW decay λ on weight matrices (``vitnp.optim.decays``).
+    beta1, beta2, eps : float     AdamW's β₁, β₂, ε.
+    label_smoothing : float       s in the targets (1 − s)·onehot + s/K of the training loss.
+    clip_grad_norm : float        global-norm clipping threshold; 0 turns clipping off.
+    augment : 'none' | 'crop' | 'flip' | 'crop+flip'
+        random crop after zero padding by ``crop_padding`` pixels, and/or a random left-right flip.
+    crop_padding : int            pixels of zero padding for the random crop.
+    val_fraction : float          part of the training set held out for validation (0: none).
+    train_subset : int            use only this many training images (a seeded random subset; 0: all).
+    seed : int                    fixes the initialisation, the data order, augmentation and dropout.
+    eval_batch_size : int         batch size of evaluation (changes results only by float32 rounding).
+    max_minutes : float or None   wall-clock budget of one ``train`` call (see :func:`vitnp.train.train`).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    final_lr: float = 0.0
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    label_smoothing: float = 0.1
+    clip_grad_norm: float = 1.0
+    augment: str = "crop"
+    crop_padding: int = 2
+    val_fraction: float = 0.0
+    train_subset: int = 0
+    seed: int = 0
+    eval_batch_size: int = 500
+    max_minutes: float | None = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            _check(name, getattr(self, name), int, lambda v: v >= 1, "a positive integer")
+        for name in ("crop_padding", "train_subset", "seed"):
+            _check(name, getattr(self, name), int, lambda v: v >= 0, "an integer >= 0")
+        for name in ("lr", "final_lr", "warmup_epochs", "weight_decay", "eps", "clip_grad_norm"):
+            _check(name, getattr(self, name), float, lambda v: v >= 0, "a number >= 0")
+        for name in ("beta1", "beta2", "label_smoothing", "val_fraction"):
+            _check(name, getattr(self, name), float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        if self.max_minutes is not None:
+            _check("max_minutes", self.max_minutes, float, lambda v: v > 0, "a number > 0 (or None)")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+
+    def replace(self, **changes) -> "HParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HParams":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown HParams field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _check(name, value, kind, ok, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    if not ok(value):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+# ---- the presets -------------------------------------------------------------------------------------
+# Measured on the shared 2-core machine; docs/results.md has every run that led here.
+PRESETS = {
+    "fast": (
+        ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10,
+                  dim=32, depth=2, heads=2, mlp_dim=64),
+        HParams(epochs=3, batch_size=128, lr=3e-3, warmup_epochs=0.5, weight_decay=0.05,
+                label_smoothing=0.1, augment="none", train_subset=20000, max_minutes=3.0),
+    ),
+    "fmnist": (
+        ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10,
+                  dim=64, depth=4, heads=4, mlp_dim=128),
+        HParams(epochs=5, batch_size=128, lr=2e-3, warmup_epochs=0.5, weight_decay=0.05,
+                label_smoothing=0.1, augment="crop", max_minutes=10.0),
+    ),
+}
+
+DESCRIPTIONS = {
+    "fast": "a 1-2 minute demo: a small ViT on 20,000 training images",
+    "fmnist": "the target: >= 90% Fashion-MNIST test accuracy within 10 minutes on 2 cores",
+}
+
+
+def get_preset(name: str) -> tuple:
+    """(ViTConfig, HParams) of a named preset: 'fast' or 'fmnist'."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
