@@ -35,10 +35,6 @@ EQUATIONS = {1: "02_embeddings", 2: "04_encoder_block", 3: "04_encoder_block", 4
              5: "03_attention", 6: "03_attention", 7: "03_attention", 8: "03_attention"}
 
 
-def _has_training_code():
-    return importlib.util.find_spec("vitnp.train") is not None
-
-
 def _execute(name, tmp_path, monkeypatch, **env):
     """Run notebooks/{name}.ipynb in fast mode in memory; returns (executed notebook, seconds)."""
     monkeypatch.setenv("VITNP_FAST", "1")
@@ -58,8 +54,6 @@ def _text_outputs(nb):
 
 @pytest.mark.parametrize("name", build.NAMES)
 def test_notebook_executes_in_fast_mode(name, tmp_path, monkeypatch):
-    if name == "06_training" and not _has_training_code():
-        pytest.skip("vitnp.train is not there yet; remove this skip once the training code has landed")
     nb, seconds = _execute(name, tmp_path, monkeypatch)
     sys.stderr.write(f"{name}: {seconds:.1f} s in fast mode\n")
     assert "mode: fast (VITNP_FAST=1)" in _text_outputs(nb)
@@ -68,8 +62,6 @@ def test_notebook_executes_in_fast_mode(name, tmp_path, monkeypatch):
 
 
 def test_training_notebook_falls_back_to_synthetic_data(tmp_path, monkeypatch):
-    if not _has_training_code():
-        pytest.skip("vitnp.train is not there yet; remove this skip once the training code has landed")
     empty = tmp_path / "no-fashion-mnist"
     empty.mkdir()
     nb, _ = _execute("06_training", tmp_path, monkeypatch, VITNP_DATA=str(empty))
