@@ -26,6 +26,7 @@ import dataclasses
 
 import numpy as np
 
+from .model import check_arrays
 from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.linear import linear_backward, linear_forward
@@ -163,23 +164,7 @@ def init_cnn_params(seed: int = 0, cfg: CNNConfig | None = None) -> dict:
 
 def check_cnn_params(params, cfg: CNNConfig):
     """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    shapes = cnn_param_shapes(cfg)
-    missing = [k for k in shapes if k not in params]
-    extra = sorted(k for k in params if k not in shapes)
-    if missing or extra:
-        raise ValueError("params do not match the CNN config: "
-                         + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                                    extra and f"unexpected {', '.join(extra)}"])))
-    for k, shape in shapes.items():
-        v = params[k]
-        if not isinstance(v, np.ndarray):
-            raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
-        if v.shape != shape:
-            raise ValueError(f"params[{k!r}] has shape {v.shape}, the config needs {shape}")
-        if v.dtype != cfg.np_dtype:
-            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, the config needs {cfg.dtype}")
+    check_arrays(params, cnn_param_shapes(cfg), cfg.np_dtype, what="the CNN config")
 
 
 def conv_stack_forward(x, layers, *, pool=2):

@@ -77,24 +77,28 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
 
 def check_params(params, cfg: ViTConfig):
     """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
+    check_arrays(params, param_shapes(cfg), cfg.np_dtype)
+
+
+def check_arrays(params, shapes, dtype, what="the config"):
+    """Raise a clear TypeError/ValueError unless ``params`` is a dict with exactly the names and shapes
+    of ``shapes`` (name -> shape), every array of ``dtype``.  Shared by the ViT and the CNN."""
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    shapes = param_shapes(cfg)
     missing = [k for k in shapes if k not in params]
     extra = sorted(k for k in params if k not in shapes)
     if missing or extra:
-        raise ValueError("params do not match the config: "
+        raise ValueError(f"params do not match {what}: "
                          + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
                                                     extra and f"unexpected {', '.join(extra)}"])))
-    dtype = cfg.np_dtype
     for k, shape in shapes.items():
         v = params[k]
         if not isinstance(v, np.ndarray):
             raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
         if v.shape != shape:
-            raise ValueError(f"params[{k!r}] has shape {v.shape}, the config needs {shape}")
+            raise ValueError(f"params[{k!r}] has shape {v.shape}, {what} needs {shape}")
         if v.dtype != dtype:
-            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, the config needs {cfg.dtype}")
+            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, {what} needs {np.dtype(dtype).name}")
 
 
 def check_images(x, cfg: ViTConfig):
