@@ -1,6 +1,6 @@
 """Write the notebooks from their sources in ``notebooks/src/`` and execute them in place.
 
-    python notebooks/build.py                  # write and execute all six notebooks (the full runs)
+    python notebooks/build.py                  # write and execute every notebook (the full runs)
     VITNP_FAST=1 python notebooks/build.py     # the same with the heavy cells shrunk (≤ 2 min each)
     python notebooks/build.py 03 05            # only the notebooks whose names start with 03 or 05
     python notebooks/build.py --no-execute     # only write the .ipynb files (without outputs)
@@ -25,7 +25,7 @@ import nbformat
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
-NAMES = ("01_patches", "02_embeddings", "03_attention", "04_encoder_block", "05_backprop", "06_training")
+NAMES = tuple(sorted(p.stem for p in SRC.glob("[0-9][0-9]_*.py")))   # 01_patches, 02_embeddings, …
 CELL_TIMEOUT = 1800        # seconds per cell: generous, the full training run is one long cell
 KERNEL = "python3"
 

@@ -254,3 +254,91 @@ def test_embedding_filters_errors():
 def test_module_exports():
     assert set(analysis.__all__) >= {"attention_maps", "attention_rollout", "mean_attention_distance",
                                      "pos_embedding_similarity", "embedding_filters"}
+
+
+# ---- pixel scale: hybrid ViTs, whose patches cover more than P pixels -------------------------------
+class PixelScaled(ViTConfig):
+    """A stand-in for a hybrid ViT (paper §3.1): a CNN stem of stride S = 4 in front, so each token of the
+    (gh, gw) grid covers P_pix = S·P input pixels, and cfg.grid follows the feature map, H / P_pix.
+    Only the two properties the analysis reads are overridden, so this works before and after config.py
+    gains its own ``patch_pixels``."""
+    STRIDE = 4
+
+    @property
+    def patch_pixels(self):
+        return self.STRIDE * self.patch_size
+
+    @property
+    def grid(self):
+        return (self.hw[0] // self.patch_pixels, self.hw[1] // self.patch_pixels)
+
+
+def scaled_cfg(grid=(2, 2), P=1, **kw):
+    """A PixelScaled config with the given token grid: image (gh·4P, gw·4P)."""
+    fields = dict(image_size=(grid[0] * 4 * P, grid[1] * 4 * P), patch_size=P, in_channels=1, num_classes=3,
+                  dim=8, depth=1, heads=2, mlp_dim=8)
+    fields.update(kw)
+    return PixelScaled(**fields)
+
+
+def test_plain_vit_patch_pixels_is_the_patch_size():
+    cfg = cfg_for(grid=(2, 3), P=5)
+    assert analysis.patch_pixels(cfg) == 5 and not analysis.is_hybrid(cfg)
+    hybrid = scaled_cfg(P=2)
+    assert analysis.patch_pixels(hybrid) == 8 and hybrid.grid == (2, 2) and hybrid.num_tokens == 5
+    assert analysis.is_hybrid(hybrid)
+
+
+def test_patch_distances_are_in_image_pixels():
+    """1×3 token grid with P = 1 but P_pix = 4: neighbours 4 pixels apart, the ends 8 (not 1 and 2)."""
+    d = patch_distances(scaled_cfg(grid=(1, 3), P=1))
+    np.testing.assert_array_equal(d[0], [0.0, 4.0, 8.0])
+    np.testing.assert_array_equal(d, 4 * patch_distances(cfg_for(grid=(1, 3), P=1)))
+
+
+def test_mean_attention_distance_of_a_hybrid_is_in_image_pixels():
+    """Uniform attention on a 2×2 grid of side-p patches: (2p + p√2)/4.  With P = 2, P_pix = 8: 4 + 2√2
+    pixels, where the feature-map scale P would give 1 + √2/2."""
+    cfg = scaled_cfg(P=2)
+    maps = [stack(np.full((5, 5), 0.2), B=2, heads=2)]
+    np.testing.assert_allclose(mean_attention_distance(maps, cfg), [[4 + 2 * math.sqrt(2)] * 2], rtol=1e-14)
+
+
+def test_rollout_of_a_hybrid_is_upsampled_to_the_input_image():
+    """The class token draws from patch 1 (row 0, col 1) only: nearest upsampling must fill the 8×8-pixel
+    block rows 0–7, columns 8–15 of the 16×16 image; bilinear keeps a constant map constant at 16×16."""
+    cfg = scaled_cfg(P=2)                         # grid 2×2, P_pix = 8, image 16×16
+    A = np.eye(5)
+    A[0] = np.eye(5)[2]                           # token 2 = patch 1
+    image = attention_rollout([stack(A)], cfg)[0]
+    assert image.shape == (16, 16)
+    expected = np.zeros((16, 16))
+    expected[0:8, 8:16] = 0.5                     # Â row 0 = ½e₀ + ½e₂
+    np.testing.assert_array_equal(image, expected)
+    flat = attention_rollout([stack(np.full((5, 5), 0.2))], cfg, upsample="bilinear")
+    assert flat.shape == (1, 16, 16)
+    np.testing.assert_allclose(flat, 0.5 / 5, rtol=1e-14)     # Â = ½(U + I): row 0 gives ½·(1/T) per patch
+
+
+def test_embedding_filters_refuse_a_hybrid():
+    cfg = scaled_cfg(P=2)
+    E = np.ones((cfg.patch_dim, cfg.dim))
+    with pytest.raises(ValueError, match="hybrid"):
+        embedding_filters({"E": E}, cfg, 2)
+    plain = cfg_for()
+    object.__setattr__(plain, "stem_channels", (16,))   # a stem without downsampling: P_pix = P, still hybrid
+    with pytest.raises(ValueError, match="feature map"):
+        embedding_filters({"E": np.ones((plain.patch_dim, plain.dim))}, plain, 2)
+
+
+def test_a_real_hybrid_config_uses_its_patch_pixels():
+    """config.py's hybrid: 16×16 image, one stem stage with 2×2 pooling → 8×8 map, P = 2 → 4×4 tokens, each
+    covering P_pix = 4 image pixels: distances and rollout maps in image pixels, no E filters."""
+    cfg = ViTConfig(image_size=16, patch_size=2, in_channels=1, num_classes=3, dim=8, depth=1, heads=2, mlp_dim=8,
+                    stem_channels=(4,), stem_pool=2)
+    assert cfg.grid == (4, 4) and analysis.patch_pixels(cfg) == 4 and analysis.is_hybrid(cfg)
+    np.testing.assert_array_equal(patch_distances(cfg)[0, :4], [0.0, 4.0, 8.0, 12.0])
+    _, cache = vit_forward(init_params(cfg, seed=0), np.zeros((2, 16, 16, 1), np.float32), cfg)
+    assert attention_rollout(attention_maps(cache), cfg).shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="hybrid"):
+        embedding_filters(init_params(cfg, seed=0), cfg, 2)

@@ -1,5 +1,6 @@
 """The command line: --help, a tiny train / evaluate / predict / info in a temp dir, resume through the CLI,
 and clear one-line errors (exit status 2, no traceback) for bad paths, corrupt and mismatched files.
+Then the extensions: --init-from (56×56, new classes), --classes, --model cnn, the hybrid --stem flags.
 
 The data are synthetic IDX files with the official Fashion-MNIST names (hence --no-verify); no network.
 """
@@ -236,3 +237,225 @@ def test_image_to_input_grey_colour_alpha_and_inversion():
     assert x3.shape == (28, 28, 3) and np.ptp(x3) == 0
     with pytest.raises(ValueError, match="invert"):
         image_to_input(white_bg, cfg, mean, std, invert="maybe")
+
+
+# ---- extensions: fine-tuning, class subsets, the CNN, the hybrid stem ----------------------------------
+SHORT = ["--preset", "fast", "--epochs", "1", "--batch-size", "16", "--train-subset", "0", "--no-verify", "--quiet"]
+
+
+def conf_of(out):
+    return json.loads((out / "config.json").read_text())
+
+
+def last_line(out):
+    return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_subcommand_help_lists_the_new_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--init-from", "--image-size", "--classes", "--num-classes", "--model", "--cnn-channels",
+                 "--stem", "--stem-kernel", "--stem-pool"):
+        assert flag in out, flag
+
+
+@pytest.fixture(scope="module")
+def finetuned(run):
+    """`train --init-from RUN/best.npz --image-size 56`: the run's model (dim 16, not the preset's 32) at 56x56."""
+    out = run["root"] / "ft56"
+    assert main(["train", "--out", str(out), "--data", run["data"], "--init-from", str(run["out"] / "best.npz"),
+                 "--image-size", "56", *SHORT]) == 0
+    return out
+
+
+def test_init_from_takes_the_model_from_the_checkpoint(run, finetuned):
+    conf = conf_of(finetuned)
+    source = conf_of(run["out"])["config"]
+    assert conf["config"] == {**source, "image_size": [56, 56]}              # only the flag changed it
+    assert conf["hparams"]["epochs"] == 1 and conf["preset"] == "fast"       # training flags: preset + flags
+    assert conf["init_from"] == str(run["out"] / "best.npz")
+    assert "E_pos interpolated from the 4x4 to the 8x8 patch grid" in conf["init"]["adapted"]
+    assert conf["data"]["image_size"] == [56, 56] and conf["data"]["source_size"] == [28, 28]
+    params, cfg, meta = load_checkpoint(finetuned / "best.npz")
+    assert cfg.image_size == (56, 56) and params["E_pos"].shape == (65, 16)
+    assert meta["data"]["source_size"] == [28, 28] and meta["init_from"]["path"] == conf["init_from"]
+
+
+def test_evaluate_predict_info_of_a_56_pixel_checkpoint(run, finetuned, capsys, tmp_path):
+    code, out, err = run_main(capsys, "evaluate", finetuned / "best.npz", "--data", run["data"], "--no-verify",
+                              "--quiet")
+    assert code == 0, err
+    last = last_line(finetuned)                       # the test images resized as in training: same numbers
+    assert f"test accuracy: {100 * last['test_acc']:.2f}% ({round(last['test_acc'] * 20)}/20)" in out
+    assert f"loss {last['test_loss']:.4f}" in out and "resized 28x28 -> 56x56" in out
+    images, _ = run["arrays"]["test"]
+    png = tmp_path / "item.png"
+    mpimg.imsave(png, images[0], cmap="gray", vmin=0, vmax=255)
+    code, out, err = run_main(capsys, "predict", finetuned / "best.npz", png, "--invert", "no")
+    assert code == 0, err
+    # predict upsamples the 28x28 image exactly as training did: the model's probabilities on that input
+    params, cfg, meta = load_checkpoint(finetuned / "best.npz")
+    from vitnp.data import resize_images
+    big = resize_images(images[0][None, :, :, None], 56)
+    x = (big.astype(np.float32) / np.float32(255) - np.float32(meta["norm_mean"])) / np.float32(meta["norm_std"])
+    p = predict_proba(params, cfg, x)[0]
+    k = int(p.argmax())
+    assert out.split(": ", 1)[1].startswith(f"{FASHION_MNIST_CLASSES[k]} {100 * p[k]:.1f}%")
+    code, out, err = run_main(capsys, "info", finetuned / "best.npz")
+    assert code == 0, err
+    assert "images: 28x28 data resized to 56x56" in out and "initial weights: " in out
+    assert "N=64 patches, T=65 tokens" in out
+
+
+@pytest.fixture(scope="module")
+def five_classes(run):
+    """`train --classes 0-4`: num_classes is set to 5 from the list."""
+    out = run["root"] / "five"
+    assert main(["train", "--out", str(out), "--data", run["data"], *SHORT, "--batch-size", "8", "--dim", "16",
+                 "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--classes", "0-4"]) == 0
+    return out
+
+
+def test_classes_flag_sets_num_classes_and_the_names(run, five_classes, capsys, tmp_path):
+    conf = conf_of(five_classes)
+    assert conf["config"]["num_classes"] == 5 and conf["hparams"]["classes"] == [0, 1, 2, 3, 4]
+    assert conf["class_names"] == list(FASHION_MNIST_CLASSES[:5]) and conf["data"]["n_train"] == 25
+    code, out, err = run_main(capsys, "evaluate", five_classes / "best.npz", "--data", run["data"],
+                              "--no-verify", "--quiet")
+    assert code == 0, err
+    assert f"({round(last_line(five_classes)['test_acc'] * 10)}/10)" in out       # 2 test images per class
+    per_class = [line for line in out.splitlines() if line.strip()[:2].strip().isdigit()]
+    assert [line.split(None, 1)[1].rsplit(None, 2)[0] for line in per_class] == list(FASHION_MNIST_CLASSES[:5])
+    images, _ = run["arrays"]["test"]
+    png = tmp_path / "item.png"
+    mpimg.imsave(png, images[0], cmap="gray", vmin=0, vmax=255)
+    code, out, err = run_main(capsys, "predict", five_classes / "best.npz", png, "--top", "5")
+    assert code == 0, err
+    named = [name for name in FASHION_MNIST_CLASSES if f"{name} " in out]
+    assert sorted(named) == sorted(FASHION_MNIST_CLASSES[:5])
+    code, out, _ = run_main(capsys, "info", five_classes / "best.npz")
+    assert "Fashion-MNIST classes 0,1,2,3,4, relabelled 0..4" in out
+
+
+def test_transfer_to_the_other_classes_gets_a_new_head(run, five_classes):
+    """The transfer experiment's second step: the 5-class model, fine-tuned on classes 5-9 with a subset."""
+    out = run["root"] / "transfer"
+    assert main(["train", "--out", str(out), "--data", run["data"], *SHORT, "--batch-size", "8",
+                 "--init-from", str(five_classes / "best.npz"), "--classes", "5-9", "--train-subset", "16",
+                 "--lr", "0"]) == 0
+    conf = conf_of(out)
+    assert conf["config"]["num_classes"] == 5 and conf["data"]["n_train"] == 16
+    assert conf["init"]["adapted"] == "new zero head for 5 classes"
+    assert conf["class_names"] == list(FASHION_MNIST_CLASSES[5:])
+    params = load_checkpoint(out / "checkpoint.npz")[0]
+    source = load_checkpoint(five_classes / "best.npz")[0]
+    assert not params["head.W"].any() and params["E"].tobytes() == source["E"].tobytes()   # lr 0: the start
+
+
+@pytest.fixture(scope="module")
+def cnn_run(run):
+    out = run["root"] / "cnn"
+    assert main(["train", "--out", str(out), "--data", run["data"], *SHORT, "--model", "cnn",
+                 "--cnn-channels", "4,8"]) == 0
+    return out
+
+
+def test_cnn_train_evaluate_predict_info(run, cnn_run, capsys, tmp_path):
+    conf = conf_of(cnn_run)
+    assert conf["model"] == "cnn" and conf["config"]["channels"] == [4, 8]
+    assert conf["parameters"] == 4 * 9 + 4 + 4 * 8 * 9 + 8 + 7 * 7 * 8 * 10 + 10
+    for name in ("checkpoint.npz", "best.npz", "curves.png", "confusion.png", "predictions.png"):
+        assert (cnn_run / name).is_file(), name
+    code, out, err = run_main(capsys, "evaluate", cnn_run / "best.npz", "--data", run["data"], "--no-verify",
+                              "--quiet")
+    assert code == 0, err
+    last = last_line(cnn_run)
+    assert f"test accuracy: {100 * last['test_acc']:.2f}%" in out and f"loss {last['test_loss']:.4f}" in out
+    images, _ = run["arrays"]["test"]
+    png = tmp_path / "item.png"
+    mpimg.imsave(png, images[3], cmap="gray", vmin=0, vmax=255)
+    code, out, err = run_main(capsys, "predict", cnn_run / "best.npz", png, "--invert", "no")
+    assert code == 0 and out.count("%") == 3, err
+    params, cfg, meta = load_checkpoint(cnn_run / "best.npz")
+    x = (images[3][None, :, :, None].astype(np.float32) / np.float32(255) - np.float32(meta["norm_mean"])) \
+        / np.float32(meta["norm_std"])
+    p = predict_proba(params, cfg, x)[0]
+    assert out.split(": ", 1)[1].startswith(f"{FASHION_MNIST_CLASSES[int(p.argmax())]} {100 * p.max():.1f}%")
+    code, out, err = run_main(capsys, "info", cnn_run / "checkpoint.npz")
+    assert code == 0, err
+    assert "model: CNN channels=4,8 kernel=3 pool=2" in out and "last feature map 7x7x8" in out
+    assert "conv1 (conv1.W, conv1.b)" in out and "conv2 (conv2.W, conv2.b)" in out
+    total = [line for line in out.splitlines() if line.strip().startswith("total")][0]
+    assert int(total.split()[-1].replace(",", "")) == conf["parameters"]
+
+
+def test_cnn_resume_through_the_cli(run, cnn_run, capsys):
+    out = run["root"] / "cnn2"
+    flags = ["--out", out, "--data", run["data"], *SHORT, "--epochs", "1", "--model", "cnn", "--cnn-channels", "4,8"]
+    code, _, err = run_main(capsys, "train", *flags, "--max-minutes", "0.0001")     # stops inside epoch 1
+    assert code == 0, err
+    assert load_checkpoint(out / "checkpoint.npz")[2]["epoch"] == 0
+    code, _, err = run_main(capsys, "train", "--out", out, "--data", run["data"], "--no-verify", "--quiet",
+                            "--resume", "--max-minutes", "0")                      # 0: no budget
+    assert code == 0, err
+    assert load_checkpoint(out / "checkpoint.npz")[2]["epoch"] == 1
+    a, b = load_checkpoint(out / "checkpoint.npz")[0], load_checkpoint(cnn_run / "checkpoint.npz")[0]
+    assert all(a[k].tobytes() == b[k].tobytes() for k in b)
+
+
+def test_stem_flags_make_a_hybrid(run, capsys):
+    out = run["root"] / "hybrid"
+    code, _, err = run_main(capsys, "train", "--out", out, "--data", run["data"], *SHORT, "--dim", "16",
+                            "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--stem", "4,6", "--stem-kernel", "5",
+                            "--stem-pool", "1")
+    assert code == 0, err
+    conf = conf_of(out)["config"]
+    assert (conf["stem_channels"], conf["stem_kernel"], conf["stem_pool"]) == ([4, 6], 5, 1)
+    params, cfg, _ = load_checkpoint(out / "best.npz")
+    assert params["stem.0.W"].shape == (5, 5, 1, 4) and params["stem.1.W"].shape == (5, 5, 4, 6)
+    assert params["E"].shape == (7 * 7 * 6, 16)
+    code, out_text, err = run_main(capsys, "info", out / "best.npz")
+    assert code == 0 and "hybrid CNN stem" in out_text and "stem=4,6" in out_text, err
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--init-from", "{root}/missing.npz"], ["init_from", "no such file"]),
+    (["--init-from", "{bad}/garbage.npz"], ["init_from", "corrupt"]),
+    (["--init-from", "{bad}/truncated.npz"], ["init_from", "truncated"]),
+    (["--init-from", "{out}/best.npz", "--dim", "32"], ["cannot adapt", "dim: 16 (old) vs 32 (new)"]),
+    (["--init-from", "{out}/best.npz", "--classifier", "gap"], ["classifier: 'token' (old) vs 'gap' (new)"]),
+    (["--init-from", "{out}/best.npz", "--model", "cnn"], ["holds a VIT"]),
+    (["--model", "cnn", "--patch-size", "4"], ["--patch-size do(es) not apply to the CNN"]),
+    (["--model", "cnn", "--stem", "4"], ["--stem do(es) not apply to the CNN"]),
+    (["--cnn-channels", "4,8"], ["--cnn-channels do(es) not apply to the VIT"]),
+    (["--model", "cnn", "--cnn-channels", "4,x"], ["--cnn-channels: expected comma-separated integers"]),
+    (["--stem", "0"], ["--stem: the channel counts must be positive"]),
+    (["--classes", "0-4", "--num-classes", "3"], ["are 5 classes, but the model has num_classes=3"]),
+    (["--classes", "4-0"], ["--classes: bad range '4-0'"]),
+    (["--classes", "1,x"], ["--classes: 'x' is not a class index"]),
+    (["--classes", "1,0-2"], ["names a class twice"]),
+    (["--num-classes", "4"], ["set num_classes to 10"]),
+    (["--image-size", "30"], ["not divisible by patch_size"]),
+    (["--model", "cnn", "--config", "patch_size=4"], ["unknown field 'patch_size'"]),
+])
+def test_extension_errors_are_one_line_with_status_2(run, bad_files, capsys, argv, fragments):
+    names = {"root": run["root"], "out": run["out"], "data": run["data"], "bad": bad_files}
+    argv = ["train", "--out", "{root}/never", "--data", "{data}", *SHORT, *argv]
+    code, out, err = run_main(capsys, *[a.format(**names) for a in argv])
+    assert_one_line_error(code, out, err, *fragments)
+    assert not (run["root"] / "never" / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_init_from_and_model(run, capsys):
+    for extra in (["--init-from", str(run["out"] / "best.npz")], ["--model", "cnn"]):
+        code, out, err = run_main(capsys, "train", "--out", run["out"], "--resume", *extra)
+        assert_one_line_error(code, out, err, "--resume continues the saved run")
+
+
+def test_incompatible_init_from_in_a_real_process(run, cnn_run):
+    result = subprocess.run([sys.executable, "-m", "vitnp", "train", "--out", str(run["root"] / "never2"),
+                             "--data", run["data"], *SHORT, "--init-from", str(cnn_run / "best.npz"),
+                             "--image-size", "56"], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result.returncode, result.stdout, result.stderr, "cannot adapt parameter 'head.W'",
+                          "image_size (28, 28) vs (56, 56)")

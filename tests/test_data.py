@@ -410,3 +410,85 @@ def test_real_fashion_mnist(tmp_path):
     x2, y2 = load_fashion_mnist(tmp_path, "test")
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Class subsets and resizing (fine-tuning support)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_select_classes_keeps_order_and_relabels_in_the_given_order():
+    images = np.arange(10 * 2 * 2, dtype=np.uint8).reshape(10, 2, 2, 1)      # image i is recognisable
+    labels = np.array([3, 7, 2, 7, 0, 2, 9, 3, 7, 1])
+    x, y = data.select_classes(images, labels, (7, 2))
+    assert y.tolist() == [0, 1, 0, 1, 0] and y.dtype == np.int64             # 7 -> 0, 2 -> 1
+    assert np.array_equal(x, images[[1, 2, 3, 5, 8]])                         # original order kept
+    x, y = data.select_classes(images, labels, [3])
+    assert y.tolist() == [0, 0] and np.array_equal(x, images[[0, 7]])
+    with pytest.raises(ValueError, match=r"class\(es\) \[5\] have no examples"):
+        data.select_classes(images, labels, (7, 5))
+    for bad in ((), (2, 2), (-1, 2)):
+        with pytest.raises(ValueError, match="classes"):
+            data.select_classes(images, labels, bad)
+
+
+def upsample2_reference(a):
+    """2x bilinear upsampling along both axes, written out: with p = a padded by its edge values,
+    out[2j] = ¼ p[j] + ¾ p[j+1] and out[2j+1] = ¾ p[j+1] + ¼ p[j+2] (in 16ths: exact), rounded half up."""
+    def axis(x, ax):
+        p = np.moveaxis(np.pad(np.moveaxis(x, ax, 0), [(1, 1)] + [(0, 0)] * (x.ndim - 1), mode="edge"), 0, ax)
+        n = x.shape[ax]
+        take = lambda k: np.take(p, np.arange(k, k + n), axis=ax)          # noqa: E731  p[j + k] for all j
+        even, odd = 0.25 * take(0) + 0.75 * take(1), 0.75 * take(1) + 0.25 * take(2)
+        return np.stack([even, odd], axis=ax + 1).reshape(x.shape[:ax] + (2 * n,) + x.shape[ax + 1:])
+    out = axis(axis(a.astype(np.float64), 1), 2)
+    return np.floor(out + 0.5).astype(np.uint8)
+
+
+def test_resize_images_2x_by_hand_and_against_the_written_out_formula():
+    square = np.array([[0, 16], [32, 48]], np.uint8)[None, :, :, None]       # (1, 2, 2, 1)
+    expected = [[0, 4, 12, 16], [8, 12, 20, 24], [24, 28, 36, 40], [32, 36, 44, 48]]
+    assert data.resize_images(square, 4)[0, :, :, 0].tolist() == expected    # a linear image stays linear
+    tie = np.array([[0, 2]], np.uint8)[None, :, :, None]                      # 0, 0.5, 1.5, 2: halves round up
+    assert data.resize_images(tie, (1, 4))[0, 0, :, 0].tolist() == [0, 1, 2, 2]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 28, 28, 3), dtype=np.uint8)
+    out = data.resize_images(images, 56, chunk=2)                             # chunking changes nothing
+    assert out.shape == (5, 56, 56, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, upsample2_reference(images))
+
+
+def test_resize_images_3x_exactly():
+    """Factor 3: out[3j+1] = a[j], out[3j] = (a[j-1] + 2a[j])/3, out[3j+2] = (2a[j] + a[j+1])/3 per axis,
+    edges clamped: in integer ninths, never a tie (k/9 ≠ ½), so the reference is exact."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, size=(2, 7, 5, 1), dtype=np.uint8)
+    w = np.zeros((3, 3), np.int64)                                   # 3·weights of (a[j-1], a[j], a[j+1])
+    w[0], w[1], w[2] = (1, 2, 0), (0, 3, 0), (0, 2, 1)
+
+    def axis_thirds(x, ax):                                           # integer, 3× the interpolated values
+        p = np.moveaxis(np.pad(np.moveaxis(x, ax, 0), [(1, 1)] + [(0, 0)] * (x.ndim - 1), mode="edge"), 0, ax)
+        n = x.shape[ax]
+        parts = [sum(w[r, k] * np.take(p, np.arange(k, k + n), axis=ax) for k in range(3)) for r in range(3)]
+        return np.stack(parts, axis=ax + 1).reshape(x.shape[:ax] + (3 * n,) + x.shape[ax + 1:])
+    ninths = axis_thirds(axis_thirds(a.astype(np.int64), 1), 2)       # 9 × value
+    expected = (2 * ninths + 9) // 18                                  # round half up of ninths / 9
+    out = data.resize_images(a, (21, 15))
+    assert np.array_equal(out, expected)
+    assert np.array_equal(out[:, 1::3, 1::3], a)                       # the centre of each 3×3 block
+
+
+def test_resize_images_keeps_constants_copies_and_validates():
+    flat = np.full((3, 28, 28, 1), 77, np.uint8)
+    for size in (56, (14, 42), 13, 28):
+        out = data.resize_images(flat, size)
+        assert out.shape[1:3] == ((size, size) if np.isscalar(size) else size) and (out == 77).all()
+    same = data.resize_images(flat, 28)
+    assert not np.shares_memory(same, flat)
+    with pytest.raises(ValueError, match="uint8"):
+        data.resize_images(flat.astype(np.float32), 56)
+    with pytest.raises(ValueError, match="uint8 images"):
+        data.resize_images(flat[0], 56)
+    for bad in (0, (28,), (28, -1), 2.5, True):
+        with pytest.raises(ValueError, match="size"):
+            data.resize_images(flat, bad)

@@ -77,6 +77,20 @@ def test_decays_split():
                                           for n in ("U_qkv", "U_msa", "mlp.W1", "mlp.W2")}
 
 
+def test_decays_split_of_the_cnn_and_the_hybrid_stem():
+    """Kernels decay, biases do not: the CNN's conv{i}.W / head.W and the hybrid ViT's stem.{i}.W."""
+    from vitnp import ViTConfig, init_params
+    from vitnp.cnn import CNNConfig, init_cnn_params
+    cnn = init_cnn_params(0, cfg=CNNConfig(channels=(4, 8, 16)))
+    assert {k for k in cnn if decays(k, cnn[k])} == {"conv1.W", "conv2.W", "conv3.W", "head.W"}
+    hybrid = init_params(ViTConfig(patch_size=7, dim=8, depth=1, heads=2, mlp_dim=16, stem_channels=(4, 8),
+                                   stem_pool=1))
+    decayed = {k for k in hybrid if decays(k, hybrid[k])}
+    assert {k for k in hybrid if k.startswith("stem.")} == {"stem.0.W", "stem.0.b", "stem.1.W", "stem.1.b"}
+    assert decayed == {"stem.0.W", "stem.1.W", "E", "blocks.0.U_qkv", "blocks.0.U_msa", "blocks.0.mlp.W1",
+                       "blocks.0.mlp.W2", "head.W"}
+
+
 @pytest.mark.parametrize("momentum, nesterov, wd", [
     (0.9, False, 0.0), (0.9, True, 0.0), (0.9, False, 0.05), (0.9, True, 0.05), (0.0, False, 0.05)])
 def test_sgd_matches_torch(momentum, nesterov, wd):

@@ -8,7 +8,9 @@ sine-cosine table (which has no gradient), so a shared mistake would have to be 
 
 The reference itself is checked against torch's own building blocks: the patch embedding against
 ``F.conv2d`` (kernel P, stride P) and one encoder block against ``nn.TransformerEncoderLayer``
-(``norm_first=True``, the pre-LN of Eq 2–3).
+(``norm_first=True``, the pre-LN of Eq 2–3).  The hybrid's CNN stem (paper §3.1) is written with torch's
+``F.conv2d`` (NCHW, OIHW: our NHWC images and HWIO kernels are transposed), ``F.relu`` and
+``F.max_pool2d``; the gradient with respect to the images is compared too.
 
 Error measure: ``vitnp.gradcheck.rel_error``, max|a − b| / max(1e-12, max|a| + max|b|) per array.
 """
@@ -64,9 +66,22 @@ def t_block(z, b, heads, eps, gelu):
     return z + h @ b["mlp.W2"] + b["mlp.b2"]                            # Eq 3
 
 
+def t_stem(x, p, cfg):
+    """The hybrid's CNN stem with torch's NCHW layers: (B, H, W, C) -> feature map (B, h, w, C_f)."""
+    f = x.permute(0, 3, 1, 2)                                           # (B, C, H, W)
+    for i in range(len(cfg.stem_channels)):
+        kernel = p[f"stem.{i}.W"].permute(3, 2, 0, 1)                   # (k, k, C_in, C_out) -> OIHW
+        f = F.relu(F.conv2d(f, kernel, p[f"stem.{i}.b"], padding=cfg.stem_kernel // 2))   # 'same'
+        if cfg.stem_pool > 1:
+            f = F.max_pool2d(f, cfg.stem_pool)                          # floor mode, like vitnp
+    return f.permute(0, 2, 3, 1)                                        # (B, h, w, C_f)
+
+
 def t_vit_logits(p, x, cfg, pos_table=None):
     """The whole ViT in torch.  p: name -> tensor; x: (B, H, W, C); pos_table: (T, D) for 'sincos'."""
     B = x.shape[0]
+    if cfg.stem_channels:                                               # hybrid: patches of the CNN map
+        x = t_stem(x, p, cfg)
     z = t_patchify(x, cfg.patch_size) @ p["E"] + p["E_bias"]           # (B, N, D)
     if cfg.classifier == "token":
         z = torch.cat([p["x_class"].expand(B, 1, -1), z], dim=1)       # (B, N+1, D)
@@ -84,14 +99,15 @@ def t_vit_logits(p, x, cfg, pos_table=None):
 
 
 def torch_reference(params, x, labels, cfg, smoothing, pos_table=None):
-    """logits, loss, dlogits and name -> gradient, all as float64 NumPy, computed by torch autograd."""
+    """logits, loss, dlogits, name -> gradient and dloss/dx, all as float64 NumPy, computed by torch autograd."""
     tp = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in params.items()}
-    logits = t_vit_logits(tp, torch.tensor(x, dtype=torch.float64), cfg, pos_table)
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    logits = t_vit_logits(tp, tx, cfg, pos_table)
     logits.retain_grad()
     value = F.cross_entropy(logits, torch.tensor(labels, dtype=torch.long), label_smoothing=smoothing)
     value.backward()
     grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).numpy() for n, t in tp.items()}
-    return logits.detach().numpy(), value.item(), logits.grad.numpy(), grads
+    return logits.detach().numpy(), value.item(), logits.grad.numpy(), grads, tx.grad.numpy()
 
 
 # ================================================================================================
@@ -139,6 +155,29 @@ def test_reference_block_matches_nn_transformer_encoder_layer():
     assert rel_error(ours.numpy(), theirs.numpy()) < 1e-12
 
 
+def test_reference_stem_is_torch_conv_relu_pool_and_vitnp_agrees():
+    """t_stem against nn.Conv2d / nn.ReLU / nn.MaxPool2d modules, and vitnp's conv_stack_forward against it."""
+    from vitnp.cnn import conv_stack_forward
+    rng = np.random.default_rng(2)
+    cfg = vitnp.ViTConfig(image_size=(9, 10), patch_size=1, in_channels=3, dim=8, heads=2,
+                          stem_channels=(4, 6), stem_kernel=3, stem_pool=2, dtype="float64")
+    p = {n: rng.standard_normal(s) for n, s in vitnp.param_shapes(cfg).items() if n.startswith("stem.")}
+    x = rng.standard_normal((2, 9, 10, 3))
+    layers = []
+    for i, c_out in enumerate(cfg.stem_channels):
+        conv = torch.nn.Conv2d(p[f"stem.{i}.W"].shape[2], c_out, 3, padding=1, dtype=torch.float64)
+        conv.weight.data = torch.tensor(p[f"stem.{i}.W"]).permute(3, 2, 0, 1).contiguous()
+        conv.bias.data = torch.tensor(p[f"stem.{i}.b"])
+        layers += [conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+    with torch.no_grad():
+        modules = torch.nn.Sequential(*layers)(torch.tensor(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        ours = t_stem(torch.tensor(x), {n: torch.tensor(a) for n, a in p.items()}, cfg)
+    assert ours.shape == (2, *cfg.feature_hw, 6) == (2, 2, 2, 6)
+    assert rel_error(ours.numpy(), modules.numpy()) < 1e-12
+    feat, _ = conv_stack_forward(x, [(p[f"stem.{i}.W"], p[f"stem.{i}.b"]) for i in range(2)], pool=2)
+    assert rel_error(feat, modules.numpy()) < 1e-12
+
+
 # ================================================================================================
 # The whole model: vitnp vs the reference
 # ================================================================================================
@@ -171,6 +210,18 @@ MODEL_CASES = {
     "g-one-patch-one-head": (dict(image_size=(4, 4), patch_size=4, in_channels=2, num_classes=3, dim=6,
                                   heads=1, depth=2, mlp_dim=8, classifier="gap", pos_embedding="learned",
                                   gelu="tanh"), 0.1),
+    # (h) hybrid (§3.1): one conv stage + 2×2 pool, 8×12×3 -> 4×6×4 map, P=2 over the map
+    "h-hybrid-1-stage-pool": (dict(image_size=(8, 12), patch_size=2, in_channels=3, num_classes=5, dim=12,
+                                   heads=3, depth=2, mlp_dim=16, classifier="token", pos_embedding="learned",
+                                   gelu="exact", stem_channels=(4,), stem_kernel=3, stem_pool=2), 0.0),
+    # (i) hybrid, the paper's P=1: two stages, odd sizes pooled by floor (11×9 -> 5×4 -> 2×2), 5×5 kernels
+    "i-hybrid-2-stages-p1": (dict(image_size=(11, 9), patch_size=1, in_channels=2, num_classes=4, dim=8,
+                                  heads=2, depth=2, mlp_dim=12, classifier="token", pos_embedding="sincos",
+                                  gelu="tanh", stem_channels=(3, 5), stem_kernel=5, stem_pool=2), 0.1),
+    # (j) hybrid without pooling (map = image size), average pooling readout
+    "j-hybrid-no-pool-gap": (dict(image_size=(6, 4), patch_size=2, in_channels=1, num_classes=3, dim=8,
+                                  heads=2, depth=1, mlp_dim=12, classifier="gap", pos_embedding="learned",
+                                  gelu="exact", stem_channels=(3,), stem_kernel=3, stem_pool=1), 0.0),
 }
 
 
@@ -202,9 +253,9 @@ def test_vit_matches_torch(case):
     mine = {n: a.copy() for n, a in params.items()}
     logits, cache = vitnp.vit_forward(mine, x.copy(), cfg)
     value, dlogits = loss.softmax_cross_entropy(logits, labels, smoothing=smoothing)
-    grads = vitnp.vit_backward(dlogits, cache)
+    grads, dx = vitnp.vit_backward(dlogits, cache, input_grad=True)
     # torch
-    t_logits, t_value, t_dlogits, t_grads = torch_reference(params, x, labels, cfg, smoothing, pos_table)
+    t_logits, t_value, t_dlogits, t_grads, t_dx = torch_reference(params, x, labels, cfg, smoothing, pos_table)
 
     assert logits.shape == (BATCH, cfg.num_classes)
     assert rel_error(logits, t_logits) <= TOL, f"logits: {rel_error(logits, t_logits):.3g}"
@@ -219,6 +270,7 @@ def test_vit_matches_torch(case):
     errors = {n: rel_error(grads[n], t_grads[n]) for n in t_grads}
     bad = {n: e for n, e in errors.items() if not e <= TOL}
     assert not bad, f"{case}: {len(bad)}/{len(errors)} gradients differ from torch, worst first: {_worst(bad)}"
+    assert dx.shape == x.shape and rel_error(dx, t_dx) <= TOL, f"{case}: dx: {rel_error(dx, t_dx):.3g}"
     # the forward must not have changed its inputs
     assert all(np.array_equal(mine[n], params[n]) for n in params)
 

@@ -1,5 +1,7 @@
 """vitnp.train: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C mid-epoch, time budget),
 an interrupted checkpoint write leaves the previous checkpoint intact, and bad checkpoints fail clearly.
+Then the extensions: fine-tuning from a checkpoint (init_from, at 56×56 and with new classes, resumable
+bit-exactly), class subsets, resizing the data to the model's image size, and the CNN in the same trainer.
 
 Everything runs on small synthetic uint8 images in memory or in a temp dir: no network, no real data.
 """
@@ -16,7 +18,11 @@ from vitnp.checkpoint import load_npz, save_npz
 from vitnp.evaluate import evaluate_arrays
 from vitnp.optim import AdamW
 from vitnp.presets import PRESETS, HParams, get_preset
-from vitnp.train import FORMAT, load_checkpoint, save_checkpoint, train, train_step
+from vitnp.cnn import CNNConfig
+from vitnp.data import resize_images
+from vitnp.finetune import adapt_params
+from vitnp.train import FORMAT, MODELS, load_checkpoint, model_spec, prepare_data, save_checkpoint, train, \
+    train_step
 
 # A tiny ViT with dropout (so the dropout RNG must be restored too) and crop+flip augmentation (so must the
 # data RNG): 64 training images in batches of 16 = 4 steps per epoch.
@@ -227,8 +233,8 @@ def test_bad_data_are_refused():
     x, y, tx, ty = DATA
     with pytest.raises(ValueError, match="uint8"):
         train(TINY, TINY_HP, data=(x.astype(np.float32), y, tx, ty))
-    with pytest.raises(ValueError, match="config needs 28x28x1"):
-        train(TINY, TINY_HP, data=(x[:, :14, :14], y, tx, ty))
+    with pytest.raises(ValueError, match="config needs 28x28x1"):             # images of another size are
+        train(TINY, TINY_HP, data=(np.repeat(x, 3, axis=3), y, tx, ty))       # resized; channels must match
     with pytest.raises(ValueError, match="labels must lie"):
         train(TINY.replace(num_classes=5), TINY_HP, data=DATA)
     with pytest.raises(ValueError, match="larger than"):
@@ -324,3 +330,155 @@ def test_blas_thread_setter_validates():
     with pytest.raises(ValueError):
         train_module.set_blas_threads(0)
     assert train_module.set_blas_threads(1) in (True, False)
+
+
+# ---- class subsets and image size ---------------------------------------------------------------------
+def test_hparams_classes_validate_and_round_trip():
+    hp = HParams(classes=[7, 2, 5])
+    assert hp.classes == (7, 2, 5) and HParams.from_dict(json.loads(json.dumps(hp.to_dict()))) == hp
+    assert HParams().classes == ()
+    for bad in ((1, 1), (-1,), ("a",), 3, (True,)):
+        with pytest.raises(ValueError, match="classes"):
+            HParams(classes=bad)
+
+
+def test_classes_are_filtered_and_relabelled_in_the_given_order():
+    x, y, tx, ty = DATA
+    cfg, hp = TINY.replace(num_classes=3), TINY_HP.replace(classes=(7, 2, 5))
+    splits = prepare_data(DATA, cfg, hp)
+    (sx, sy), (stx, sty) = splits["train"], splits["test"]
+    keep = np.isin(y, (7, 2, 5))
+    assert np.array_equal(sx, x[keep])                                 # the same images, in their order
+    assert sy.tolist() == [{7: 0, 2: 1, 5: 2}[c] for c in y[keep]]
+    assert sty.tolist() == [{7: 0, 2: 1, 5: 2}[c] for c in ty[np.isin(ty, (7, 2, 5))]]
+    # train_subset draws from the filtered set (19 images of these classes here), seeded
+    sub = prepare_data(DATA, cfg, hp.replace(train_subset=10))["train"]
+    again = prepare_data(DATA, cfg, hp.replace(train_subset=10))["train"]
+    assert len(sub[0]) == 10 and set(sub[1].tolist()) <= {0, 1, 2}
+    assert np.array_equal(sub[0], again[0]) and np.array_equal(sub[1], again[1])
+    assert any(np.array_equal(sub[0][0], img) for img in sx)
+    with pytest.raises(ValueError, match="train_subset=20 exceeds the 19 training images of classes"):
+        prepare_data(DATA, cfg, hp.replace(train_subset=20))
+
+
+def test_classes_must_match_num_classes_and_exist():
+    with pytest.raises(ValueError, match=r"are 3 classes, but the model has num_classes=10.*--num-classes 3"):
+        train(TINY, TINY_HP.replace(classes=(7, 2, 5)), data=DATA)
+    x, y, tx, ty = DATA
+    no_fives = y != 5
+    with pytest.raises(ValueError, match=r"classes \[7, 2, 5\], train data: class\(es\) \[5\] have no examples"):
+        train(TINY.replace(num_classes=3), TINY_HP.replace(classes=(7, 2, 5)),
+              data=(x[no_fives], y[no_fives], tx, ty))
+    with pytest.raises(ValueError, match="set num_classes to 10"):
+        train(TINY.replace(num_classes=4), TINY_HP, data=DATA)
+
+
+def test_a_class_subset_run_records_its_classes_and_names(tmp_path):
+    cfg, hp = TINY.replace(num_classes=3), TINY_HP.replace(classes=(7, 2, 5), epochs=1, batch_size=4)
+    run = train(cfg, hp, out_dir=tmp_path, data=DATA)
+    assert run.last_eval["confusion"].shape == (3, 3) and run.last_eval["confusion"].sum() == 9
+    conf = json.loads((tmp_path / "config.json").read_text())
+    assert conf["class_names"] == ["Sneaker", "Pullover", "Sandal"] and conf["data"]["classes"] == [7, 2, 5]
+    for name in ("checkpoint.npz", "best.npz"):
+        _, _, meta = load_checkpoint(tmp_path / name)
+        assert meta["class_names"] == ["Sneaker", "Pullover", "Sandal"]
+        assert meta["data"] == {"classes": [7, 2, 5], "source_size": [28, 28]}
+        assert tuple(meta["hparams"]["classes"]) == (7, 2, 5)
+
+
+def test_images_are_resized_to_the_model_size():
+    cfg = TINY.replace(image_size=56)
+    splits = prepare_data(DATA, cfg, TINY_HP)
+    assert splits["source_size"] == (28, 28)
+    assert np.array_equal(splits["train"][0], resize_images(DATA[0], 56))
+    assert np.array_equal(splits["test"][0], resize_images(DATA[2], 56))
+    small = prepare_data((DATA[0][:, :14, :14], DATA[1], DATA[2], DATA[3]), TINY, TINY_HP)   # 14 -> 28
+    assert small["train"][0].shape == (64, 28, 28, 1) and small["source_size"] == (14, 14)
+
+
+# ---- fine-tuning from a checkpoint --------------------------------------------------------------------
+def test_init_from_starts_from_the_adapted_weights(reference, tmp_path):
+    """lr = 0 leaves the parameters where they started: exactly adapt_params of the checkpoint's."""
+    source = os.path.join(reference[0], "best.npz")
+    src_params, src_cfg, src_meta = load_checkpoint(source)
+    cfg = TINY.replace(image_size=56)
+    frozen = TINY_HP.replace(epochs=1, lr=0.0)
+    run = train(cfg, frozen, out_dir=tmp_path / "a", data=DATA, init_from=source)
+    assert_same_arrays(run.params, adapt_params(src_params, src_cfg, cfg))
+    assert run.params["E_pos"].shape == (65, 16) and run.params["head.W"].any()    # same classes: head kept
+    conf = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert conf["init_from"] == source and conf["init"]["epoch"] == src_meta["epoch"] >= 1
+    assert "E_pos interpolated from the 4x4 to the 8x8 patch grid" in conf["init"]["adapted"]
+    assert conf["data"]["image_size"] == [56, 56] and conf["data"]["source_size"] == [28, 28]
+    meta = load_checkpoint(tmp_path / "a" / "checkpoint.npz")[2]
+    assert meta["init_from"]["path"] == source and meta["step"] == 4 and int(meta["optim"]["step"]) == 4
+    # other classes: a new zero head (3 classes), the body copied
+    run = train(TINY.replace(num_classes=3), frozen.replace(classes=(7, 2, 5), batch_size=4), data=DATA,
+                init_from=source)
+    assert not run.params["head.W"].any() and run.params["head.W"].shape == (16, 3)
+    assert run.params["blocks.0.mlp.W1"].tobytes() == src_params["blocks.0.mlp.W1"].tobytes()
+    # as many classes, but other ones: the head is new too
+    others = train(TINY, frozen.replace(classes=(9, 8, 7, 6, 5, 4, 3, 2, 1, 0)), data=DATA, init_from=source)
+    assert not others.params["head.W"].any()
+
+
+def test_a_fine_tuning_run_resumes_bit_exactly(reference, tmp_path):
+    source = os.path.join(reference[0], "best.npz")
+    cfg = TINY.replace(image_size=56)
+    full = train(cfg, TINY_HP, out_dir=tmp_path / "full", data=DATA, plots=False, init_from=source)
+    assert full.status == "completed" and len(full.history) == 3
+    first = train(cfg, TINY_HP, out_dir=tmp_path / "split", data=DATA, plots=False, init_from=source,
+                  stop_after_epoch=1)
+    assert first.status == "stopped"
+    with pytest.raises(ValueError, match="init_from starts a new run"):
+        train(out_dir=tmp_path / "split", data=DATA, resume=True, init_from=source)
+    train(out_dir=tmp_path / "split", data=DATA, plots=False, resume=True)
+    assert_same_run(tmp_path / "full", tmp_path / "split")
+    conf = json.loads((tmp_path / "split" / "config.json").read_text())           # rewritten on resume
+    assert conf["init_from"] == source and conf["init"]["md5"]
+
+
+def test_init_from_errors_are_clear(reference, tmp_path):
+    source = os.path.join(reference[0], "best.npz")
+    with pytest.raises(FileNotFoundError, match="init_from: .*no such file"):
+        train(TINY, TINY_HP, data=DATA, init_from=tmp_path / "nothing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="init_from: .*corrupt"):
+        train(TINY, TINY_HP, data=DATA, init_from=tmp_path / "junk.npz")
+    with pytest.raises(ValueError) as e:
+        train(TINY.replace(dim=32, heads=2), TINY_HP, data=DATA, init_from=source)
+    assert "dim: 16 (old) vs 32 (new)" in one_line_error(e) and source in str(e.value)
+    with pytest.raises(ValueError, match="cannot adapt a VIT"):
+        train(CNNConfig(channels=(4, 8)), TINY_HP, data=DATA, init_from=source)
+
+
+# ---- the CNN in the same trainer ----------------------------------------------------------------------
+def test_models_table_dispatches_on_the_config_type():
+    assert model_spec(TINY) is MODELS["vit"] and model_spec(CNNConfig()) is MODELS["cnn"]
+    assert model_spec("cnn").count(CNNConfig()) == 50186                  # the module docstring's count
+    with pytest.raises(TypeError, match="cfg must be one of ViTConfig, CNNConfig"):
+        model_spec({"dim": 16})
+    with pytest.raises(ValueError, match="unknown model kind 'rnn'"):
+        model_spec("rnn")
+
+
+def test_cnn_learns_the_synthetic_task_and_resumes_bit_exactly(tmp_path):
+    cnn = CNNConfig(channels=(4, 8), dropout=0.1)
+    hp = TINY_HP.replace(epochs=3)
+    full = train(cnn, hp, out_dir=tmp_path / "full", data=DATA, plots=False)
+    first = train(cnn, hp, out_dir=tmp_path / "split", data=DATA, plots=False, stop_after_epoch=2)
+    assert first.status == "stopped"
+    second = train(out_dir=tmp_path / "split", data=DATA, plots=False, resume=True)
+    assert second.cfg == cnn and isinstance(second.cfg, CNNConfig)
+    assert_same_run(tmp_path / "full", tmp_path / "split")
+    params, cfg, meta = load_checkpoint(tmp_path / "full" / "best.npz")
+    assert cfg == cnn and meta["model"] == "cnn" and set(params) == {"conv1.W", "conv1.b", "conv2.W", "conv2.b",
+                                                                     "head.W", "head.b"}
+    conf = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert conf["model"] == "cnn" and conf["parameters"] == model_spec(cnn).count(cnn)
+    r = evaluate_arrays(full.params, cnn, DATA[2], DATA[3], batch_size=hp.eval_batch_size)
+    assert r["accuracy"] == full.history[-1]["test_acc"]
+    # the same budget rules: no augmentation, more steps, and the CNN learns the bands
+    learn = train(CNNConfig(channels=(4, 8)), TINY_HP.replace(epochs=15, lr=1e-2, augment="none",
+                                                                label_smoothing=0.0), data=DATA)
+    assert learn.history[-1]["test_acc"] >= 0.6                       # chance is 0.1; measured 1.0

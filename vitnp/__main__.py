@@ -63,6 +63,11 @@ def _info(args):
     return _guarded(info_cli, args)
 
 
+def _visualize(args):
+    from .visualize import visualize_cli
+    return _guarded(visualize_cli, args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m vitnp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +99,14 @@ def main(argv=None):
     p = sub.add_parser("info", help="config and parameter counts of a checkpoint")
     add_info_arguments(p)
     p.set_defaults(func=_info)
+    from .visualize import add_visualize_arguments
+    p = sub.add_parser("visualize", help="attention rollout, attention distance, E_pos similarity and E filters "
+                                         "of a checkpoint as PNGs (paper Fig 6, Fig 7)",
+                       description="Write rollout.png (Fig 6), attention_distance.png (Fig 7 right), "
+                                   "pos_embedding_similarity.png (Fig 7 centre) and filters.png (Fig 7 left) "
+                                   "for a checkpoint and some images into DIR.")
+    add_visualize_arguments(p)
+    p.set_defaults(func=_visualize)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -7,9 +7,14 @@
 * :func:`embedding_filters` — principal components of E as P×P×C filters (Fig 7 left).
 
 All of them take arrays and a :class:`vitnp.ViTConfig` and return arrays; plotting is left to the
-caller (``plt.imshow`` of any of the results).  Shapes: B images, L layers, k heads, T tokens
-(N + 1 with the class token), N = gh·gw patches on the (gh, gw) = (H/P, W/P) grid, patches numbered
-row-major.
+caller (``plt.imshow`` of any of the results, or ``python -m vitnp visualize``).  Shapes: B images,
+L layers, k heads, T tokens (N + 1 with the class token), N = gh·gw patches on the (gh, gw) =
+``cfg.grid`` grid, patches numbered row-major.
+
+Pixels.  One patch covers a square of side P_pix = ``cfg.patch_pixels`` pixels of the input image:
+P for the plain ViT, and P times the stride of the CNN stem for a hybrid ViT (paper §3.1, "Hybrid
+Architecture"), whose patches are cut from the stem's feature map.  Distances and the upsampled
+rollout maps are in input-image pixels, so they use P_pix, not P.
 """
 from __future__ import annotations
 
@@ -20,7 +25,17 @@ from .config import ViTConfig
 from .ops.posemb import sincos_2d
 
 __all__ = ["attention_maps", "attention_rollout", "patch_distances", "mean_attention_distance",
-           "pos_embedding_similarity", "embedding_filters"]
+           "pos_embedding_similarity", "embedding_filters", "patch_pixels", "is_hybrid"]
+
+
+def patch_pixels(cfg: ViTConfig) -> int:
+    """P_pix: the side of one patch in input-image pixels (``cfg.patch_pixels``; P for a plain ViT)."""
+    return int(getattr(cfg, "patch_pixels", cfg.patch_size))
+
+
+def is_hybrid(cfg: ViTConfig) -> bool:
+    """True for a hybrid ViT: the patches come from a CNN stem's feature map, not from the image pixels."""
+    return bool(getattr(cfg, "stem_channels", None)) or patch_pixels(cfg) != cfg.patch_size
 
 
 def attention_maps(cache) -> list:
@@ -88,9 +103,10 @@ def attention_rollout(maps, cfg: ViTConfig, *, upsample="nearest") -> np.ndarray
     maps : list of L arrays (B, k, T, T), e.g. :func:`attention_maps`
     cfg : ViTConfig of the model that produced them
     upsample : 'nearest' | 'bilinear' | None
-        'nearest' (default) gives every pixel its patch's weight (P×P blocks); 'bilinear' interpolates
-        between patch centres with pixel centres aligned (as cv2.resize and PIL do), clamped at the
-        borders; None returns the patch grid itself.
+        'nearest' (default) gives every pixel its patch's weight (P_pix × P_pix blocks, P_pix =
+        ``cfg.patch_pixels``, which is P for a plain ViT); 'bilinear' interpolates between patch
+        centres with pixel centres aligned (as cv2.resize and PIL do), clamped at the borders; None
+        returns the patch grid itself.
 
     Returns
     -------
@@ -113,17 +129,20 @@ def attention_rollout(maps, cfg: ViTConfig, *, upsample="nearest") -> np.ndarray
     grid = weights.reshape(B, *cfg.grid)                         # (B, gh, gw), patches row-major
     if upsample is None:
         return grid
-    P = cfg.patch_size
     if upsample == "nearest":
-        return np.repeat(np.repeat(grid, P, axis=1), P, axis=2)  # (B, H, W)
+        P_pix = patch_pixels(cfg)                                # pixel y lies in patch row y // P_pix
+        rows = np.minimum(np.arange(cfg.hw[0]) // P_pix, cfg.grid[0] - 1)   # (H,); clamped if the grid
+        cols = np.minimum(np.arange(cfg.hw[1]) // P_pix, cfg.grid[1] - 1)   # (W,)  stops short of the edge
+        return grid[:, rows[:, None], cols[None, :]]             # (B, H, W)
     return np.moveaxis(resize_grid(np.moveaxis(grid, 0, 2), cfg.hw, align_corners=False), 2, 0)
 
 
 def patch_distances(cfg: ViTConfig) -> np.ndarray:
-    """(N, N) Euclidean distances in pixels between patch centres ((r + ½)P, (c + ½)P), row-major order."""
+    """(N, N) Euclidean distances in input-image pixels between patch centres ((r + ½)P_pix, (c + ½)P_pix),
+    row-major order; P_pix = ``cfg.patch_pixels`` (P for a plain ViT, more for a hybrid)."""
     gh, gw = cfg.grid
     rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-    centres = (np.stack([rows.ravel(), cols.ravel()], axis=1) + 0.5) * cfg.patch_size   # (N, 2)
+    centres = (np.stack([rows.ravel(), cols.ravel()], axis=1) + 0.5) * patch_pixels(cfg)  # (N, 2)
     diff = centres[:, None, :] - centres[None, :, :]                                     # (N, N, 2)
     return np.sqrt((diff ** 2).sum(-1))
 
@@ -131,8 +150,8 @@ def patch_distances(cfg: ViTConfig) -> np.ndarray:
 def mean_attention_distance(maps, cfg: ViTConfig, *, renormalize=True) -> np.ndarray:
     """Mean attention distance per layer and head, in pixels (paper Fig 7 right, Appendix D.7).
 
-    For head h of layer ℓ, query patch i and key patch j (patch centres ((r + ½)P, (c + ½)P), distance
-    d_ij in pixels):
+    For head h of layer ℓ, query patch i and key patch j (patch centres ((r + ½)P_pix, (c + ½)P_pix),
+    distance d_ij in input-image pixels; P_pix = P for a plain ViT, see :func:`patch_pixels`):
 
     .. math::  \\text{dist}_{\\ell,h} = \\operatorname{mean}_{b,\\,i}\\; \\sum_j \\tilde A_{\\ell,h}[b, i, j] \\, d_{ij}
 
@@ -212,6 +231,9 @@ def embedding_filters(params, cfg: ViTConfig, k: int, *, center=True, return_var
     Each is reshaped (P, P, C) in the (row, col, channel) order of the patch flattening.  A component's
     sign is arbitrary; we make its largest-magnitude entry positive.
 
+    Only for a plain ViT: in a hybrid, E maps patches of the CNN stem's feature map (feature channels,
+    not pixels), so its components are not image filters and this raises ValueError.
+
     Parameters
     ----------
     params : dict with ``E`` (P²C, D)
@@ -225,6 +247,9 @@ def embedding_filters(params, cfg: ViTConfig, k: int, *, center=True, return_var
     filters : (k, P, P, C) float64, unit norm
     variance : (k,) float64, only with ``return_variance``
     """
+    if is_hybrid(cfg):
+        raise ValueError("embedding_filters: this is a hybrid ViT; its E maps patches of the CNN stem's "
+                         "feature map (feature channels, not pixels), so E has no image filters to show")
     if "E" not in params:
         raise ValueError("embedding_filters: params has no 'E'")
     E = np.asarray(params["E"], dtype=np.float64)

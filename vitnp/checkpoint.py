@@ -36,6 +36,11 @@ original checkpoint key                             vitnp name                  
 * U_msa's rows are head-major, as the concatenation [SA₁; …; SA_k] of Eq 8, so it reshapes to
   (k, D_h, D).
 
+A hybrid config (``cfg.stem_channels``, paper §3.1) has no place in this layout: the original hybrid
+checkpoints store a ResNet stem (``conv_root``, ``gn_root``, ``block{i}/…``) with group norms and
+bottleneck units, which vitnp's small conv → ReLU → pool stem is not.  :func:`to_jax`, :func:`from_jax`,
+:func:`jax_shapes` and :func:`save_original` refuse a hybrid config; keep hybrids in :func:`save_npz` files.
+
 The ``pre_logits`` layer of the ImageNet-21k pre-training files (a hidden tanh layer in the head) has no
 vitnp counterpart; :func:`from_jax` refuses it with a message saying so.
 
@@ -60,6 +65,14 @@ _QKV = ("query", "key", "value")
 
 
 # ---- the layout ------------------------------------------------------------------------------------
+def _refuse_hybrid(cfg: ViTConfig, where: str) -> None:
+    """A clear ValueError for a hybrid config, which the original layout cannot hold (module docstring)."""
+    if isinstance(cfg, ViTConfig) and cfg.is_hybrid:
+        raise ValueError(f"{where}: this config is a hybrid ViT (stem_channels={cfg.stem_channels}); the "
+                         f"original checkpoint layout stores a ResNet stem (conv_root, block{{i}}/…) that vitnp "
+                         f"does not model, so its conv stem has no keys there. Save hybrids with save_npz")
+
+
 def _layout(cfg: ViTConfig) -> dict:
     """vitnp name → [(original key, original shape), …], in the order of :func:`param_shapes`.
 
@@ -114,7 +127,13 @@ def jax_shapes(cfg: ViTConfig) -> dict:
     -------
     dict[str, tuple]
         E.g. ViT-B/16 has 200 keys, among them ``embedding/kernel`` (16, 16, 3, 768).
+
+    Raises
+    ------
+    ValueError
+        For a hybrid config (the layout has no keys for vitnp's conv stem).
     """
+    _refuse_hybrid(cfg, "jax_shapes")
     return {key: shape for targets in _layout(cfg).values() for key, shape in targets}
 
 
@@ -137,7 +156,9 @@ def to_jax(params: Mapping, cfg: ViTConfig) -> dict:
     ------
     ValueError
         If names are unknown or missing or shapes differ; the message lists every offending name.
+        For a hybrid config (the layout has no keys for vitnp's conv stem).
     """
+    _refuse_hybrid(cfg, "to_jax")
     layout = _layout(cfg)
     params = _validated(params, param_shapes(cfg), "to_jax", cfg)
     flat = {}
@@ -167,8 +188,9 @@ def from_jax(flat: Mapping, cfg: ViTConfig) -> dict:
     ------
     ValueError
         If keys are unknown (``pre_logits/*`` gets its own explanation) or missing, shapes differ, or
-        query/key/value arrays that fuse into one U_qkv have different dtypes.
+        query/key/value arrays that fuse into one U_qkv have different dtypes; a hybrid config.
     """
+    _refuse_hybrid(cfg, "from_jax")
     layout = _layout(cfg)
     flat = _validated(flat, jax_shapes(cfg), "from_jax", cfg)
     ours = param_shapes(cfg)
@@ -369,7 +391,7 @@ __all__ += ["resize_grid", "resize_pos_embedding", "load_original", "save_origin
 
 # Fields that fix the parameter shapes apart from the image size; resize_pos_embedding needs them equal.
 _SHAPE_FIELDS = ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim",
-                 "classifier", "pos_embedding")
+                 "classifier", "pos_embedding", "stem_channels", "stem_kernel", "stem_pool")
 
 
 def _interp_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
@@ -427,7 +449,8 @@ def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig
 
     The patch size stays, so a larger image has more patches (N grows) and E_pos needs more rows (paper
     §3.2).  As in the reference code, the class token's row is kept as it is; the N patch rows are laid
-    out on the old (H/P, W/P) grid and resized bilinearly, corner-aligned (the first and last rows and
+    out on the old patch grid ``old_cfg.grid`` — (H/P, W/P), or the feature map's (h/P, w/P) for a
+    hybrid — and resized bilinearly, corner-aligned (the first and last rows and
     columns of the grid map onto themselves), to the new grid.  Each of the D columns is resized
     independently.  The arithmetic is done in float64, the result has ``new_cfg.dtype``.
 
@@ -436,8 +459,9 @@ def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig
     params : parameters of ``old_cfg`` (names, shapes, dtype of ``param_shapes(old_cfg)``)
     old_cfg, new_cfg : ViTConfig
         Must agree on every field that fixes a parameter shape except the image size (patch_size,
-        in_channels, num_classes, dim, depth, heads, mlp_dim, classifier, pos_embedding); replace the
-        head separately if the number of classes changes.
+        in_channels, num_classes, dim, depth, heads, mlp_dim, classifier, pos_embedding and the hybrid
+        stem's stem_channels, stem_kernel, stem_pool); replace the head separately if the number of
+        classes changes.
 
     Returns
     -------
@@ -609,10 +633,12 @@ def save_original(path, params: Mapping, cfg: ViTConfig) -> None:
     :func:`load_original` reads it back to the same arrays and the same shape fields of the config.
     The file stores arrays only: gelu, ln_eps and dropout are not in it (the original checkpoints'
     defaults are gelu='tanh', ε = 1e-6).  A model with the fixed 'sincos' table is refused, because the
-    layout has no key for it and the file would load as a model without position embedding.
+    layout has no key for it and the file would load as a model without position embedding.  A hybrid
+    is refused too: the original layout's stem is a ResNet, which vitnp does not model.
     """
     if not isinstance(cfg, ViTConfig):
         raise TypeError(f"save_original(path, params, cfg): cfg must be a ViTConfig, got {type(cfg).__name__}")
+    _refuse_hybrid(cfg, "save_original")
     if cfg.pos_embedding == "sincos":
         raise ValueError("save_original: the original layout has no fixed sine-cosine position table; the "
                          "file would load as pos_embedding='none'. Save it with save_npz instead")

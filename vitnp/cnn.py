@@ -113,6 +113,15 @@ class CNNConfig:
         d["image_size"], d["channels"] = list(d["image_size"]), list(d["channels"])
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "CNNConfig":
+        """Inverse of :meth:`to_dict` (for checkpoints); unknown fields are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown CNNConfig field(s): {', '.join(unknown)}")
+        return cls(**d)
+
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -2,6 +2,10 @@
 
 Symbols (paper §3.1): image H×W×C, patch P, N = HW/P² patches, width D, k heads, D_h = D/k,
 L layers, MLP width M, K classes, T tokens (N+1 with the class token, N with average pooling).
+
+Hybrid ViT (paper §3.1 "Hybrid Architecture"): with ``stem_channels`` non-empty, the patches are cut from
+a CNN feature map h×w×C_f (conv 'same' → ReLU → max-pool, once per stage) instead of the raw image, so
+H, W, C above become h, w, C_f: N = hw/P², and one patch covers P·pool^stages image pixels a side.
 """
 from __future__ import annotations
 
@@ -50,6 +54,11 @@ class ViTConfig:
     dropout : float             rate after the embedding, after MSA and after each MLP dense layer.
     attention_dropout : float   rate on the attention weights A (Eq 6).
     dtype : 'float32' | 'float64'
+    stem_channels : tuple of ints
+        Hybrid ViT (§3.1): output channels C_1 … C_n of the CNN stages that make the feature map the
+        patches are cut from; ``()`` (the default) is the plain ViT.  A list (from JSON) becomes a tuple.
+    stem_kernel : int, odd      k of every stem convolution ('same' padding k//2, stride 1).
+    stem_pool : int             max-pool window and stride after each stem stage; 1 = no pooling.
     """
 
     image_size: int | tuple = 28
@@ -67,6 +76,9 @@ class ViTConfig:
     dropout: float = 0.0
     attention_dropout: float = 0.0
     dtype: str = "float32"
+    stem_channels: tuple = ()
+    stem_kernel: int = 3
+    stem_pool: int = 2
 
     def __post_init__(self):
         size = self.image_size
@@ -81,8 +93,15 @@ class ViTConfig:
         for name in ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim"):
             _positive_int(name, getattr(self, name))
             object.__setattr__(self, name, int(getattr(self, name)))          # plain ints: JSON-friendly
-        for side, name in zip(self.image_size, ("H", "W")):
+        self._check_stem()
+        for side, name in zip(self.feature_hw, ("H", "W")):
             if side % self.patch_size:
+                if self.is_hybrid:
+                    h, w = self.feature_hw
+                    raise ValueError(
+                        f"patch_size: the hybrid stem turns the {self.hw[0]}x{self.hw[1]} image into a {h}x{w} "
+                        f"feature map ({len(self.stem_channels)} stage(s), pool {self.stem_pool}); its {name}={side} "
+                        f"is not divisible by patch_size P={self.patch_size}")
                 raise ValueError(f"image_size: {name}={side} is not divisible by patch_size P={self.patch_size}")
         if self.dim % self.heads:
             raise ValueError(f"dim: D={self.dim} is not divisible by heads k={self.heads}")
@@ -99,6 +118,24 @@ class ViTConfig:
             if not (_is_number(rate) and 0.0 <= rate < 1.0):
                 raise ValueError(f"{name} must be a rate in [0, 1), got {rate!r}")
 
+    def _check_stem(self):
+        """Validate and normalise the hybrid stem fields (stem_channels becomes a tuple of ints)."""
+        chans = self.stem_channels
+        if not isinstance(chans, (tuple, list)):
+            raise ValueError(f"stem_channels must be a tuple of positive ints (() for a plain ViT), got {chans!r}")
+        for c in chans:
+            _positive_int("stem_channels (each entry)", c)
+        object.__setattr__(self, "stem_channels", tuple(int(c) for c in chans))
+        for name in ("stem_kernel", "stem_pool"):
+            _positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.stem_kernel % 2 == 0:
+            raise ValueError(f"stem_kernel must be odd ('same' padding k//2), got {self.stem_kernel}")
+        h, w = self.feature_hw
+        if h < 1 or w < 1:
+            raise ValueError(f"image_size {self.hw[0]}x{self.hw[1]} is too small for {len(chans)} stem stage(s) "
+                             f"with {self.stem_pool}x{self.stem_pool} pooling")
+
     # ---- derived sizes -------------------------------------------------------------------------
     @property
     def hw(self) -> tuple:
@@ -106,13 +143,39 @@ class ViTConfig:
         return self.image_size
 
     @property
+    def is_hybrid(self) -> bool:
+        """True when a CNN stem makes the feature map the patches are cut from (paper §3.1)."""
+        return len(self.stem_channels) > 0
+
+    @property
+    def feature_hw(self) -> tuple:
+        """(h, w) of the map the patches are cut from: the image (H, W) for a plain ViT; for a hybrid,
+        H and W floor-divided by ``stem_pool`` once per stem stage."""
+        h, w = self.hw
+        if self.stem_pool > 1:
+            for _ in self.stem_channels:
+                h, w = h // self.stem_pool, w // self.stem_pool
+        return h, w
+
+    @property
+    def feature_channels(self) -> int:
+        """C of the map the patches are cut from: ``in_channels``, or the last stem stage's channels."""
+        return self.stem_channels[-1] if self.stem_channels else self.in_channels
+
+    @property
+    def patch_pixels(self) -> int:
+        """Side of one patch in input-image pixels: P · stem_pool^stages (= P for a plain ViT)."""
+        return self.patch_size * self.stem_pool ** len(self.stem_channels)
+
+    @property
     def grid(self) -> tuple:
-        """(H/P, W/P): the patch grid."""
-        return (self.hw[0] // self.patch_size, self.hw[1] // self.patch_size)
+        """(h/P, w/P): the patch grid over the feature map (the image, for a plain ViT)."""
+        h, w = self.feature_hw
+        return (h // self.patch_size, w // self.patch_size)
 
     @property
     def num_patches(self) -> int:
-        """N = HW / P²."""
+        """N = hw / P² (= HW / P² for a plain ViT)."""
         return self.grid[0] * self.grid[1]
 
     @property
@@ -122,8 +185,8 @@ class ViTConfig:
 
     @property
     def patch_dim(self) -> int:
-        """P²·C, the length of one flattened patch."""
-        return self.patch_size ** 2 * self.in_channels
+        """P²·C, the length of one flattened patch (C = ``feature_channels``)."""
+        return self.patch_size ** 2 * self.feature_channels
 
     @property
     def head_dim(self) -> int:
@@ -140,10 +203,12 @@ class ViTConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["image_size"] = list(d["image_size"])
+        d["stem_channels"] = list(d["stem_channels"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ViTConfig":
+        """Inverse of :meth:`to_dict`; missing fields take their defaults (older dicts have no stem fields)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -187,6 +252,7 @@ def param_shapes(cfg: ViTConfig) -> dict:
     """Name → shape of every trainable array, in the order of the forward pass::
 
         paper symbol     name                          original checkpoint key                    shape
+        hybrid stem      stem.{i}.W, stem.{i}.b        — (the paper's stem is a ResNet)           (k, k, C_{i-1}, C_i), (C_i,)
         E                E                             embedding/kernel (P, P, C, D)              (P²C, D)
         bias of E        E_bias                        embedding/bias                             (D,)
         x_class          x_class                       cls (1, 1, D)                              (D,)
@@ -205,9 +271,17 @@ def param_shapes(cfg: ViTConfig) -> dict:
     The attention keys sit under Transformer/encoderblock_{l}/MultiHeadDotProductAttention_1/.
     U_qkv's 3D columns are [q | k | v], each block of D columns split head by head into k groups of D_h.
     ``x_class`` exists only with classifier='token'; ``E_pos`` only with pos_embedding='learned'.
+    The ``stem.{i}`` rows (i = 0 … n−1, C_{-1} = C) exist only for a hybrid (``cfg.stem_channels``), whose
+    E then has P²·C_f rows, C_f = ``cfg.feature_channels`` the stem's last channel count.
     """
-    D, M = cfg.dim, cfg.mlp_dim
-    shapes = {"E": (cfg.patch_dim, D), "E_bias": (D,)}
+    D, M, k = cfg.dim, cfg.mlp_dim, cfg.stem_kernel
+    shapes = {}
+    c_in = cfg.in_channels
+    for i, c_out in enumerate(cfg.stem_channels):                 # hybrid stem (§3.1), before E
+        shapes[f"stem.{i}.W"] = (k, k, c_in, c_out)
+        shapes[f"stem.{i}.b"] = (c_out,)
+        c_in = c_out
+    shapes.update({"E": (cfg.patch_dim, D), "E_bias": (D,)})
     if cfg.classifier == "token":
         shapes["x_class"] = (D,)
     if cfg.pos_embedding == "learned":
@@ -228,5 +302,8 @@ def param_shapes(cfg: ViTConfig) -> dict:
 
 
 def count_params(cfg: ViTConfig) -> int:
-    """Number of trainable scalars; ViT-B/16 at 224², 1000 classes: 86,567,656."""
+    """Number of trainable scalars; ViT-B/16 at 224², 1000 classes: 86,567,656.
+
+    A hybrid adds Σᵢ (k²·C_{i-1} + 1)·C_i for its stem, and its E has P²·C_f·D weights.
+    """
     return sum(int(np.prod(s)) for s in param_shapes(cfg).values())

@@ -343,6 +343,119 @@ def download_fashion_mnist(root, *, timeout=60.0):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Class subsets and image size
+# ---------------------------------------------------------------------------------------------------------
+
+
+def select_classes(images, labels, classes):
+    """Keep only the examples of ``classes`` and relabel them 0 … k−1 in the order given.
+
+    ``select_classes(x, y, (7, 2))`` keeps the Sneakers (new label 0) and the Pullovers (new label 1).
+    The examples keep their original order.
+
+    Parameters
+    ----------
+    images : ndarray, (N, ...)
+    labels : ndarray, integer, (N,)
+    classes : sequence of k distinct integers >= 0 (k >= 1), original class indices
+
+    Returns
+    -------
+    images : (n, ...) same dtype, the n examples whose label is in ``classes`` (a new array)
+    labels : (n,) int64, ``classes.index(original label)``
+
+    Raises
+    ------
+    ValueError
+        ``classes`` empty, repeated or negative; a class with no example in ``labels``.
+    """
+    classes = [int(c) for c in classes]
+    labels = np.asarray(labels)
+    if not classes:
+        raise ValueError("classes is empty; give at least one class index")
+    if len(set(classes)) != len(classes) or min(classes) < 0:
+        raise ValueError(f"classes must be distinct integers >= 0, got {classes}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    present = set(np.unique(labels).tolist())
+    absent = [c for c in classes if c not in present]
+    if absent:
+        raise ValueError(f"class(es) {absent} have no examples (the labels present are "
+                         f"{sorted(present) if len(present) <= 20 else f'{min(present)}..{max(present)}'})")
+    lookup = np.full(max(max(classes), int(labels.max())) + 1, -1, np.int64)   # original label -> new
+    lookup[classes] = np.arange(len(classes))
+    new = lookup[labels]                                                       # (N,), -1 = dropped
+    keep = new >= 0
+    return images[keep], new[keep]
+
+
+def _bilinear_matrix(n_in, n_out):
+    """(n_out, n_in) weights of 1-D linear interpolation with pixel centres aligned.
+
+    Output pixel i samples the input at s = (i + ½)·n_in/n_out − ½, clamped to [0, n_in − 1], and mixes its
+    two neighbours: (1 − f)·a[⌊s⌋] + f·a[⌊s⌋ + 1], f = s − ⌊s⌋.  Each row sums to 1.
+    """
+    s = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)   # (n_out,)
+    lo = np.floor(s).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    f = s - lo
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.arange(n_out), lo), 1.0 - f)
+    np.add.at(m, (np.arange(n_out), hi), f)
+    return m
+
+
+def resize_images(images, size, *, chunk=2048):
+    """Resize uint8 images bilinearly: (N, H, W, C) -> (N, h, w, C), for fine-tuning at a higher resolution.
+
+    Separable linear interpolation with pixel centres aligned (PIL's, OpenCV's and torch's
+    ``align_corners=False`` convention): output pixel (i, j) samples the input at
+
+    .. math::
+        y = (i + \\tfrac12)\\,H/h - \\tfrac12, \\qquad x = (j + \\tfrac12)\\,W/w - \\tfrac12
+
+    clamped to the image, and mixes the 2×2 neighbours, i.e. ``out = R_y · image · R_xᵀ`` per channel with
+    the (h, H) and (w, W) matrices of :func:`_bilinear_matrix`. Computed in float64 and rounded half up to
+    uint8. Upsampling by 2 gives each output pixel weights 9/16, 3/16, 3/16, 1/16 of its four nearest
+    inputs (exact in float64, so the result is exactly reproducible); a constant image stays constant.
+
+    Bilinear rather than nearest: nearest-neighbour upsampling only duplicates pixels into blocks with
+    hard edges, which no real higher-resolution image has; bilinear images are smooth, closer to the
+    larger photographs the paper fine-tunes on (§3.2).
+    Meant for upsampling; for shrinking by more than 2× use area averaging
+    (:func:`vitnp.evaluate.resize_area`), which does not alias.
+
+    Parameters
+    ----------
+    images : ndarray, uint8, (N, H, W, C)
+    size : int or (h, w)          the new height and width
+    chunk : int                   images per float64 work array (bounds the memory, not the result)
+
+    Returns
+    -------
+    ndarray, uint8, (N, h, w, C); a copy even when the size is unchanged.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"resize_images expects uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+    hw = (size, size) if np.isscalar(size) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+                               for n in hw):
+        raise ValueError(f"size must be a positive int or (h, w), got {size!r}")
+    h, w = int(hw[0]), int(hw[1])
+    N, H, W, C = images.shape
+    if (h, w) == (H, W):
+        return images.copy()
+    r_y, r_x = _bilinear_matrix(H, h), _bilinear_matrix(W, w)            # (h, H), (w, W)
+    out = np.empty((N, h, w, C), np.uint8)
+    for start in range(0, N, chunk):
+        x = images[start:start + chunk].transpose(0, 3, 1, 2).astype(np.float64)   # (n, C, H, W)
+        y = r_y @ x @ r_x.T                                                     # (n, C, h, w)
+        out[start:start + chunk] = np.clip(np.floor(y + 0.5), 0, 255).transpose(0, 2, 3, 1)  # (n, h, w, C)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------------------------------------
 

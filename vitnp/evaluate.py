@@ -1,6 +1,7 @@
-"""Using a trained ViT: test accuracy, predictions on image files, and what a checkpoint holds.
+"""Using a trained ViT (or CNN): test accuracy, predictions on image files, and what a checkpoint holds.
 
-Command line (each needs only the checkpoint file, which describes its own model)::
+Command line (each needs only the checkpoint file, which describes its own model: ViT or CNN, its image
+size, and its classes)::
 
     python -m vitnp evaluate RUN/best.npz [--data DIR]    test accuracy, loss and per-class accuracy
     python -m vitnp predict RUN/best.npz shirt.png …      top-3 classes with probabilities per image
@@ -14,6 +15,10 @@ load_image(path)                              -> float array in [0, 1], (H, W, C
 image_to_input(image, cfg, mean, std)         -> ((H, W, C) float32 model input, inverted: bool)
 param_groups(params)                          -> [(group, count)] for ``info``
 
+``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :data:`vitnp.train.MODELS`.  A checkpoint
+trained on a class subset (``--classes``) is evaluated on the same classes, relabelled the same way, and
+one trained at another image size (``--image-size``) gets the test images resized as in training.
+
 A bad path, a corrupt file or a checkpoint whose arrays do not match its config raises FileNotFoundError or
 ValueError with a one-line message; the commands print it as ``error: …`` and exit with status 2.
 """
@@ -25,10 +30,9 @@ import sys
 import numpy as np
 
 from .config import ViTConfig
-from .model import vit_forward
 
 __all__ = ["evaluate_arrays", "predict_proba", "cross_entropy_sum", "load_image", "image_to_input",
-           "param_groups"]
+           "param_groups", "checkpoint_view"]
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
@@ -60,15 +64,15 @@ def _batches_of_inputs(images, batch_size, mean, std, dtype):
         yield x
 
 
-def evaluate_arrays(params, cfg: ViTConfig, images, labels, *, batch_size=500, mean=None, std=None,
+def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, std=None,
                     progress=False, desc="eval"):
     """Loss and accuracy of the model on uint8 images, in batches, with dropout off (``train=False``).
 
     Parameters
     ----------
-    params : dict, names and shapes of ``param_shapes(cfg)``
-    cfg : ViTConfig
-    images : uint8 (N, H, W, C)          raw pixels; normalised here with ``mean``/``std``
+    params : dict, names and shapes of the config's parameter table
+    cfg : ViTConfig or CNNConfig
+    images : uint8 (N, H, W, C)          raw pixels of the model's size; normalised here with ``mean``/``std``
     labels : int (N,)
     batch_size : int                     memory and speed; results change only by float32 rounding
     mean, std : float                    default: Fashion-MNIST's (vitnp.data.MEAN, STD)
@@ -81,6 +85,8 @@ def evaluate_arrays(params, cfg: ViTConfig, images, labels, *, batch_size=500, m
     absent), ``confusion`` (K, K) int64 counts, rows = true class, columns = predicted class.
     """
     from .data import MEAN, STD
+    from .train import model_spec
+    forward = model_spec(cfg).forward
     mean = MEAN if mean is None else mean
     std = STD if std is None else std
     labels = np.asarray(labels)
@@ -93,7 +99,7 @@ def evaluate_arrays(params, cfg: ViTConfig, images, labels, *, batch_size=500, m
         bar = tqdm(total=len(labels), unit="img", desc=desc, leave=False, file=sys.stderr)
     for i, x in enumerate(_batches_of_inputs(images, batch_size, mean, std, cfg.np_dtype)):
         y = labels[i * batch_size:(i + 1) * batch_size]
-        logits, _ = vit_forward(params, x, cfg, train=False)                 # (B, K)
+        logits, _ = forward(params, x, cfg, train=False)                     # (B, K)
         loss_sum += cross_entropy_sum(logits, y)
         preds[i * batch_size:i * batch_size + len(y)] = logits.argmax(1)
         if bar is not None:
@@ -111,11 +117,13 @@ def evaluate_arrays(params, cfg: ViTConfig, images, labels, *, batch_size=500, m
             "predictions": preds, "per_class": per_class, "confusion": confusion}
 
 
-def predict_proba(params, cfg: ViTConfig, x, batch_size=500):
-    """Softmax probabilities (B, K) of normalised float images x (B, H, W, C), dropout off."""
+def predict_proba(params, cfg, x, batch_size=500):
+    """Softmax probabilities (B, K) of normalised float images x (B, H, W, C), dropout off (ViT or CNN)."""
+    from .train import model_spec
+    forward = model_spec(cfg).forward
     out = []
     for i in range(0, len(x), batch_size):
-        logits, _ = vit_forward(params, x[i:i + batch_size], cfg, train=False)
+        logits, _ = forward(params, x[i:i + batch_size], cfg, train=False)
         out.append(_softmax(logits))
     return np.concatenate(out)
 
@@ -161,7 +169,7 @@ def resize_area(a, hw):
     return np.einsum("hH,HWc,wW->hwc", ry, a, rx, optimize=True)               # (h, w, C)
 
 
-def image_to_input(image, cfg: ViTConfig, mean, std, invert="auto"):
+def image_to_input(image, cfg, mean, std, invert="auto", *, source_size=None):
     """Turn an image in [0, 1] into one model input the way the training images look.
 
     1. transparency is composited over white; colour → grey by luminance (0.299 R + 0.587 G + 0.114 B)
@@ -172,7 +180,11 @@ def image_to_input(image, cfg: ViTConfig, mean, std, invert="auto"):
        resized to (H, W) by area averaging;
     4. quantised to 0..255 and normalised x̂ = (x/255 − mean)/std, as the training images were.
 
-    Returns ((H, W, C) array of ``cfg.dtype``, inverted: bool).
+    ``source_size`` (h, w): for a model trained on images upsampled from h×w (e.g. Fashion-MNIST's 28×28
+    at ``--image-size 56``), step 3 resizes to (h, w) and the 0..255 image is then resized to (H, W) with
+    :func:`vitnp.data.resize_images`, exactly as the training images were.
+
+    ``cfg`` is a ViTConfig or CNNConfig.  Returns ((H, W, C) array of ``cfg.dtype``, inverted: bool).
     """
     a = np.asarray(image, dtype=np.float64)
     if a.ndim == 2:
@@ -193,7 +205,7 @@ def image_to_input(image, cfg: ViTConfig, mean, std, invert="auto"):
     inverted = invert == "yes" or (invert == "auto" and border.mean() > 0.5)
     if inverted:
         a, border = 1.0 - a, 1.0 - border
-    H, W = cfg.hw
+    H, W = cfg.image_size                                         # (H, W) for either config
     h, w = a.shape[:2]
     if h * W != w * H:                                             # pad the short side to H:W
         th, tw = max(h, -(-w * H // W)), max(w, -(-h * W // H))
@@ -203,20 +215,30 @@ def image_to_input(image, cfg: ViTConfig, mean, std, invert="auto"):
         top, left = (th - h) // 2, (tw - w) // 2
         padded[top:top + h, left:left + w] = a
         a = padded
-    a = resize_area(a, (H, W))                                     # (H, W, C)
+    first = (H, W) if source_size is None else tuple(source_size)
+    a = resize_area(a, first)                                      # (H, W, C), or the source's (h, w, C)
     pixels = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    if pixels.shape[:2] != (H, W):
+        from .data import resize_images
+        pixels = resize_images(pixels[None], (H, W))[0]           # (h, w, C) -> (H, W, C), as in training
     x = next(_batches_of_inputs(pixels[None], 1, mean, std, cfg.np_dtype))[0]
     return x, inverted
 
 
 # ---- parameter groups --------------------------------------------------------------------------------
 def param_groups(params) -> list:
-    """[(group, count)] over the names of :func:`vitnp.config.param_shapes`, blocks summed over ℓ.
+    """[(group, count)] over the parameter names, blocks summed over ℓ.
 
-    Groups: patch embedding (E, E_bias), class token, position embedding, per-block attention
-    (U_qkv, U_msa and their biases), per-block MLP, per-block LayerNorms, final LayerNorm, head.
+    ViT groups: hybrid stem (if any), patch embedding (E, E_bias), class token, position embedding,
+    per-block attention (U_qkv, U_msa and their biases), per-block MLP, per-block LayerNorms, final
+    LayerNorm, head.  CNN groups: one per conv stage (conv{i}.W, conv{i}.b), head.
     """
     def group(name):
+        if name.startswith("stem."):
+            return "hybrid CNN stem (stem.{i}.W, .b)"
+        if name.startswith("conv"):
+            stage = name.split(".")[0]
+            return f"{stage} ({stage}.W, {stage}.b)"
         if name in ("E", "E_bias"):
             return "patch embedding (E, E_bias)"
         if name == "x_class":
@@ -282,11 +304,18 @@ def evaluate_cli(args) -> int:
         set_blas_threads(args.threads)
     params, cfg, meta = load_checkpoint(args.checkpoint)
     images, labels = load_fashion_mnist(args.data, args.split, verify=not args.no_verify)
+    images, labels = checkpoint_view(images, labels, cfg, meta)
     _check_data_fits(cfg, images, labels)
     r = evaluate_arrays(params, cfg, images, labels, batch_size=args.batch_size, mean=meta["norm_mean"],
                         std=meta["norm_std"], progress=not args.quiet)
     names = meta["class_names"]
+    classes = _classes(meta)
     print(f"checkpoint: {args.checkpoint} (epoch {meta['epoch']}, step {meta['step']})")
+    source = meta["data"].get("source_size")
+    resized = source is not None and tuple(source) != tuple(cfg.image_size)
+    if classes or resized:
+        print(f"data: the {args.split} images" + (f" of classes {','.join(map(str, classes))}" if classes else "")
+              + (" resized {}x{} -> {}x{}".format(*source, *cfg.image_size) if resized else ""))
     print(f"{args.split} accuracy: {100 * r['accuracy']:.2f}% ({r['correct']}/{r['n']}), "
           f"loss {r['loss']:.4f} (cross-entropy)")
     print("per-class accuracy:")
@@ -297,8 +326,29 @@ def evaluate_cli(args) -> int:
     return 0
 
 
+def _classes(meta) -> list:
+    """The original class indices a checkpoint was trained on ([] = all)."""
+    return list(meta["data"].get("classes") or (meta["hparams"] or {}).get("classes") or [])
+
+
+def checkpoint_view(images, labels, cfg, meta):
+    """A data split as the checkpoint's model saw it in training: only its classes, relabelled 0 … k−1 in
+    the training order (:func:`vitnp.data.select_classes`), and resized to its image size
+    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.train.load_checkpoint`.
+
+    images : uint8 (N, h, w, C), labels : (N,)  ->  uint8 (n, H, W, C), int64 (n,)
+    """
+    from .data import resize_images, select_classes
+    classes = _classes(meta)
+    if classes:
+        images, labels = select_classes(images, labels, classes)
+    if tuple(images.shape[1:3]) != tuple(cfg.image_size):
+        images = resize_images(images, cfg.image_size)
+    return images, labels
+
+
 def _check_data_fits(cfg, images, labels):
-    H, W = cfg.hw
+    H, W = cfg.image_size
     if images.shape[1:] != (H, W, cfg.in_channels):
         raise ValueError(f"the model expects {H}x{W}x{cfg.in_channels} images, the data are "
                          f"{'x'.join(map(str, images.shape[1:]))}")
@@ -313,9 +363,11 @@ def predict_cli(args) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     params, cfg, meta = load_checkpoint(args.checkpoint)
     names = meta["class_names"]
+    source_size = meta["data"].get("source_size")           # e.g. 28x28 for a model trained at 56x56
     inputs = []
     for path in args.images:                      # read all first: a bad file fails before any output
-        x, inverted = image_to_input(load_image(path), cfg, meta["norm_mean"], meta["norm_std"], args.invert)
+        x, inverted = image_to_input(load_image(path), cfg, meta["norm_mean"], meta["norm_std"], args.invert,
+                                     source_size=source_size)
         inputs.append((path, x, inverted))
     probs = predict_proba(params, cfg, np.stack([x for _, x, _ in inputs]))   # (B, K)
     top = min(args.top, cfg.num_classes)
@@ -327,25 +379,40 @@ def predict_cli(args) -> int:
 
 
 def info_cli(args) -> int:
-    """``python -m vitnp info``: what a checkpoint holds."""
-    from .config import count_params
-    from .train import load_checkpoint
+    """``python -m vitnp info``: what a checkpoint holds (a ViT or a CNN)."""
+    from .train import describe_model, load_checkpoint, model_spec
     params, cfg, meta = load_checkpoint(args.checkpoint)
+    vit = isinstance(cfg, ViTConfig)
     print(f"checkpoint: {args.checkpoint} ({os.path.getsize(args.checkpoint):,} bytes, {meta['format']})")
+    print(f"model: {describe_model(cfg)}")
     print("config:")
     for key, value in cfg.to_dict().items():
         print(f"  {key:<18} {value}")
-    print(f"  {'(derived)':<18} N={cfg.num_patches} patches, T={cfg.num_tokens} tokens, "
-          f"P²C={cfg.patch_dim}, D_h={cfg.head_dim}")
+    if vit:
+        print(f"  {'(derived)':<18} N={cfg.num_patches} patches, T={cfg.num_tokens} tokens, "
+              f"P²C={cfg.patch_dim}, D_h={cfg.head_dim}")
+    else:
+        print(f"  {'(derived)':<18} last feature map " + "{}x{}".format(*cfg.feature_hw)
+              + f"x{cfg.channels[-1]}, head input {cfg.feature_dim}")
     print("parameters:")
     groups = param_groups(params)
     width = max(len(g) for g, _ in groups)
     for g, n in groups:
-        each = f"   ({n // cfg.depth:,} per block × {cfg.depth})" if g.startswith("blocks:") else ""
+        each = f"   ({n // cfg.depth:,} per block × {cfg.depth})" if vit and g.startswith("blocks:") else ""
         print(f"  {g:<{width}} {n:>11,}{each}")
     total = sum(n for _, n in groups)
     print(f"  {'total':<{width}} {total:>11,}")
-    assert total == count_params(cfg)             # load_checkpoint validated every shape
+    assert total == model_spec(cfg).count(cfg)    # load_checkpoint validated every shape
+    classes = _classes(meta)
+    print(f"classes: {', '.join(meta['class_names'])}"
+          + (f" (Fashion-MNIST classes {','.join(map(str, classes))}, relabelled 0..{len(classes) - 1})"
+             if classes else ""))
+    source = meta["data"].get("source_size")
+    if source and tuple(source) != tuple(cfg.image_size):
+        print("images: {}x{} data resized to {}x{} (bilinear)".format(*source, *cfg.image_size))
+    if meta["init_from"] is not None:
+        init = meta["init_from"]
+        print(f"initial weights: {init['path']} (epoch {init['epoch']}; {init['adapted']})")
     print("training:")
     print(f"  epoch {meta['epoch']}, step {meta['step']}"
           + (f", {meta['batch']} batches into the next epoch" if meta.get("batch") else "")

@@ -5,6 +5,12 @@
     z_ℓ = MLP(LN(z′_ℓ)) + z′_ℓ                        (Eq 3)
     y = LN(z_L⁰)                                       (Eq 4),   logits = y W_head + b_head
 
+Hybrid ViT (paper §3.1 "Hybrid Architecture"), when ``cfg.stem_channels`` is set: the patches x_p of Eq 1
+are cut from a CNN feature map instead of the raw image.  The stem is conv ('same') → ReLU → max-pool per
+stage (:func:`vitnp.cnn.conv_stack_forward`), (B, H, W, C) -> (B, h, w, C_f), and P is then measured on
+that map; the paper's hybrids use P = 1, so every feature-map pixel is one token.  From E on nothing
+changes; the backward continues below E into the stem.
+
 Parameters are a flat ``dict[str, np.ndarray]``; :func:`vitnp.config.param_shapes` lists the names,
 shapes and the matching keys of the original checkpoints.
 """
@@ -41,7 +47,10 @@ def _xavier_uniform(rng, fan_in, fan_out, shape):
 def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
     """Parameters initialised as the original google-research/vision_transformer code does.
 
-    - E: LeCun normal (truncated normal, variance 1/fan_in with fan_in = P²C), E_bias = 0;
+    - hybrid stem kernels ``stem.{i}.W``: He normal, std √(2/fan_in) with fan_in = k²·C_{i-1}, as
+      :func:`vitnp.cnn.init_cnn_params` (the right scale before a ReLU); stem biases 0;
+    - E: LeCun normal (truncated normal, variance 1/fan_in with fan_in = P²C = ``cfg.patch_dim``, C the
+      feature map's channels for a hybrid), E_bias = 0;
     - x_class = 0; E_pos ~ Normal(0, 0.02²);
     - query, key, value and out kernels: Xavier uniform, each computed on its own (D, D) matrix,
       so U_qkv is three Xavier blocks side by side; their biases 0;
@@ -56,7 +65,10 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
     p = {}
     for name, shape in param_shapes(cfg).items():
         leaf = name.rsplit(".", 1)[-1]
-        if name == "E":
+        if name.startswith("stem.") and leaf == "W":
+            fan_in = shape[0] * shape[1] * shape[2]                   # k²·C_{i-1}
+            p[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        elif name == "E":
             p[name] = _truncated_normal(rng, shape, np.sqrt(1.0 / cfg.patch_dim))
         elif name == "E_pos":
             p[name] = rng.normal(0.0, 0.02, shape)
@@ -70,7 +82,7 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
             p[name] = rng.normal(0.0, 1e-6, shape)
         elif leaf == "gamma":
             p[name] = np.ones(shape)
-        else:                                         # E_bias, x_class, attention biases, β, head
+        else:                                         # stem and E biases, x_class, attention biases, β, head
             p[name] = np.zeros(shape)
     return {k: v.astype(cfg.np_dtype) for k, v in p.items()}
 
@@ -127,7 +139,7 @@ def _block_params(params, l):
 
 
 def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=None):
-    """Logits of a batch of images, Eq 1–4.
+    """Logits of a batch of images, Eq 1–4 (for a hybrid, x_p of Eq 1 comes from the CNN stem's map).
 
     Parameters
     ----------
@@ -172,9 +184,17 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
     return logits, {"cfg": cfg, "attention": attention, "shards": [(s, c) for s, (_, c) in zip(shards, results)]}
 
 
+def _stem_layers(params, cfg):
+    """[(W_i, b_i)] of the hybrid stem, in order; [] for a plain ViT."""
+    return [(params[f"stem.{i}.W"], params[f"stem.{i}.b"]) for i in range(len(cfg.stem_channels))]
+
+
 def _forward(params, x, cfg, train, rng, attn_mask):
     """Eq 1–4 on checked inputs: (logits (B, K), cache)."""
     c = {"cfg": cfg}
+    if cfg.is_hybrid:                                                     # §3.1 hybrid: patches of a CNN map
+        from .cnn import conv_stack_forward                                # here: vitnp.cnn imports this module
+        x, c["stem"] = conv_stack_forward(x, _stem_layers(params, cfg), pool=cfg.stem_pool)   # (B, h, w, C_f)
     x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
     z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
     if cfg.classifier == "token":
@@ -194,23 +214,29 @@ def _forward(params, x, cfg, train, rng, attn_mask):
     return logits, c
 
 
-def vit_backward(dlogits, cache) -> dict:
+def vit_backward(dlogits, cache, *, input_grad=False):
     """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params.
 
+    With ``input_grad=True`` returns ``(grads, dx)``, dx (B, H, W, C) the gradient with respect to the
+    images (through the hybrid stem, if any); it costs one more backward step, so it is off by default.
+
     For a sharded forward, each shard's backward runs in its own thread and the gradients are summed:
-    every parameter gradient is a sum over the batch.
+    every parameter gradient is a sum over the batch (the stem's too); dx is concatenated.
     """
     if "shards" not in cache:
-        return _backward(dlogits, cache)
-    grads = parallel.run_shards(lambda sc: _backward(dlogits[sc[0]], sc[1]), cache["shards"])
+        return _backward(dlogits, cache, input_grad)
+    outs = parallel.run_shards(lambda sc: _backward(dlogits[sc[0]], sc[1], input_grad), cache["shards"])
+    grads = [o[0] for o in outs] if input_grad else outs
     total = grads[0]
     for g in grads[1:]:
         for k, v in g.items():
             total[k] += v
+    if input_grad:
+        return total, np.concatenate([o[1] for o in outs])              # (B, H, W, C)
     return total
 
 
-def _backward(dlogits, cache) -> dict:
+def _backward(dlogits, cache, input_grad=False):
     cfg = cache["cfg"]
     g = {}
     dy, g["head.W"], g["head.b"] = linear_backward(dlogits, cache["head"])
@@ -224,5 +250,14 @@ def _backward(dlogits, cache) -> dict:
         dz, g["E_pos"] = pos_embed_backward(dz, cache["pos"])
     if cfg.classifier == "token":
         dz, g["x_class"] = class_token_backward(dz, cache["cls"])
-    _, g["E"], g["E_bias"] = linear_backward(dz, cache["E"])            # dx_p is not needed
-    return {k: g[k] for k in param_shapes(cfg)}
+    dx_p, g["E"], g["E_bias"] = linear_backward(dz, cache["E"])         # (B, N, P²C)
+    dx = None
+    if cfg.is_hybrid or input_grad:
+        dx = patchify_backward(dx_p, cache["patch"])                     # (B, h, w, C_f): the map's gradient
+    if cfg.is_hybrid:
+        from .cnn import conv_stack_backward
+        dx, stem_grads = conv_stack_backward(dx, cache["stem"])           # (B, H, W, C), [(dW_i, db_i)]
+        for i, (dW, db) in enumerate(stem_grads):
+            g[f"stem.{i}.W"], g[f"stem.{i}.b"] = dW, db
+    grads = {k: g[k] for k in param_shapes(cfg)}
+    return (grads, dx) if input_grad else grads

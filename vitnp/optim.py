@@ -32,8 +32,22 @@ __all__ = ["decays", "SGD", "AdamW", "warmup_cosine", "clip_grad_norm"]
 def decays(name: str, array: np.ndarray) -> bool:
     """True iff weight decay applies to this parameter: ``array.ndim >= 2 and name != "E_pos"``.
 
-    So E, U_qkv, U_msa, mlp.W1/W2 and head.W decay; biases, LayerNorm γ/β and x_class (all 1-D) and the
-    position embedding E_pos (2-D, but an embedding, not a weight that multiplies an input) do not.
+    The rule is "kernels decay, nothing else does": every weight that multiplies an input is at least 2-D,
+    every bias, scale and token vector is 1-D, and E_pos is the one 2-D array that is not a kernel.
+
+    ============================================  =========  ==========================================
+    parameter                                     decays     why
+    ============================================  =========  ==========================================
+    ViT: E, U_qkv, U_msa, mlp.W1, mlp.W2, head.W  yes        kernels (2-D)
+    ViT: E_bias, the other biases, LN γ/β,        no         1-D
+    x_class
+    ViT: E_pos                                    no         2-D, but an embedding added to the tokens,
+                                                             not a weight that multiplies an input
+    CNN (:mod:`vitnp.cnn`): conv{i}.W, head.W     yes        kernels, (k, k, C_in, C_out) and (F, K)
+    CNN: conv{i}.b, head.b                        no         1-D biases
+    hybrid ViT stem: stem.{i}.W / stem.{i}.b      yes / no   conv kernels (4-D) / biases (1-D)
+    ============================================  =========  ==========================================
+
     To give torch the same split, build two param groups with ``weight_decay=wd`` and ``0.0``.
     """
     return np.ndim(array) >= 2 and name != "E_pos"

@@ -41,7 +41,11 @@ class HParams:
         random crop after zero padding by ``crop_padding`` pixels, and/or a random left-right flip.
     crop_padding : int            pixels of zero padding for the random crop.
     val_fraction : float          part of the training set held out for validation (0: none).
-    train_subset : int            use only this many training images (a seeded random subset; 0: all).
+    classes : tuple of ints       train and test on these Fashion-MNIST classes only, relabelled 0 … k−1 in
+                                  the order given (``vitnp.data.select_classes``); () = all classes. The
+                                  model's num_classes must be k.
+    train_subset : int            use only this many training images (a seeded random subset, drawn after
+                                  the class selection; 0: all).
     seed : int                    fixes the initialisation, the data order, augmentation and dropout.
     eval_batch_size : int         batch size of evaluation (changes results only by float32 rounding).
     max_minutes : float or None   wall-clock budget of one ``train`` call (see :func:`vitnp.train.train`).
@@ -61,6 +65,7 @@ class HParams:
     augment: str = "crop"
     crop_padding: int = 2
     val_fraction: float = 0.0
+    classes: tuple = ()
     train_subset: int = 0
     seed: int = 0
     eval_batch_size: int = 500
@@ -77,6 +82,12 @@ class HParams:
             _check(name, getattr(self, name), float, lambda v: 0 <= v < 1, "a number in [0, 1)")
         if self.max_minutes is not None:
             _check("max_minutes", self.max_minutes, float, lambda v: v > 0, "a number > 0 (or None)")
+        if not isinstance(self.classes, (tuple, list)) or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes):
+            raise ValueError(f"classes must be a tuple of class indices >= 0 (empty: all), got {self.classes!r}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must not repeat a class, got {self.classes!r}")
+        object.__setattr__(self, "classes", tuple(self.classes))      # a JSON list comes back as a tuple
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 
@@ -84,7 +95,9 @@ class HParams:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["classes"] = list(d["classes"])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "HParams":

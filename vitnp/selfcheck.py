@@ -84,20 +84,34 @@ def tiny_config(**overrides) -> ViTConfig:
     return ViTConfig(**fields)
 
 
-def check_model(cfg: ViTConfig, *, train=False, attn_mask=None, seed=0, max_checks=None):
-    """The whole model's gradient of every parameter, with random (non-zero) parameters."""
+def hybrid_tiny_config(**overrides) -> ViTConfig:
+    """A hybrid ViT (§3.1) small enough to check numerically: 8×4×2 images, one conv stage of 3 channels
+    with 2×2 pooling -> a 4×2×3 feature map, P=2 (2×1 grid), D=8, one block (the plain cases check
+    deeper encoders; the stem is what is new here)."""
+    fields = dict(image_size=(8, 4), patch_size=2, stem_channels=(3,), stem_pool=2, depth=1)
+    fields.update(overrides)
+    return tiny_config(**fields)
+
+
+def check_model(cfg: ViTConfig, *, train=False, attn_mask=None, seed=0, max_checks=None, check_input=False):
+    """The whole model's gradient of every parameter (and of the images x, with ``check_input``), with
+    random (non-zero) parameters."""
     rng = np.random.default_rng(seed)
     params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_params(cfg, seed).items()}
     x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
     logits, cache = vit_forward(params, x, cfg, train=train, rng=seed, attn_mask=attn_mask)
     g = rng.standard_normal(logits.shape)
-    grads = vit_backward(g, cache)
+    grads = vit_backward(g, cache, input_grad=check_input)
+    arrays = params
+    if check_input:
+        grads, dx = grads
+        arrays, grads = {**params, "x": x}, {**grads, "x": dx}
 
     def loss():
         out, _ = vit_forward(params, x, cfg, train=train, rng=seed, attn_mask=attn_mask)
         return float(np.sum(out * g))
 
-    return check_gradients(loss, params, grads, seed=seed, max_checks=max_checks)
+    return check_gradients(loss, arrays, grads, seed=seed, max_checks=max_checks)
 
 
 def _check_cross_entropy(smoothing, seed=0):
@@ -171,6 +185,11 @@ def cases(seed=0):
                 lambda: check_model(tiny_config(dropout=0.1, attention_dropout=0.1), train=True)))
     out.append(("model, causal mask", MODEL_TOL,
                 lambda: check_model(tiny_config(), attn_mask=causal_mask(7))))
+    out.append(("hybrid: 1 stage, pool 2, P=2, with x", MODEL_TOL,          # §3.1 hybrid, stem and input too
+                lambda: check_model(hybrid_tiny_config(), check_input=True)))
+    out.append(("hybrid: 2 stages, pool 2, P=1 (paper)", MODEL_TOL,          # 9×8×1 image -> 2×2×4 map, 4 tokens
+                lambda: check_model(hybrid_tiny_config(image_size=(9, 8), in_channels=1, stem_channels=(3, 4),
+                                                       patch_size=1))))
     return out
 
 

@@ -1,4 +1,5 @@
-"""Training a ViT on Fashion-MNIST: the loop, the run directory, checkpoints and bit-exact resume.
+"""Training a ViT (or the CNN baseline) on Fashion-MNIST: the loop, the run directory, checkpoints, bit-exact
+resume, fine-tuning from a checkpoint, higher resolution and class subsets.
 
 One optimiser step is the paper's recipe at small scale (§3, Appendix B.1: Adam with decoupled weight
 decay, linear warm-up then cosine decay, global-norm gradient clipping)::
@@ -24,10 +25,26 @@ Python API
 Fashion-MNIST), a directory of IDX files, or a tuple ``(train_images, train_labels, test_images,
 test_labels)`` of uint8 (N, H, W, C) images and integer labels. ``history`` is the list of metrics lines.
 
+Models. ``cfg`` is a :class:`~vitnp.config.ViTConfig` (the ViT, or the hybrid with a CNN stem) or a
+:class:`~vitnp.cnn.CNNConfig` (the CNN baseline). The loop dispatches on the config's type through
+:data:`MODELS` (init, forward, backward, check), so both models get the same data, optimiser, schedule,
+augmentation and time budget: the fair comparison of paper §4 (inductive bias).
+
+Beyond the paper's first training run:
+
+* ``init_from=CHECKPOINT`` starts from a trained model's weights, adapted to ``cfg`` by
+  :func:`vitnp.finetune.adapt_params` (E_pos interpolated for a new resolution, a new zero head for new
+  classes), with a fresh optimiser at step 0 (paper §3.2, fine-tuning);
+* images are resized to ``cfg.image_size`` (:func:`vitnp.data.resize_images`, bilinear) when the data have
+  another size, e.g. Fashion-MNIST's 28×28 upsampled to 56×56 for a higher-resolution fine-tuning;
+* ``hparams.classes`` keeps only those classes, relabelled 0 … k−1 in the given order
+  (:func:`vitnp.data.select_classes`), before ``train_subset`` draws its random subset.
+
 Run directory (``out_dir``)
 ---------------------------
 =================  ====================================================================================
-``config.json``    the ViTConfig, the HParams, the data (source, sizes, MD5) and the step counts
+``config.json``    the model kind and config, the HParams, the data (source, sizes, classes, MD5), the step
+                   counts, the class names, and ``init_from`` (the checkpoint the weights came from, or null)
 ``metrics.jsonl``  one JSON line per epoch: epoch, step, train_loss, train_acc, [val_loss, val_acc,]
                    test_loss, test_acc, lr, seconds, images_per_s
 ``checkpoint.npz`` the latest state: parameters, AdamW state, RNG states, counters (resumable)
@@ -48,9 +65,10 @@ fsync, rename)
 ---------------------------------------------------------------------------------------------------------
 ==========================  ==========================================================================
 ``format``                  0-d str ``vitnp-checkpoint/1``
-``config_json``             0-d str, ``ViTConfig.to_dict()`` as JSON
+``model``                   0-d str, ``vit`` or ``cnn`` (absent in older files: ``vit``)
+``config_json``             0-d str, ``ViTConfig.to_dict()`` (or ``CNNConfig.to_dict()``) as JSON
 ``hparams_json``            0-d str, ``HParams.to_dict()`` as JSON
-``params/<name>``           every array of ``param_shapes(cfg)``
+``params/<name>``           every array of ``param_shapes(cfg)`` (``cnn_param_shapes`` for the CNN)
 ``optim/<key>``             AdamW ``state_dict()``: ``m/<name>``, ``v/<name>``, ``step``, hyper-parameters
                             (``checkpoint.npz`` only)
 ``rng_json``                0-d str: ``bit_generator.state`` of the data RNG at the start of the current
@@ -61,6 +79,10 @@ fsync, rename)
 ``history_json``            0-d str: the metrics lines so far
 ``norm_mean``, ``norm_std`` 0-d float64: inputs are (pixels/255 − mean)/std
 ``class_names_json``        0-d str: the K class names
+``data_json``               0-d str: ``classes`` (the original class indices, [] = all) and
+                            ``source_size`` (the (H, W) of the data before resizing to the model's size)
+``init_json``               0-d str: where the initial weights came from (``path``, ``md5``, the source
+                            model and config, what was adapted), or null; only when ``init_from`` was used
 ==========================  ==========================================================================
 
 Resume
@@ -94,22 +116,84 @@ import time
 
 import numpy as np
 
+from typing import Callable
+
 from .checkpoint import load_npz, save_npz
-from .config import ViTConfig, count_params, param_shapes
+from .cnn import CNNConfig, check_cnn_params, cnn_backward, cnn_forward, cnn_param_shapes, init_cnn_params
+from .config import ViTConfig, param_shapes
 from .data import FASHION_MNIST_CLASSES, MEAN, STD, crop_and_flip, iterate_batches, load_fashion_mnist, \
-    random_crop, random_hflip, train_val_split
+    random_crop, random_hflip, resize_images, select_classes, train_val_split
 from .evaluate import cross_entropy_sum, evaluate_arrays
-from .model import init_params, vit_backward, vit_forward
+from .model import check_params, init_params, vit_backward, vit_forward
 from .ops.loss import softmax_cross_entropy
 from .optim import AdamW, clip_grad_norm, warmup_cosine
 from .presets import HParams
 
 __all__ = ["Run", "train", "train_step", "load_checkpoint", "save_checkpoint", "set_blas_threads",
-           "FORMAT", "TIMING_KEYS"]
+           "FORMAT", "TIMING_KEYS", "MODELS", "ModelSpec", "model_spec", "describe_model", "class_names",
+           "parse_classes"]
 
 FORMAT = "vitnp-checkpoint/1"
 TIMING_KEYS = ("seconds", "images_per_s")        # the only metrics fields that vary between equal runs
 RESUMABLE_CHANGES = ("max_minutes", "eval_batch_size")   # HParams a resumed run may change
+
+
+# ---- the models the trainer knows ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How the trainer builds, runs and checks one kind of model (one row of :data:`MODELS`).
+
+    kind : str          'vit' | 'cnn'; stored in checkpoints (entry ``model``) and in config.json
+    config : type       ViTConfig | CNNConfig; :func:`model_spec` finds the row by the config's type
+    shapes : cfg -> {name: shape}                        the parameter table
+    init : (cfg, seed) -> params                         initial parameters
+    forward : (params, x, cfg, *, train, rng) -> (logits (B, K), cache)
+    backward : (dlogits (B, K), cache) -> grads          same names and shapes as params
+    check : (params, cfg) -> None                        raises a clear error when params do not fit cfg
+    """
+
+    kind: str
+    config: type
+    shapes: Callable
+    init: Callable
+    forward: Callable
+    backward: Callable
+    check: Callable
+
+    def count(self, cfg) -> int:
+        """Number of trainable scalars."""
+        return sum(int(np.prod(shape)) for shape in self.shapes(cfg).values())
+
+
+MODELS = {
+    "vit": ModelSpec("vit", ViTConfig, param_shapes, lambda cfg, seed: init_params(cfg, seed=seed),
+                     vit_forward, vit_backward, check_params),
+    "cnn": ModelSpec("cnn", CNNConfig, cnn_param_shapes, lambda cfg, seed: init_cnn_params(seed, cfg=cfg),
+                     cnn_forward, cnn_backward, check_cnn_params),
+}
+
+
+def model_spec(cfg_or_kind) -> ModelSpec:
+    """The :data:`MODELS` row of a config (by its type) or of a kind name ('vit', 'cnn')."""
+    if isinstance(cfg_or_kind, str):
+        if cfg_or_kind not in MODELS:
+            raise ValueError(f"unknown model kind {cfg_or_kind!r}; expected one of {', '.join(MODELS)}")
+        return MODELS[cfg_or_kind]
+    for spec in MODELS.values():
+        if isinstance(cfg_or_kind, spec.config):
+            return spec
+    raise TypeError(f"cfg must be one of {', '.join(s.config.__name__ for s in MODELS.values())}, "
+                    f"got {type(cfg_or_kind).__name__}")
+
+
+def describe_model(cfg) -> str:
+    """One line: the model's kind and the fields that matter, e.g. 'ViT P=7 D=64 L=4 k=4 M=128'."""
+    if isinstance(cfg, CNNConfig):
+        return (f"CNN channels={','.join(map(str, cfg.channels))} kernel={cfg.kernel_size} pool={cfg.pool} "
+                f"K={cfg.num_classes}")
+    stem = getattr(cfg, "stem_channels", ())
+    return (f"ViT P={cfg.patch_size} D={cfg.dim} L={cfg.depth} k={cfg.heads} M={cfg.mlp_dim} "
+            f"K={cfg.num_classes}" + (f" stem={','.join(map(str, stem))}" if stem else ""))
 
 
 @dataclasses.dataclass
@@ -118,7 +202,7 @@ class Run:
 
     history : list of dict   the metrics lines (also in ``metrics.jsonl``).
     params : dict            the parameters at the end (not necessarily the best epoch's).
-    cfg, hparams             the ViTConfig and HParams of the run.
+    cfg, hparams             the ViTConfig (or CNNConfig) and HParams of the run.
     status : str             'completed', 'budget' (max_minutes reached), 'interrupted' (Ctrl-C),
                              'stopped' (stop_after_epoch or a callback asked to stop).
     last_eval : dict | None  :func:`vitnp.evaluate.evaluate_arrays` on the test split after the last epoch
@@ -128,7 +212,7 @@ class Run:
 
     history: list
     params: dict
-    cfg: ViTConfig
+    cfg: ViTConfig | CNNConfig
     hparams: HParams
     status: str
     last_eval: dict | None = None
@@ -136,16 +220,18 @@ class Run:
 
 
 # ---- one step --------------------------------------------------------------------------------------
-def train_step(params, opt, x, y, cfg: ViTConfig, *, lr, label_smoothing=0.0, clip=0.0, rng=None):
+def train_step(params, opt, x, y, cfg, *, lr, label_smoothing=0.0, clip=0.0, rng=None):
     """One AdamW step on the batch (x, y), in place; returns (Σ cross-entropy, number correct, ‖g‖).
 
     x : (B, H, W, C) normalised float images   y : (B,) int labels   lr : this step's learning rate
+    cfg : ViTConfig or CNNConfig (the forward and backward come from :data:`MODELS`)
     The reported cross-entropy has no label smoothing; the gradient is of the smoothed loss.
     ‖g‖ is the global gradient norm before clipping (None when ``clip`` is 0).
     """
-    logits, cache = vit_forward(params, x, cfg, train=True, rng=rng)          # (B, K)
+    spec = model_spec(cfg)
+    logits, cache = spec.forward(params, x, cfg, train=True, rng=rng)          # (B, K)
     _, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
-    grads = vit_backward(dlogits, cache)
+    grads = spec.backward(dlogits, cache)
     norm = clip_grad_norm(grads, clip) if clip > 0 else None
     opt.step(params, grads, lr=lr)
     return cross_entropy_sum(logits, y), int((logits.argmax(1) == y).sum()), norm
@@ -197,29 +283,59 @@ def _md5(*arrays) -> str:
     return h.hexdigest()
 
 
-def _check_images(name, images, labels, cfg):
+def _check_arrays(name, images, labels, cfg):
+    """uint8 (N, H, W, C) images with the model's C, and N integer labels >= 0 -> labels as int64."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{name} images must be a uint8 array (N, H, W, C), got "
                          f"{getattr(images, 'dtype', type(images).__name__)} {np.shape(images)}")
     labels = np.asarray(labels)
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{name} labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
-    H, W = cfg.hw
-    if images.shape[1:] != (H, W, cfg.in_channels):
+    if images.shape[3] != cfg.in_channels:
+        H, W = cfg.image_size
         raise ValueError(f"{name} images are {'x'.join(map(str, images.shape[1:]))}, the config needs "
-                         f"{H}x{W}x{cfg.in_channels}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= cfg.num_classes):
-        raise ValueError(f"{name} labels must lie in 0..{cfg.num_classes - 1}, got {labels.min()}..{labels.max()}")
+                         f"{H}x{W}x{cfg.in_channels} ({cfg.in_channels} channel(s))")
+    if len(labels) and labels.min() < 0:
+        raise ValueError(f"{name} labels must be >= 0, got {labels.min()}")
     return labels.astype(np.int64)
 
 
-def prepare_data(data, cfg: ViTConfig, hp: HParams, verify=True) -> dict:
-    """The run's splits: {'train': (x, y), 'val': (x, y) or None, 'test': (x, y), 'source': str}.
+def _check_classes(name, labels, cfg, hp):
+    """The (relabelled) labels must lie in 0 … K−1; say how to fix it when they do not."""
+    if len(labels) and labels.max() >= cfg.num_classes:
+        hint = "" if hp.classes else (f"; set num_classes to {labels.max() + 1} (--num-classes) or keep "
+                                      f"{cfg.num_classes} classes (--classes)")
+        raise ValueError(f"{name} labels must lie in 0..{cfg.num_classes - 1} (num_classes={cfg.num_classes}), "
+                         f"got {labels.min()}..{labels.max()}{hint}")
+
+
+def class_names(classes, num_classes) -> list:
+    """Names of the K classes of a run: the Fashion-MNIST names of ``classes`` in their order, or all ten
+    (``classes`` empty, K = 10); a class without a Fashion-MNIST name is called by its index."""
+    names = FASHION_MNIST_CLASSES
+    if classes:
+        return [names[c] if c < len(names) else str(c) for c in classes]
+    return list(names) if num_classes == len(names) else [str(k) for k in range(num_classes)]
+
+
+def _select(split, images, labels, classes):
+    try:
+        return select_classes(images, labels, classes)
+    except ValueError as err:
+        raise ValueError(f"classes {list(classes)}, {split} data: {err}") from None
+
+
+def prepare_data(data, cfg, hp: HParams, verify=True) -> dict:
+    """The run's splits: {'train': (x, y), 'val': (x, y) or None, 'test': (x, y), 'source': str,
+    'source_size': (H, W)}.
 
     ``data``: None or a directory (Fashion-MNIST IDX files, :func:`vitnp.data.load_fashion_mnist`;
     ``verify=False`` skips the official checksums), or a tuple (train_x, train_y, test_x, test_y).
-    ``hp.train_subset`` keeps a seeded random subset of the training images, then ``hp.val_fraction``
-    of them are held out for validation.
+    In this order: ``hp.classes`` keeps those classes, relabelled 0 … k−1 in the given order
+    (:func:`vitnp.data.select_classes`); ``hp.train_subset`` keeps a seeded random subset of the training
+    images; ``hp.val_fraction`` of them are held out for validation; images whose (H, W) differ from
+    ``cfg.image_size`` are resized to it (:func:`vitnp.data.resize_images`; ``source_size`` is the size
+    before).
     """
     if data is None or isinstance(data, (str, os.PathLike)):
         tr_x, tr_y = load_fashion_mnist(data, "train", verify=verify)
@@ -232,17 +348,32 @@ def prepare_data(data, cfg: ViTConfig, hp: HParams, verify=True) -> dict:
     else:
         raise TypeError("data must be None, a directory, or a tuple (train_images, train_labels, "
                         "test_images, test_labels)")
-    tr_y = _check_images("train", tr_x, tr_y, cfg)
-    te_y = _check_images("test", te_x, te_y, cfg)
+    tr_y = _check_arrays("train", tr_x, tr_y, cfg)
+    te_y = _check_arrays("test", te_x, te_y, cfg)
+    if hp.classes:                                  # keep k classes, labels 0 … k−1 in the given order
+        tr_x, tr_y = _select("train", tr_x, tr_y, hp.classes)
+        te_x, te_y = _select("test", te_x, te_y, hp.classes)
+    _check_classes("train", tr_y, cfg, hp)
+    _check_classes("test", te_y, cfg, hp)
     if hp.train_subset:
         if hp.train_subset > len(tr_x):
-            raise ValueError(f"train_subset={hp.train_subset} exceeds the {len(tr_x)} training images")
+            raise ValueError(f"train_subset={hp.train_subset} exceeds the {len(tr_x)} training images"
+                             + (f" of classes {list(hp.classes)}" if hp.classes else ""))
         keep = np.sort(np.random.default_rng([hp.seed, 3]).permutation(len(tr_x))[:hp.train_subset])
         tr_x, tr_y = tr_x[keep], tr_y[keep]
     val = None
     if hp.val_fraction:
         (tr_x, tr_y), val = train_val_split(tr_x, tr_y, hp.val_fraction, np.random.default_rng([hp.seed, 4]))
-    return {"train": (tr_x, tr_y), "val": val, "test": (te_x, te_y), "source": source}
+    source_size = tuple(int(n) for n in tr_x.shape[1:3])
+    size = tuple(cfg.image_size)
+
+    def fit(x):                                     # (N, H', W', C) -> (N, H, W, C) of the model
+        return x if x.shape[1:3] == size else resize_images(x, size)
+    tr_x, te_x = fit(tr_x), fit(te_x)
+    if val is not None:
+        val = (fit(val[0]), val[1])
+    return {"train": (tr_x, tr_y), "val": val, "test": (te_x, te_y), "source": source,
+            "source_size": source_size}
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
@@ -250,16 +381,18 @@ def _json_array(obj):
     return np.array(json.dumps(obj))                 # 0-d unicode array: no pickle needed
 
 
-def save_checkpoint(path, params, cfg: ViTConfig, *, hparams: HParams | None = None, optimizer=None,
+def save_checkpoint(path, params, cfg, *, hparams: HParams | None = None, optimizer=None,
                     rng_state=None, epoch=0, step=0, batch=0, progress=None, history=(),
-                    class_names=None, norm=(MEAN, STD)) -> None:
+                    class_names=None, norm=(MEAN, STD), data_info=None, init_info=None) -> None:
     """Write a self-describing checkpoint (module docstring table) atomically with ``save_npz``.
 
-    Only ``params`` and ``cfg`` are needed for evaluate/predict/info; ``optimizer``, ``rng_state`` and
-    ``progress`` make it resumable.
+    Only ``params`` and ``cfg`` (a ViTConfig or CNNConfig) are needed for evaluate/predict/info;
+    ``optimizer``, ``rng_state`` and ``progress`` make it resumable.  ``data_info``: {'classes': [...],
+    'source_size': [H, W]}; ``init_info``: where the initial weights came from (``init_from``).
     """
+    spec = model_spec(cfg)
     names = list(class_names) if class_names is not None else _default_names(cfg)
-    arrays = {"format": np.array(FORMAT), "config_json": _json_array(cfg.to_dict())}
+    arrays = {"format": np.array(FORMAT), "model": np.array(spec.kind), "config_json": _json_array(cfg.to_dict())}
     if hparams is not None:
         arrays["hparams_json"] = _json_array(hparams.to_dict())
     arrays.update({f"params/{k}": v for k, v in params.items()})
@@ -271,13 +404,14 @@ def save_checkpoint(path, params, cfg: ViTConfig, *, hparams: HParams | None = N
                    "batch": np.array(batch, np.int64), "progress_json": _json_array(progress or {}),
                    "history_json": _json_array(list(history)),
                    "norm_mean": np.array(norm[0], np.float64), "norm_std": np.array(norm[1], np.float64),
-                   "class_names_json": _json_array(names)})
+                   "class_names_json": _json_array(names), "data_json": _json_array(data_info or {})})
+    if init_info is not None:
+        arrays["init_json"] = _json_array(init_info)
     save_npz(path, arrays)
 
 
 def _default_names(cfg):
-    return list(FASHION_MNIST_CLASSES) if cfg.num_classes == len(FASHION_MNIST_CLASSES) else \
-        [str(k) for k in range(cfg.num_classes)]
+    return class_names((), cfg.num_classes)
 
 
 def _few(names, k=3):
@@ -290,11 +424,12 @@ def load_checkpoint(path):
 
     Returns
     -------
-    params : dict name → array, exactly ``param_shapes(cfg)`` in ``cfg.dtype``
-    cfg : ViTConfig
-    meta : dict with ``format``, ``hparams`` (dict or None), ``epoch``, ``step``, ``batch``, ``history``,
-        ``progress``, ``rng`` (dict or None), ``optim`` (dict of arrays or None), ``norm_mean``,
-        ``norm_std``, ``class_names``
+    params : dict name → array, exactly the config's parameter table in ``cfg.dtype``
+    cfg : ViTConfig or CNNConfig (entry ``model``)
+    meta : dict with ``format``, ``model`` ('vit' | 'cnn'), ``hparams`` (dict or None), ``epoch``, ``step``,
+        ``batch``, ``history``, ``progress``, ``rng`` (dict or None), ``optim`` (dict of arrays or None),
+        ``norm_mean``, ``norm_std``, ``class_names``, ``data`` (dict: ``classes``, ``source_size``; {} in
+        older files), ``init_from`` (dict or None)
 
     Raises
     ------
@@ -329,14 +464,18 @@ def load_checkpoint(path):
     fmt = text("format")
     if fmt != FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {fmt!r} (this vitnp reads {FORMAT!r})")
+    kind = text("model", required=False) or "vit"
+    if kind not in MODELS:
+        raise ValueError(f"{path}: unknown model kind {kind!r} (this vitnp knows {', '.join(MODELS)})")
+    spec = MODELS[kind]
     cfg_dict = parsed("config_json")
     if not isinstance(cfg_dict, dict):
         raise ValueError(f"{path}: config_json is not a JSON object")
     try:
-        cfg = ViTConfig.from_dict(cfg_dict)
+        cfg = spec.config.from_dict(cfg_dict)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: bad config: {err}") from None
-    shapes = param_shapes(cfg)
+    shapes = spec.shapes(cfg)
     params = {k[len("params/"):]: v for k, v in arrays.items() if k.startswith("params/")}
     missing, extra = set(shapes) - set(params), set(params) - set(shapes)
     problems = []
@@ -350,8 +489,7 @@ def load_checkpoint(path):
         elif k in params and params[k].dtype != cfg.np_dtype:
             problems.append(f"{k} has dtype {params[k].dtype}, the config needs {cfg.dtype}")
     if problems:
-        summary = f"P={cfg.patch_size}, D={cfg.dim}, L={cfg.depth}, k={cfg.heads}, M={cfg.mlp_dim}, K={cfg.num_classes}"
-        raise ValueError(f"{path}: parameters do not match the stored config ({summary}): "
+        raise ValueError(f"{path}: parameters do not match the stored config ({describe_model(cfg)}): "
                          + "; ".join(problems[:3]) + (f"; … ({len(problems)} problems)" if len(problems) > 3 else ""))
     params = {k: params[k] for k in shapes}          # the canonical order
     hp = parsed("hparams_json", required=False)
@@ -372,9 +510,14 @@ def load_checkpoint(path):
     if not (isinstance(names, list) and len(names) == cfg.num_classes):
         raise ValueError(f"{path}: class_names_json should list {cfg.num_classes} names")
     history = parsed("history_json", required=False) or []
-    meta = {"format": fmt, "hparams": hp, **counters, "history": history,
+    data_info = parsed("data_json", required=False) or {}
+    init_info = parsed("init_json", required=False)
+    if not isinstance(data_info, dict) or not (init_info is None or isinstance(init_info, dict)):
+        raise ValueError(f"{path}: data_json and init_json should be JSON objects")
+    meta = {"format": fmt, "model": kind, "hparams": hp, **counters, "history": history,
             "progress": parsed("progress_json", required=False) or {}, "rng": parsed("rng_json", required=False),
-            "optim": optim, "norm_mean": norm[0], "norm_std": norm[1], "class_names": [str(n) for n in names]}
+            "optim": optim, "norm_mean": norm[0], "norm_std": norm[1], "class_names": [str(n) for n in names],
+            "data": data_info, "init_from": init_info}
     return params, cfg, meta
 
 
@@ -430,16 +573,58 @@ def _differences(a: dict, b: dict, ignore=()):
             if k not in ignore and a.get(k) != b.get(k)]
 
 
+# ---- initial weights from another run (fine-tuning) ------------------------------------------------
+def _load_init(path) -> dict:
+    """The checkpoint of ``init_from``, read and validated; errors say which option they concern."""
+    path = os.fspath(path)
+    try:
+        params, cfg, meta = load_checkpoint(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"init_from: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"init_from: {err}") from None
+    with open(path, "rb") as f:
+        md5 = hashlib.md5(f.read(), usedforsecurity=False).hexdigest()
+    return {"path": path, "md5": md5, "params": params, "cfg": cfg, "meta": meta}
+
+
+def _adapt_init(source, cfg, names, seed):
+    """(params for ``cfg``, a JSON record of where they came from and what was adapted).
+
+    The head is new (zeros) when the source's class names differ from this run's ``names`` (other classes,
+    another order, or another number of them); E_pos is interpolated when the patch grid changes.
+    """
+    from .finetune import adapt_params
+    old_cfg, meta = source["cfg"], source["meta"]
+    new_head = meta["class_names"] != list(names)
+    try:
+        params = adapt_params(source["params"], old_cfg, cfg, seed=seed, reset_head=new_head)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"init_from {source['path']}: {err}") from None
+    adapted = []
+    if isinstance(cfg, ViTConfig) and "E_pos" in params and old_cfg.grid != cfg.grid:
+        adapted.append("E_pos interpolated from the {}x{} to the {}x{} patch grid".format(*old_cfg.grid, *cfg.grid))
+    if new_head:
+        adapted.append(f"new zero head for {len(names)} classes")
+    info = {"path": source["path"], "md5": source["md5"], "model": model_spec(old_cfg).kind,
+            "config": old_cfg.to_dict(), "epoch": meta["epoch"], "step": meta["step"],
+            "class_names": meta["class_names"], "classes": meta["data"].get("classes", []),
+            "adapted": "; ".join(adapted) or "nothing (same shapes and classes)"}
+    return params, info
+
+
 # ---- the loop --------------------------------------------------------------------------------------
-def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_dir=None, data=None,
-          resume=False, quiet=True, log=None, callback=None, stop_after_epoch=None, verify_data=True,
-          preset=None, plots=True) -> Run:
-    """Train a ViT with AdamW, warm-up + cosine and label smoothing; evaluate on the test split every epoch.
+def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = None, *, out_dir=None,
+          data=None, resume=False, quiet=True, log=None, callback=None, stop_after_epoch=None, verify_data=True,
+          preset=None, plots=True, init_from=None) -> Run:
+    """Train a ViT (or the CNN) with AdamW, warm-up + cosine and label smoothing; test after every epoch.
 
     Parameters
     ----------
-    cfg : ViTConfig                 default: the 'fmnist' preset's (taken from the checkpoint on resume).
-    hparams : HParams               default: the 'fmnist' preset's.
+    cfg : ViTConfig or CNNConfig    default: the 'fmnist' preset's (taken from the checkpoint on resume).
+                                    Images are resized to ``cfg.image_size`` if the data differ.
+    hparams : HParams               default: the 'fmnist' preset's.  ``hparams.classes`` needs
+                                    ``cfg.num_classes == len(hparams.classes)``.
     out_dir : path or None          run directory (module docstring); None trains in memory only.
     data : None, a directory, or (train_x, train_y, test_x, test_y) uint8 (N, H, W, C) arrays and labels.
     resume : bool                   continue ``out_dir/checkpoint.npz`` bit-exactly. ``cfg`` and ``hparams``
@@ -454,6 +639,11 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
     verify_data : bool              check the official Fashion-MNIST checksums when loading IDX files.
     preset : str or None            recorded in config.json only.
     plots : bool                    write the PNGs into ``out_dir`` (curves every epoch, the rest at the end).
+    init_from : path or None        a checkpoint whose parameters start the run, adapted to ``cfg`` by
+                                    :func:`vitnp.finetune.adapt_params` (E_pos resized for a new patch grid;
+                                    a new zero head when the class names differ from this run's); the
+                                    optimiser starts fresh at step 0.  Recorded in config.json and in the
+                                    checkpoints, so a resumed fine-tuning run keeps the record.
 
     Returns
     -------
@@ -470,6 +660,9 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
             raise ValueError("resume needs out_dir (the run directory holding checkpoint.npz)")
         if not os.path.isfile(ckpt_path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}")
+        if init_from is not None:
+            raise ValueError("init_from starts a new run; a resumed run continues from its own checkpoint "
+                             "(which records where its initial weights came from)")
         saved_params, saved_cfg, ck = load_checkpoint(ckpt_path)
         if ck["optim"] is None or ck["rng"] is None or ck["hparams"] is None:
             raise ValueError(f"{ckpt_path}: no optimiser/RNG state; it cannot be resumed")
@@ -490,8 +683,16 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
         if out_dir is not None and os.path.exists(ckpt_path):
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); pass resume=True "
                                   f"(--resume) to continue it, or choose another output directory")
-    if not isinstance(cfg, ViTConfig) or not isinstance(hp, HParams):
-        raise TypeError("cfg must be a ViTConfig and hparams an HParams")
+    if not isinstance(hp, HParams):
+        raise TypeError(f"hparams must be an HParams, got {type(hp).__name__}")
+    spec = model_spec(cfg)                         # TypeError for anything but ViTConfig / CNNConfig
+    if hp.classes and cfg.num_classes != len(hp.classes):
+        raise ValueError(f"classes {list(hp.classes)} are {len(hp.classes)} classes, but the model has "
+                         f"num_classes={cfg.num_classes}; they must agree (--num-classes {len(hp.classes)})")
+    names = class_names(hp.classes, cfg.num_classes)
+    adapted = None
+    if init_from is not None:                      # before the data: a bad file or model fails fast
+        adapted = _adapt_init(_load_init(init_from), cfg, names, hp.seed)        # (params, record)
 
     splits = prepare_data(data, cfg, hp, verify=verify_data)
     tr_x, tr_y = splits["train"]
@@ -509,20 +710,20 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
     total_steps = hp.epochs * steps_per_epoch
     warmup_steps = min(total_steps, int(round(hp.warmup_epochs * steps_per_epoch)))
     augment = make_augment(hp)
-    names = _default_names(cfg)
+    data_info = {"classes": list(hp.classes), "source_size": list(splits["source_size"])}
 
     # ---- state: fresh or from the checkpoint ---------------------------------------------------------
     data_rng = np.random.default_rng([hp.seed, 1])   # order and augmentation (iterate_batches)
     drop_rng = np.random.default_rng([hp.seed, 2])   # dropout masks
     if ck is None:
-        params = init_params(cfg, seed=hp.seed)
+        params, init_info = (spec.init(cfg, hp.seed), None) if adapted is None else adapted   # init_from
         opt = AdamW(params, hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps, weight_decay=hp.weight_decay)
         epoch, batch, step, history = 0, 0, 0, []
         progress = {"loss_sum": 0.0, "correct": 0, "count": 0, "epoch_seconds": 0.0, "train_seconds": 0.0,
                     "best_acc": None, "best_epoch": None, **fingerprint}
         epoch_start_state = data_rng.bit_generator.state
     else:
-        params = saved_params
+        params, init_info = saved_params, ck["init_from"]
         opt = AdamW(params, hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps, weight_decay=hp.weight_decay)
         opt.load_state_dict(ck["optim"])
         epoch, batch, step, history = ck["epoch"], ck["batch"], ck["step"], ck["history"]
@@ -537,25 +738,32 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
         save_checkpoint(ckpt_path, params, cfg, hparams=hp, optimizer=opt,
                         rng_state={"data": epoch_start_state, "dropout": drop_rng.bit_generator.state},
                         epoch=epoch, step=step, batch=batch, progress=progress, history=history,
-                        class_names=names)
+                        class_names=names, data_info=data_info, init_info=init_info)
 
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         _write_text(os.path.join(out_dir, "config.json"), json.dumps({
-            "config": cfg.to_dict(), "hparams": hp.to_dict(), "preset": preset,
-            "parameters": count_params(cfg),
+            "model": spec.kind, "config": cfg.to_dict(), "hparams": hp.to_dict(), "preset": preset,
+            "parameters": spec.count(cfg),
+            "init_from": None if init_info is None else init_info["path"], "init": init_info,
             "data": {"source": splits["source"], "n_train": len(tr_x),
                      "n_val": 0 if splits["val"] is None else len(splits["val"][0]), "n_test": len(te_x),
-                     **fingerprint},
+                     "classes": list(hp.classes), "source_size": list(splits["source_size"]),
+                     "image_size": list(cfg.image_size), **fingerprint},
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "normalisation": {"mean": MEAN, "std": STD}, "class_names": names,
             "versions": {"vitnp": _version(), "numpy": np.__version__}}, indent=2) + "\n")
         _write_text(os.path.join(out_dir, "metrics.jsonl"), _metrics_text(history))   # as the checkpoint says
     if log:
-        log(f"model: ViT P={cfg.patch_size} D={cfg.dim} L={cfg.depth} k={cfg.heads} M={cfg.mlp_dim} "
-            f"({count_params(cfg):,} parameters); data: {len(tr_x)} train"
+        resized = tuple(splits["source_size"]) != tuple(cfg.image_size)
+        log(f"model: {describe_model(cfg)} ({spec.count(cfg):,} parameters); data: {len(tr_x)} train"
             + (f" / {len(splits['val'][0])} val" if splits["val"] is not None else "")
-            + f" / {len(te_x)} test; {steps_per_epoch} steps/epoch x {hp.epochs} epochs"
+            + f" / {len(te_x)} test"
+            + (f" of classes {','.join(map(str, hp.classes))}" if hp.classes else "")
+            + (" resized {}x{} -> {}x{}".format(*splits["source_size"], *cfg.image_size) if resized else "")
+            + f"; {steps_per_epoch} steps/epoch x {hp.epochs} epochs"
+            + (f"; initial weights from {init_info['path']} ({init_info['adapted']})" if init_info and ck is None
+               else "")
             + (f"; resuming at epoch {epoch + 1}, batch {batch}" if ck is not None else ""))
 
     budget = None if hp.max_minutes is None else 60.0 * hp.max_minutes
@@ -644,7 +852,8 @@ def train(cfg: ViTConfig | None = None, hparams: HParams | None = None, *, out_d
                 if improved:
                     save_checkpoint(os.path.join(out_dir, "best.npz"), params, cfg, hparams=hp, epoch=epoch,
                                     step=step, history=history, class_names=names,
-                                    progress={"best_split": best_split, "best_acc": progress["best_acc"]})
+                                    progress={"best_split": best_split, "best_acc": progress["best_acc"]},
+                                    data_info=data_info, init_info=init_info)
                 if plots:
                     _save_plots(out_dir, history)
             if log:
@@ -701,13 +910,55 @@ def _save_plots(out_dir, history, last_eval=None, images=None, labels=None, name
 
 
 # ---- command line ----------------------------------------------------------------------------------
-# flag -> (which dataclass, field); every flag defaults to None = "not given"
-_MODEL_FLAGS = {"patch_size": int, "dim": int, "depth": int, "heads": int, "mlp_dim": int, "classifier": str,
-                "pos_embedding": str, "gelu": str, "dropout": float}
+# flag (argparse dest) -> type; every flag defaults to None = "not given"
+_MODEL_FLAGS = {"image_size": int, "num_classes": int, "dropout": float,                      # both models
+                "patch_size": int, "dim": int, "depth": int, "heads": int, "mlp_dim": int, "classifier": str,
+                "pos_embedding": str, "gelu": str, "stem": "ints", "stem_kernel": int, "stem_pool": int,  # ViT
+                "cnn_channels": "ints"}                                                       # CNN
+_VIT_ONLY = ("patch_size", "dim", "depth", "heads", "mlp_dim", "classifier", "pos_embedding", "gelu", "stem",
+             "stem_kernel", "stem_pool")
+_CNN_ONLY = ("cnn_channels",)
+_MODEL_FIELD = {"stem": "stem_channels", "cnn_channels": "channels"}
 _HP_FLAGS = {"epochs": int, "batch_size": int, "lr": float, "final_lr": float, "warmup": float,
              "weight_decay": float, "label_smoothing": float, "clip": float, "augment": str,
              "crop_padding": int, "val_fraction": float, "train_subset": int, "seed": int}
 _HP_FIELD = {"warmup": "warmup_epochs", "clip": "clip_grad_norm"}
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def parse_classes(text) -> tuple:
+    """'0,1,2,3,4', '0-4' or '0-2,7' -> (0, 1, 2, 3, 4) … : class indices in the order written.
+
+    Raises ValueError naming the problem (not an integer, a descending range, a repeated class).
+    """
+    classes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        try:
+            first, last = (int(lo), int(hi)) if dash else (int(part), int(part))
+        except ValueError:
+            raise ValueError(f"--classes: {part!r} is not a class index or a range a-b (e.g. 0,1,2 or 0-4)") \
+                from None
+        if first < 0 or last < first:
+            raise ValueError(f"--classes: bad range {part!r}; write ascending non-negative ranges such as 0-4")
+        classes.extend(range(first, last + 1))
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"--classes: {text!r} names a class twice")
+    return tuple(classes)
+
+
+def _parse_ints(flag, text) -> tuple:
+    try:
+        values = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers such as 16,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag}: the channel counts must be positive, got {text!r}")
+    return values
 
 
 def add_train_arguments(p) -> None:
@@ -723,6 +974,11 @@ def add_train_arguments(p) -> None:
                    help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
     p.add_argument("--no-verify", action="store_true",
                    help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (fine-tuning; fresh optimiser at step 0): the "
+                        "model flags default to its config, E_pos is interpolated for a new --image-size, and "
+                        "a new zero head is made when the classes differ; the preset gives only the training "
+                        "flags")
     g = p.add_argument_group("training (override the preset)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
@@ -737,9 +993,19 @@ def add_train_arguments(p) -> None:
                    help="same as --augment none")
     g.add_argument("--crop-padding", type=int, metavar="PIXELS")
     g.add_argument("--val-fraction", type=float, help="hold out this part of the training set for validation")
-    g.add_argument("--train-subset", type=int, metavar="N", help="train on a seeded random N images (0: all)")
+    g.add_argument("--classes", metavar="LIST",
+                   help="train and test on these classes only, relabelled 0..k-1 in the order given: 0,1,2,3,4 "
+                        "or 0-4 or 0-2,7 (sets --num-classes to k unless given)")
+    g.add_argument("--train-subset", type=int, metavar="N",
+                   help="train on a seeded random N images (after --classes; 0: all)")
     g.add_argument("--seed", type=int)
-    g = p.add_argument_group("model (override the preset)")
+    g = p.add_argument_group("model (override the preset, or the --init-from checkpoint's config)")
+    g.add_argument("--model", choices=tuple(MODELS),
+                   help="vit (default) or cnn, the CNN baseline of vitnp.cnn trained with the same data, "
+                        "optimiser, schedule, augmentation and budget")
+    g.add_argument("--image-size", type=int, metavar="N",
+                   help="train on N x N images: Fashion-MNIST is resized (bilinear) when N != 28")
+    g.add_argument("--num-classes", type=int, metavar="K", help="number of classes of the head")
     g.add_argument("--patch-size", type=int, metavar="P")
     g.add_argument("--dim", type=int, metavar="D")
     g.add_argument("--depth", type=int, metavar="L")
@@ -749,8 +1015,16 @@ def add_train_arguments(p) -> None:
     g.add_argument("--pos-embedding", choices=("learned", "sincos", "none"))
     g.add_argument("--gelu", choices=("exact", "tanh"))
     g.add_argument("--dropout", type=float)
+    g.add_argument("--stem", metavar="C1,C2,...",
+                   help="hybrid ViT: a CNN stem (conv, ReLU, max-pool per stage) with these channels makes the "
+                        "feature map the patches are cut from")
+    g.add_argument("--stem-kernel", type=int, metavar="K", help="kernel size of the stem's convolutions")
+    g.add_argument("--stem-pool", type=int, metavar="S", help="max-pool window and stride of each stem stage")
+    g.add_argument("--cnn-channels", metavar="C1,C2,...",
+                   help="--model cnn: output channels of each conv stage (default 32,64)")
     g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any ViTConfig or HParams field, e.g. --config beta2=0.99 (repeatable)")
+                   help="set any field of the model's config (ViTConfig or CNNConfig) or of HParams, e.g. "
+                        "--config beta2=0.99 (repeatable)")
     g = p.add_argument_group("run control")
     g.add_argument("--max-minutes", type=float, metavar="M",
                    help="wall-clock budget of this call (0: none); stops at an epoch boundary when the next "
@@ -775,48 +1049,89 @@ def train_cli(args) -> int:
     from .presets import get_preset
     if args.threads:
         set_blas_threads(args.threads)
-    model, hp_changes = {}, {}
-    for flag, kind in _MODEL_FLAGS.items():
-        if getattr(args, flag) is not None:
-            model[flag] = getattr(args, flag)
-    for flag in _HP_FLAGS:
-        if getattr(args, flag) is not None:
-            hp_changes[_HP_FIELD.get(flag, flag)] = getattr(args, flag)
-    cfg_fields = {f.name for f in dataclasses.fields(ViTConfig)}
-    hp_fields = {f.name for f in dataclasses.fields(HParams)}
-    for item in args.config:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--config expects KEY=VALUE, got {item!r}")
-        if key in cfg_fields:
-            model[key] = _parse_value(value)
-        elif key in hp_fields:
-            hp_changes[key] = _parse_value(value)
-        else:
-            raise ValueError(f"--config: unknown field {key!r}; ViTConfig has {', '.join(sorted(cfg_fields))}; "
-                             f"HParams has {', '.join(sorted(hp_fields))}")
+    given = [flag for flag in _MODEL_FLAGS if getattr(args, flag) is not None]
+    model = {}
+    for flag in given:
+        value = getattr(args, flag)
+        model[_MODEL_FIELD.get(flag, flag)] = _parse_ints(_flag(flag), value) if _MODEL_FLAGS[flag] == "ints" \
+            else value
+    hp_changes = {_HP_FIELD.get(flag, flag): getattr(args, flag) for flag in _HP_FLAGS
+                  if getattr(args, flag) is not None}
+    if args.classes is not None:
+        hp_changes["classes"] = parse_classes(args.classes)
     if args.max_minutes is not None:
         hp_changes["max_minutes"] = args.max_minutes if args.max_minutes > 0 else None
     if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
         raise ValueError(f"--stop-after-epoch must be >= 1, got {args.stop_after_epoch}")
     log = (lambda s: print(s, flush=True))
+    hp_fields = {f.name for f in dataclasses.fields(HParams)}
+
     if args.resume:
-        fixed = {k: v for k, v in {**model, **hp_changes}.items() if k not in RESUMABLE_CHANGES}
+        cfg_fields = {f.name for spec in MODELS.values() for f in dataclasses.fields(spec.config)}
+        config_model, config_hp = _config_items(args.config, cfg_fields, hp_fields)
+        fixed = {k for k in {**model, **config_model, **hp_changes, **config_hp} if k not in RESUMABLE_CHANGES}
+        fixed |= {name for name, value in (("model", args.model), ("init_from", args.init_from)) if value}
         if fixed:
             raise ValueError("--resume continues the saved run with its own settings; drop "
                              + ", ".join(sorted(fixed)) + " (only --max-minutes may change)")
+        hp_changes.update(config_hp)
         hp = None
         if "max_minutes" in hp_changes:
             saved = load_checkpoint(os.path.join(args.out, "checkpoint.npz"))[2]["hparams"] or {}
             hp = HParams.from_dict(saved).replace(max_minutes=hp_changes["max_minutes"])
         run = train(None, hp, out_dir=args.out, data=args.data, resume=True, quiet=args.quiet, log=log,
                     stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify)
+        return 130 if run.status == "interrupted" else 0
+
+    preset_cfg, hp = get_preset(args.preset)
+    if args.init_from is not None:                 # the model is the checkpoint's, unless flags change it
+        base = _load_init(args.init_from)["cfg"]
+        kind = model_spec(base).kind
+        if args.model is not None and args.model != kind:
+            raise ValueError(f"--model {args.model}, but --init-from {args.init_from} holds a {kind.upper()}; "
+                             f"fine-tuning keeps the model kind")
     else:
-        cfg, hp = get_preset(args.preset)
-        try:
-            cfg, hp = cfg.replace(**model), hp.replace(**hp_changes)
-        except TypeError as err:                   # a wrongly typed --config value
-            raise ValueError(str(err)) from None
-        run = train(cfg, hp, out_dir=args.out, data=args.data, quiet=args.quiet, log=log,
-                    stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset)
+        kind = args.model or "vit"
+        base = preset_cfg if kind == "vit" else CNNConfig(
+            image_size=preset_cfg.image_size, in_channels=preset_cfg.in_channels,
+            num_classes=preset_cfg.num_classes, dtype=preset_cfg.dtype)
+    other = _CNN_ONLY if kind == "vit" else _VIT_ONLY
+    wrong = [_flag(f) for f in given if f in other]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do(es) not apply to the {kind.upper()} "
+                         f"({'--model cnn' if kind == 'vit' else 'ViT'} only)")
+    cfg_fields = {f.name for f in dataclasses.fields(model_spec(kind).config)}
+    missing = [f"{_flag(flag)} needs {type(base).__name__}.{field}, which this version of vitnp does not have"
+               for flag, field in _MODEL_FIELD.items() if flag in given and field not in cfg_fields]
+    if missing:
+        raise ValueError("; ".join(missing))
+    config_model, config_hp = _config_items(args.config, cfg_fields, hp_fields)
+    model.update(config_model)
+    hp_changes.update(config_hp)
+    if hp_changes.get("classes") and "num_classes" not in model:
+        model["num_classes"] = len(hp_changes["classes"])          # --classes 0-4 -> a 5-class head
+    try:
+        cfg, hp = base.replace(**model), hp.replace(**hp_changes)
+    except TypeError as err:                       # a wrongly typed --config value
+        raise ValueError(str(err)) from None
+    run = train(cfg, hp, out_dir=args.out, data=args.data, quiet=args.quiet, log=log,
+                stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset,
+                init_from=args.init_from)
     return 130 if run.status == "interrupted" else 0
+
+
+def _config_items(items, cfg_fields, hp_fields):
+    """--config KEY=VALUE items -> ({config field: value}, {HParams field: value}); VALUE is JSON if it parses."""
+    model, hp = {}, {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config expects KEY=VALUE, got {item!r}")
+        if key in hp_fields:
+            hp[key] = _parse_value(value)
+        elif key in cfg_fields:
+            model[key] = _parse_value(value)
+        else:
+            raise ValueError(f"--config: unknown field {key!r}; the model config has "
+                             f"{', '.join(sorted(cfg_fields))}; HParams has {', '.join(sorted(hp_fields))}")
+    return model, hp

@@ -1,0 +1,209 @@
+"""`python -m vitnp visualize`: end to end on a tiny checkpoint made here and a tiny PNG, the --index path on
+synthetic IDX files, a hybrid ViT, and one-line errors.  No network, no Fashion-MNIST needed."""
+import os
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from vitnp import ViTConfig, analysis, init_params, vit_forward
+from vitnp import visualize as vis
+from vitnp.__main__ import main
+from vitnp.data import write_idx
+from vitnp.evaluate import image_to_input, load_image, predict_proba
+from vitnp.train import load_checkpoint, save_checkpoint
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NAMES = [f"class{k}" for k in range(5)]
+
+
+def tiny_cfg(**kw):
+    fields = dict(image_size=28, patch_size=7, in_channels=1, num_classes=5, dim=16, depth=2, heads=2, mlp_dim=32)
+    fields.update(kw)
+    return ViTConfig(**fields)
+
+
+def write_checkpoint(path, cfg, seed=0):
+    """init_params plus noise (the init's zero head and biases would make every prediction a tie)."""
+    rng = np.random.default_rng(seed)
+    params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in init_params(cfg, seed).items()}
+    save_checkpoint(path, params, cfg, class_names=NAMES[:cfg.num_classes])
+    return params
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visualize")
+    ckpt = root / "tiny.npz"
+    write_checkpoint(ckpt, tiny_cfg())
+    rng = np.random.default_rng(1)
+    png = root / "shirt.png"                      # 20×12 RGB, dark background: not square, not grey
+    img = np.zeros((20, 12, 3))
+    img[4:16, 3:9] = rng.uniform(0.5, 1.0, (12, 6, 3))
+    mpimg.imsave(png, img)
+    data = root / "data"                          # synthetic test split with the official file names
+    data.mkdir()
+    write_idx(str(data / "t10k-images-idx3-ubyte.gz"), rng.integers(0, 256, (12, 28, 28), dtype=np.uint8))
+    write_idx(str(data / "t10k-labels-idx1-ubyte.gz"), np.arange(12, dtype=np.uint8) % 5)
+    return {"root": root, "ckpt": str(ckpt), "png": str(png), "data": str(data)}
+
+
+def run_main(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_valid_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC, f"{path} is not a PNG"
+    pixels = mpimg.imread(path)                   # decodes the whole file: a truncated PNG fails here
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100
+
+
+# ---- end to end ------------------------------------------------------------------------------------------
+def test_cli_writes_four_valid_pngs(files, tmp_path, capsys):
+    out = tmp_path / "figs"                       # does not exist yet: created
+    code, stdout, err = run_main(capsys, "visualize", files["ckpt"], files["png"], "--out", out)
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == sorted(vis.FILES)    # nothing else: no temporary files left behind
+    for name in vis.FILES:
+        assert_valid_png(out / name)
+        assert f"wrote {out / name}" in stdout
+    # the printed prediction is the model's, on the input `predict` would make of this file
+    params, cfg, meta = load_checkpoint(files["ckpt"])
+    x, _ = image_to_input(load_image(files["png"]), cfg, meta["norm_mean"], meta["norm_std"])
+    p = predict_proba(params, cfg, x[None])[0]
+    assert f"shirt.png: {NAMES[p.argmax()]} {100 * p.max():.1f}%" in stdout
+
+
+def test_index_images_from_the_test_set(files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code, stdout, err = run_main(capsys, "visualize", files["ckpt"], "--index", 3, "--index", 11, "--out", out,
+                                 "--data", files["data"], "--no-verify", "--upsample", "bilinear", "--filters", 5)
+    assert code == 0, err
+    assert "test #3 (true: class3): class" in stdout and "test #11 (true: class1): class" in stdout
+    for name in vis.FILES:
+        assert_valid_png(out / name)
+
+
+def test_distances_over_chunks_equal_one_pass(files, tmp_path, monkeypatch):
+    """The forward runs in chunks; the distances drawn must be the mean over all images, as one call gives.
+    In float64, so that the chunked and the single forward pass agree to rounding (rtol 1e-12)."""
+    ckpt = tmp_path / "tiny64.npz"
+    write_checkpoint(ckpt, tiny_cfg(dtype="float64"))
+    seen = {}
+    real = vis.distance_figure
+
+    def spy(dist, cfg, n):
+        seen["dist"], seen["n"] = dist, n
+        return real(dist, cfg, n)
+
+    monkeypatch.setattr(vis, "distance_figure", spy)
+    monkeypatch.setattr(vis, "CHUNK", 2)          # 5 images: chunks of 2, 2, 1
+    monkeypatch.setattr(vis, "MAX_SHOWN", 3)
+    messages = []
+    paths = vis.visualize(ckpt, [files["png"]], tmp_path / "out", indices=[0, 1, 2, 7],
+                          data=files["data"], verify=False, log=messages.append)
+    assert paths == [str(tmp_path / "out" / name) for name in vis.FILES]
+    assert seen["n"] == 5 and any("first 3 of the 5" in m for m in messages)
+    params, cfg, meta = load_checkpoint(ckpt)
+    from vitnp.data import read_idx
+    pix = read_idx(os.path.join(files["data"], "t10k-images-idx3-ubyte.gz"))[[0, 1, 2, 7], ..., None]
+    x_img, _ = image_to_input(load_image(files["png"]), cfg, meta["norm_mean"], meta["norm_std"])
+    x = np.concatenate([x_img[None], (pix / 255.0 - meta["norm_mean"]) / meta["norm_std"]])    # (5, 28, 28, 1)
+    _, cache = vit_forward(params, x, cfg)
+    np.testing.assert_allclose(seen["dist"], analysis.mean_attention_distance(cache["attention"], cfg), rtol=1e-12)
+
+
+def test_hybrid_has_no_filters_png(tmp_path):
+    """A hybrid ViT's E maps the CNN stem's feature channels: no filters.png, and a note saying why."""
+    cfg = tiny_cfg(patch_size=1, stem_channels=(4, 4), stem_pool=2, dim=8, depth=1)   # 28 → 7×7 map, P_pix 4
+    ckpt = tmp_path / "hybrid.npz"
+    write_checkpoint(ckpt, cfg)
+    png = tmp_path / "x.png"
+    mpimg.imsave(png, np.random.default_rng(0).uniform(size=(28, 28)), cmap="gray")
+    messages = []
+    paths = vis.visualize(ckpt, [png], tmp_path / "out", log=messages.append)
+    assert [os.path.basename(p) for p in paths] == ["rollout.png", "attention_distance.png",
+                                                    "pos_embedding_similarity.png"]
+    assert not (tmp_path / "out" / "filters.png").exists()
+    assert any("no filters.png" in m and "hybrid" in m for m in messages)
+    for p in paths:
+        assert_valid_png(p)
+
+
+def test_no_position_embeddings_no_similarity_png(tmp_path):
+    cfg = tiny_cfg(pos_embedding="none", classifier="gap")
+    ckpt = tmp_path / "nopos.npz"
+    write_checkpoint(ckpt, cfg)
+    png = tmp_path / "x.png"
+    mpimg.imsave(png, np.random.default_rng(0).uniform(size=(28, 28)), cmap="gray")
+    messages = []
+    paths = vis.visualize(ckpt, [png], tmp_path / "out", log=messages.append)
+    assert [os.path.basename(p) for p in paths] == ["rollout.png", "attention_distance.png", "filters.png"]
+    assert any("no pos_embedding_similarity.png" in m for m in messages)
+
+
+# ---- errors: one line, exit status 2, nothing half-written --------------------------------------------------
+def assert_one_line_error(code, err, *words):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_missing_and_corrupt_checkpoint(files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code, _, err = run_main(capsys, "visualize", tmp_path / "nope.npz", files["png"], "--out", out)
+    assert_one_line_error(code, err, "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"this is not a zip file at all")
+    code, _, err = run_main(capsys, "visualize", bad, files["png"], "--out", out)
+    assert_one_line_error(code, err, "bad.npz")
+    assert not out.exists()
+
+
+def test_bad_image_fails_before_anything_is_written(files, tmp_path, capsys):
+    out = tmp_path / "figs"
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], files["png"], fake, "--out", out)
+    assert_one_line_error(code, err, "fake.png")
+    assert not out.exists()
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], tmp_path / "missing.png", "--out", out)
+    assert_one_line_error(code, err, "missing.png")
+
+
+def test_argument_errors(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "figs"
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], "--out", out)
+    assert_one_line_error(code, err, "IMAGE", "--index")
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], "--index", 12, "--out", out, "--data", files["data"],
+                            "--no-verify")
+    assert_one_line_error(code, err, "--index 12", "12 images")
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], "--index", -1, "--out", out, "--data", files["data"],
+                            "--no-verify")
+    assert_one_line_error(code, err, "--index -1")
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("VITNP_DATA", str(empty))
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], "--index", 0, "--out", out)
+    assert_one_line_error(code, err, "no-data")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], files["png"], "--out", a_file)
+    assert_one_line_error(code, err, "not a directory")
+    code, _, err = run_main(capsys, "visualize", files["ckpt"], files["png"], "--out", out, "--filters", 0)
+    assert_one_line_error(code, err, "filters")
+    assert not out.exists()
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["visualize", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("IMAGE", "--out", "--index", "--data", "--invert", "--upsample", "--filters"):
+        assert flag in text

@@ -1,0 +1,129 @@
+"""Fine-tuning: start a model from the weights of another (paper §3.2, "Fine-tuning and higher resolution").
+
+The paper pre-trains once and fine-tunes many times, and the fine-tuned model differs from the pre-trained
+one in at most two places:
+
+* **the head.**  "We remove the pre-trained prediction head and attach a zero-initialized D × K feedforward
+  layer, where K is the number of downstream classes."  ``head.W`` (D, K) and ``head.b`` (K,) are replaced by
+  the new config's initial values, which are zeros (:func:`vitnp.model.init_params`), whenever the classes
+  change;
+* **E_pos, at a higher resolution.**  "We keep the patch size the same, which results in a larger effective
+  sequence length … we perform 2D interpolation of the pre-trained position embeddings, according to their
+  location in the original image."  When the patch grid (H/P, W/P) changes, E_pos (T, D) is resized with
+  :func:`vitnp.checkpoint.resize_pos_embedding` (class-token row kept, the grid of patch rows resized
+  bilinearly).
+
+Everything else is copied unchanged (bit for bit, as new arrays), and must have the same shape in both
+configs.  The CNN baseline (:mod:`vitnp.cnn`) can be adapted the same way: a new zero head for new classes.
+
+>>> from vitnp import ViTConfig, init_params
+>>> old = ViTConfig(image_size=28, patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32)
+>>> new = old.replace(image_size=56, num_classes=5)          # N: 16 -> 64 patches; K: 10 -> 5
+>>> p = adapt_params(init_params(old), old, new)
+>>> p["E_pos"].shape, p["head.W"].shape, float(abs(p["head.W"]).max())
+((65, 16), (16, 5), 0.0)
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["adapt_params", "ARITHMETIC_FIELDS"]
+
+# Config fields a fine-tuned model may change freely: they change how the arithmetic is done, not what the
+# parameters mean (dtype: the arrays are cast).  image_size and num_classes are adapted as described above;
+# every other field (P, D, L, k, M, classifier, pos_embedding, in_channels, the hybrid stem, the CNN's
+# channels …) fixes the architecture and must be equal.
+ARITHMETIC_FIELDS = ("gelu", "ln_eps", "dropout", "attention_dropout", "dtype")
+HEAD = ("head.W", "head.b")
+
+
+def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
+    """Parameters for ``new_cfg`` from the parameters ``params`` of ``old_cfg`` (paper §3.2).
+
+    Parameters
+    ----------
+    params : dict name → array, exactly the parameters of ``old_cfg`` (checked)
+    old_cfg, new_cfg : ViTConfig (or both CNNConfig)
+        May differ in ``image_size`` (ViT: E_pos is interpolated over the new patch grid), ``num_classes``
+        (a new head), and the fields of :data:`ARITHMETIC_FIELDS`; all other fields must be equal.
+    seed : int
+        Seed of the new config's initialiser, which supplies the replaced head: zeros for the ViT and the
+        CNN, as the paper's zero-initialised head, so the seed does not change the result today.
+    reset_head : bool or None
+        Replace ``head.W``/``head.b`` by new ones.  None (default): exactly when num_classes differs.
+        Pass True when the classes change but their number does not (e.g. pre-training on classes 0–4,
+        fine-tuning on 5–9).
+
+    Returns
+    -------
+    dict name → new array of ``new_cfg.dtype``, with the names and shapes of the new config's parameter table
+    (:func:`vitnp.config.param_shapes` or :func:`vitnp.cnn.cnn_param_shapes`).  Copied parameters are equal
+    to the old ones bit for bit when the dtype is unchanged.
+
+    Raises
+    ------
+    TypeError   a config of an unknown type, or configs of two different model kinds.
+    ValueError  ``params`` do not fit ``old_cfg``; the configs differ in an architecture field (the message
+                names the fields and both values); a parameter whose shape would have to change (named, with
+                both shapes and the config fields behind them); ``reset_head=False`` with a new class count.
+    """
+    from .checkpoint import resize_pos_embedding
+    from .train import model_spec
+    old_spec, new_spec = model_spec(old_cfg), model_spec(new_cfg)
+    if old_spec.kind != new_spec.kind:
+        raise TypeError(f"cannot adapt a {old_spec.kind.upper()} ({type(old_cfg).__name__}) to a "
+                        f"{new_spec.kind.upper()} ({type(new_cfg).__name__})")
+    differ = _architecture_differences(old_cfg, new_cfg)
+    if differ:
+        raise ValueError(f"cannot adapt the parameters: the configs differ in {'; '.join(differ)} "
+                         f"(only image_size, num_classes and {', '.join(ARITHMETIC_FIELDS)} may change)")
+    old_spec.check(dict(params), old_cfg)                     # names, shapes, dtype of the old model
+    if reset_head is None:
+        reset_head = old_cfg.num_classes != new_cfg.num_classes
+    elif not reset_head and old_cfg.num_classes != new_cfg.num_classes:
+        raise ValueError(f"reset_head=False, but the number of classes changes ({old_cfg.num_classes} -> "
+                         f"{new_cfg.num_classes}), so the head cannot be kept")
+
+    old_shapes, new_shapes = old_spec.shapes(old_cfg), new_spec.shapes(new_cfg)
+    dtype = np.dtype(new_cfg.dtype)
+    fresh = new_spec.init(new_cfg, seed) if reset_head else None            # the new config's own init
+    pos = None
+    if new_spec.kind == "vit" and "E_pos" in new_shapes and old_cfg.grid != new_cfg.grid:
+        # the interpolation needs equal class counts; the head is handled below anyway
+        pos = resize_pos_embedding(params, old_cfg, new_cfg.replace(num_classes=old_cfg.num_classes))["E_pos"]
+    out = {}
+    for name, shape in new_shapes.items():
+        if reset_head and name in HEAD:
+            out[name] = np.array(fresh[name], dtype=dtype)                  # zeros: a new head
+        elif name == "E_pos" and pos is not None:
+            out[name] = pos.astype(dtype)                                    # (T_new, D), interpolated
+        elif name not in old_shapes:
+            raise ValueError(f"cannot adapt: parameter {name!r} exists only in the new config")
+        elif old_shapes[name] != shape:
+            raise ValueError(f"cannot adapt parameter {name!r}: shape {old_shapes[name]} in the old config, "
+                             f"{shape} in the new one ({_why(name, old_cfg, new_cfg)})")
+        else:
+            out[name] = np.array(params[name], dtype=dtype)                  # a copy, bit-identical
+    dropped = [name for name in old_shapes if name not in new_shapes]
+    if dropped:
+        raise ValueError(f"cannot adapt: the new config has no parameter(s) {', '.join(dropped)}")
+    return out
+
+
+def _architecture_differences(old_cfg, new_cfg) -> list:
+    """'field: old vs new' for every field that fixes the architecture and differs."""
+    free = {"image_size", "num_classes", *ARITHMETIC_FIELDS}
+    return [f"{f.name}: {getattr(old_cfg, f.name)!r} (old) vs {getattr(new_cfg, f.name)!r} (new)"
+            for f in dataclasses.fields(old_cfg)
+            if f.name not in free and getattr(old_cfg, f.name) != getattr(new_cfg, f.name)]
+
+
+def _why(name, old_cfg, new_cfg) -> str:
+    """The config fields behind a parameter's shape change, for the error message."""
+    sizes = f"image_size {old_cfg.image_size} vs {new_cfg.image_size}"
+    if name in HEAD:        # the CNN's head: its input width h·w·C_last follows the image size
+        return (f"{sizes}: the CNN's dense head reads the whole last feature map, so its input width depends "
+                f"on the image size; fine-tune with a new head (new classes, reset_head=True) or at the old size")
+    return sizes
