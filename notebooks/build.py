@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+
+from vitnp.atomic import atomic_write
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
@@ -85,16 +86,8 @@ def execute(nb, cwd, timeout=CELL_TIMEOUT):
 def write_atomic(nb, path: Path):
     """Validate and write ``nb`` to ``path`` through a temporary file and a rename (never half a file)."""
     nbformat.validate(nb)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ipynb")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.chmod(tmp, 0o644)                       # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        nbformat.write(nb, f)
 
 
 def cell_sources(nb) -> list:

@@ -257,36 +257,21 @@ def test_module_exports():
 
 
 # ---- pixel scale: hybrid ViTs, whose patches cover more than P pixels -------------------------------
-class PixelScaled(ViTConfig):
-    """A stand-in for a hybrid ViT (paper §3.1): a CNN stem of stride S = 4 in front, so each token of the
-    (gh, gw) grid covers P_pix = S·P input pixels, and cfg.grid follows the feature map, H / P_pix.
-    Only the two properties the analysis reads are overridden, so this works before and after config.py
-    gains its own ``patch_pixels``."""
-    STRIDE = 4
-
-    @property
-    def patch_pixels(self):
-        return self.STRIDE * self.patch_size
-
-    @property
-    def grid(self):
-        return (self.hw[0] // self.patch_pixels, self.hw[1] // self.patch_pixels)
-
-
 def scaled_cfg(grid=(2, 2), P=1, **kw):
-    """A PixelScaled config with the given token grid: image (gh·4P, gw·4P)."""
+    """A hybrid ViT (paper §3.1) whose token grid is ``grid``: two stem stages with 2×2 pooling (stride 4)
+    in front of P×P patches, so each token covers P_pix = 4P input pixels; image (gh·4P, gw·4P)."""
     fields = dict(image_size=(grid[0] * 4 * P, grid[1] * 4 * P), patch_size=P, in_channels=1, num_classes=3,
-                  dim=8, depth=1, heads=2, mlp_dim=8)
+                  dim=8, depth=1, heads=2, mlp_dim=8, stem_channels=(2, 2), stem_pool=2)
     fields.update(kw)
-    return PixelScaled(**fields)
+    return ViTConfig(**fields)
 
 
 def test_plain_vit_patch_pixels_is_the_patch_size():
     cfg = cfg_for(grid=(2, 3), P=5)
-    assert analysis.patch_pixels(cfg) == 5 and not analysis.is_hybrid(cfg)
+    assert cfg.patch_pixels == 5 and not cfg.is_hybrid
     hybrid = scaled_cfg(P=2)
-    assert analysis.patch_pixels(hybrid) == 8 and hybrid.grid == (2, 2) and hybrid.num_tokens == 5
-    assert analysis.is_hybrid(hybrid)
+    assert hybrid.patch_pixels == 8 and hybrid.grid == (2, 2) and hybrid.num_tokens == 5
+    assert hybrid.is_hybrid
 
 
 def test_patch_distances_are_in_image_pixels():
@@ -336,7 +321,7 @@ def test_a_real_hybrid_config_uses_its_patch_pixels():
     covering P_pix = 4 image pixels: distances and rollout maps in image pixels, no E filters."""
     cfg = ViTConfig(image_size=16, patch_size=2, in_channels=1, num_classes=3, dim=8, depth=1, heads=2, mlp_dim=8,
                     stem_channels=(4,), stem_pool=2)
-    assert cfg.grid == (4, 4) and analysis.patch_pixels(cfg) == 4 and analysis.is_hybrid(cfg)
+    assert cfg.grid == (4, 4) and cfg.patch_pixels == 4 and cfg.is_hybrid
     np.testing.assert_array_equal(patch_distances(cfg)[0, :4], [0.0, 4.0, 8.0, 12.0])
     _, cache = vit_forward(init_params(cfg, seed=0), np.zeros((2, 16, 16, 1), np.float32), cfg)
     assert attention_rollout(attention_maps(cache), cfg).shape == (2, 16, 16)

@@ -459,3 +459,40 @@ def test_incompatible_init_from_in_a_real_process(run, cnn_run):
                              "--image-size", "56"], capture_output=True, text=True, timeout=120)
     assert_one_line_error(result.returncode, result.stdout, result.stderr, "cannot adapt parameter 'head.W'",
                           "image_size (28, 28) vs (56, 56)")
+
+
+# ---- review fixes ----------------------------------------------------------------------------------------
+def test_resume_applies_eval_batch_size_and_keeps_the_preset(run, capsys):
+    """--resume --config eval_batch_size=N is one of the two settings a resumed run may change: it must reach
+    the run (it was silently dropped), and the resumed config.json keeps the original preset."""
+    out = run["root"] / "resume-ebs"
+    code, _, err = run_main(capsys, "train", "--out", out, "--data", run["data"], *TINY_FLAGS, "--stop-after-epoch",
+                            "1")
+    assert code == 0, err
+    code, _, err = run_main(capsys, "train", "--out", out, "--data", run["data"], "--no-verify", "--quiet",
+                            "--resume", "--config", "eval_batch_size=7")
+    assert code == 0, err
+    conf = conf_of(out)
+    assert conf["hparams"]["eval_batch_size"] == 7 and conf["preset"] == "fast"
+    assert load_checkpoint(out / "checkpoint.npz")[2]["hparams"]["eval_batch_size"] == 7
+    code, _, err = run_main(capsys, "train", "--out", out, "--data", run["data"], "--resume", "--lr", "1")
+    assert_one_line_error(code, "", err, "lr", "--max-minutes", "eval_batch_size")
+
+
+def test_evaluate_arrays_checks_its_inputs(run):
+    from vitnp.evaluate import evaluate_arrays
+    params, cfg, _ = load_checkpoint(run["out"] / "best.npz")
+    images, labels = run["arrays"]["test"]
+    x = images[..., None]                                                        # uint8 (20, 28, 28, 1)
+    ok = evaluate_arrays(params, cfg, x, labels)
+    assert ok["n"] == 20
+    with pytest.raises(TypeError, match="uint8"):
+        evaluate_arrays(params, cfg, x.astype(np.float32) / 255, labels)         # already normalised
+    with pytest.raises(ValueError, match="20 images but 19 labels"):
+        evaluate_arrays(params, cfg, x, labels[:19])
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        evaluate_arrays(params, cfg, x, np.where(labels == 0, 10, labels))       # K = 10
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        evaluate_arrays(params, cfg, x, labels - 1)
+    with pytest.raises(TypeError, match="integer"):
+        evaluate_arrays(params, cfg, x, labels.astype(np.float64))

@@ -8,7 +8,7 @@ import pytest
 from vitnp import data
 from vitnp.data import (
     FASHION_MNIST_CLASSES, MEAN, STD, iterate_batches, load_fashion_mnist, normalize, random_crop,
-    random_hflip, read_idx, train_val_split, write_idx,
+    random_hflip, read_idx, resize_images, select_classes, train_val_split, write_idx,
 )
 
 NAMES = {
@@ -480,7 +480,7 @@ def test_resize_images_3x_exactly():
 
 def test_resize_images_keeps_constants_copies_and_validates():
     flat = np.full((3, 28, 28, 1), 77, np.uint8)
-    for size in (56, (14, 42), 13, 28):
+    for size in (56, (14, 42), 14, 28):                     # shrinking by more than 2x is refused (below)
         out = data.resize_images(flat, size)
         assert out.shape[1:3] == ((size, size) if np.isscalar(size) else size) and (out == 77).all()
     same = data.resize_images(flat, 28)
@@ -492,3 +492,50 @@ def test_resize_images_keeps_constants_copies_and_validates():
     for bad in (0, (28,), (28, -1), 2.5, True):
         with pytest.raises(ValueError, match="size"):
             data.resize_images(flat, bad)
+
+
+# ---- review fixes: select_classes and resize_images refuse what they cannot do right ---------------------
+def test_select_classes_needs_a_sequence_of_integers():
+    x, y = np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 2, 1])
+    with pytest.raises(TypeError, match="sequence"):
+        select_classes(x, y, 3)                                  # an int, not a list of classes
+    with pytest.raises(TypeError, match="1.7"):
+        select_classes(x, y, (1.7,))                             # not silently class 1
+    with pytest.raises(TypeError, match="True"):
+        select_classes(x, y, (True,))
+    nx, ny = select_classes(x, y, (np.int64(2), 1))               # NumPy integers are integers
+    assert ny.tolist() == [1, 0, 1] and len(nx) == 3
+
+
+def test_select_classes_needs_integer_labels_at_least_0():
+    x = np.zeros((3, 2, 2, 1), np.uint8)
+    with pytest.raises(ValueError, match="-1"):
+        select_classes(x, np.array([0, -1, 1]), (1, 0))          # -1 would wrap to the last lookup entry
+    with pytest.raises(TypeError, match="float"):
+        select_classes(x, np.array([0.0, 1.0, 1.0]), (1, 0))
+    with pytest.raises(ValueError, match="labels"):
+        select_classes(x, np.array([[0, 1, 1]]), (1, 0))
+
+
+def test_resize_images_refuses_to_shrink_by_more_than_2x():
+    x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"28x28 to 12x12"):
+        resize_images(x, 12)
+    with pytest.raises(ValueError, match="alias"):
+        resize_images(x, (28, 13))
+    assert resize_images(x, 14).shape == (2, 14, 14, 1)          # 2x: every input pixel still counts
+
+
+def test_normalize_takes_mean_and_std():
+    x = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
+    out = normalize(x, np.float64, mean=0.5, std=0.25)
+    np.testing.assert_allclose(out, (x / 255.0 - 0.5) / 0.25, rtol=1e-15, atol=1e-15)
+    assert np.array_equal(normalize(x), normalize(x, np.float32, mean=MEAN, std=STD))
+
+
+def test_resize_images_uses_the_one_interpolation_matrix():
+    """data.resize_images and checkpoint.resize_grid(align_corners=False) share the matrix: same numbers."""
+    from vitnp.checkpoint import resize_grid
+    x = np.random.default_rng(1).integers(0, 256, (1, 5, 7, 1), dtype=np.uint8)
+    grid = resize_grid(x[0, :, :, 0].astype(np.float64), (9, 11), align_corners=False)
+    assert np.array_equal(resize_images(x, (9, 11))[0, :, :, 0], np.clip(np.floor(grid + 0.5), 0, 255))

@@ -144,3 +144,55 @@ def test_cnn_gets_a_new_head_and_refuses_a_size_change_that_the_head_cannot_foll
     assert bigger["head.W"].shape == (1568, 10) and not bigger["head.W"].any()
     with pytest.raises(ValueError, match="channels: \\(4, 8\\) \\(old\\) vs \\(4, 16\\) \\(new\\)"):
         adapt_params(params, cnn, cnn.replace(channels=(4, 16)))
+
+
+# ---- review fixes: one definition of the shape fields, E_pos and the head without a whole new model ------
+def test_the_new_head_is_zeros_without_initialising_a_new_model(monkeypatch):
+    """reset_head makes zeros of the head's shapes; it must not build (and throw away) a whole new model."""
+    import dataclasses
+    from vitnp import models
+
+    def boom(cfg, seed):
+        raise AssertionError("adapt_params initialised a whole new model")
+
+    monkeypatch.setitem(models.MODELS, "vit", dataclasses.replace(models.MODELS["vit"], init=boom))
+    params = trained_like(OLD)
+    new = adapt_params(params, OLD, OLD.replace(num_classes=4, dtype="float64"))
+    assert new["head.W"].shape == (16, 4) and new["head.W"].dtype == np.float64 and not new["head.W"].any()
+    assert new["head.b"].shape == (4,) and not new["head.b"].any()
+
+
+def test_resize_pos_table_is_what_resize_pos_embedding_and_adapt_params_use():
+    from vitnp.checkpoint import resize_pos_table
+    params = trained_like(OLD.replace(dtype="float64"))
+    old = OLD.replace(dtype="float64")
+    new = old.replace(image_size=(42, 56))                                      # 4×4 -> 6×8 patch grid
+    table = resize_pos_table(params["E_pos"], old, new)                        # (49, 16) float64
+    assert table.shape == (49, 16) and table[0].tobytes() == params["E_pos"][0].tobytes()   # class row kept
+    assert resize_pos_embedding(params, old, new)["E_pos"].tobytes() == table.tobytes()
+    assert adapt_params(params, old, new)["E_pos"].tobytes() == table.tobytes()
+    with pytest.raises(ValueError, match="resize_pos_table"):
+        resize_pos_table(params["E_pos"][:5], old, new)
+
+
+def test_shape_fields_are_defined_once():
+    """The fields resize_pos_embedding needs equal and those adapt_params refuses to change come from one
+    definition (vitnp.config), so they cannot drift apart."""
+    from vitnp import finetune
+    from vitnp.config import ARITHMETIC_FIELDS, shape_fields
+    assert shape_fields(ViTConfig) == ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads",
+                                       "mlp_dim", "classifier", "pos_embedding", "stem_channels", "stem_kernel",
+                                       "stem_pool")
+    assert shape_fields(CNNConfig()) == ("in_channels", "num_classes", "channels", "kernel_size", "pool")
+    assert finetune.ARITHMETIC_FIELDS is ARITHMETIC_FIELDS
+    for name in shape_fields(ViTConfig):                      # every one of them is refused by adapt_params…
+        if name == "num_classes":
+            continue
+        changed = {"patch_size": 4, "in_channels": 3, "dim": 32, "depth": 3, "heads": 4, "mlp_dim": 16,
+                   "classifier": "gap", "pos_embedding": "none", "stem_channels": (2,), "stem_kernel": 5,
+                   "stem_pool": 1}[name]
+        new = OLD.replace(**{name: changed})
+        with pytest.raises(ValueError, match=name):
+            adapt_params(trained_like(OLD), OLD, new)
+        with pytest.raises(ValueError, match=name):                # … and by resize_pos_embedding
+            resize_pos_embedding(trained_like(OLD), OLD, new)

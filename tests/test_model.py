@@ -204,7 +204,8 @@ def test_bad_params_get_clear_errors(model):
     with pytest.raises(ValueError, match="unexpected extra.W"):
         vit_forward({**params, "extra.W": np.zeros(2, np.float32)}, np.zeros((1, 8, 12, 2), np.float32), cfg)
     with pytest.raises(ValueError, match=r"params\['blocks.0.U_qkv'\] has shape \(8, 8\)"):
-        vit_forward({**params, "blocks.0.U_qkv": np.zeros((8, 8), np.float32)}, np.zeros((1, 8, 12, 2), np.float32), cfg)
+        vit_forward({**params, "blocks.0.U_qkv": np.zeros((8, 8), np.float32)}, np.zeros((1, 8, 12, 2), np.float32),
+                    cfg)
     with pytest.raises(TypeError, match="has dtype float64, the config needs float32"):
         vit_forward({**params, "head.b": np.zeros(10)}, np.zeros((1, 8, 12, 2), np.float32), cfg)
     with pytest.raises(TypeError, match="must be a dict"):

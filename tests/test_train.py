@@ -482,3 +482,74 @@ def test_cnn_learns_the_synthetic_task_and_resumes_bit_exactly(tmp_path):
     learn = train(CNNConfig(channels=(4, 8)), TINY_HP.replace(epochs=15, lr=1e-2, augment="none",
                                                                 label_smoothing=0.0), data=DATA)
     assert learn.history[-1]["test_acc"] >= 0.6                       # chance is 0.1; measured 1.0
+
+
+# ---- review fixes ----------------------------------------------------------------------------------------
+def test_resume_keeps_the_preset_in_config_json(tmp_path):
+    """The resumed call passes no preset; config.json must still name the original run's."""
+    hp = TINY_HP.replace(epochs=2, augment="none")
+    train(TINY, hp, out_dir=tmp_path, data=DATA, preset="fast", plots=False, stop_after_epoch=1)
+    assert json.loads((tmp_path / "config.json").read_text())["preset"] == "fast"
+    run = train(out_dir=tmp_path, data=DATA, resume=True, plots=False)
+    assert run.status == "completed"
+    assert json.loads((tmp_path / "config.json").read_text())["preset"] == "fast"
+
+
+def test_init_from_without_cfg_takes_the_checkpoints_config(reference, tmp_path):
+    """train(init_from=path) with cfg=None: the model is the checkpoint's (as on the command line), not the
+    fmnist preset's hybrid, which would not fit a plain-ViT source."""
+    source = os.path.join(reference[0], "best.npz")
+    src_params, src_cfg, _ = load_checkpoint(source)
+    run = train(None, TINY_HP.replace(epochs=1, lr=0.0), data=DATA, init_from=source)
+    assert run.cfg == src_cfg
+    assert_same_arrays(run.params, src_params)                        # lr 0: exactly the source's weights
+
+
+def test_init_from_is_read_once(reference, tmp_path, monkeypatch):
+    """The command line reads --init-from once (its config and its weights), not twice."""
+    from vitnp.__main__ import main
+    calls = []
+    real = train_module._load_init
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(train_module, "_load_init", counting)
+    data = tmp_path / "data"
+    data.mkdir()
+    from vitnp.data import write_idx
+    for name, array in (("train-images-idx3-ubyte", DATA[0][..., 0]), ("train-labels-idx1-ubyte", DATA[1]),
+                        ("t10k-images-idx3-ubyte", DATA[2][..., 0]), ("t10k-labels-idx1-ubyte", DATA[3])):
+        write_idx(str(data / name), array.astype(np.uint8))
+    source = os.path.join(reference[0], "best.npz")
+    assert main(["train", "--out", str(tmp_path / "ft"), "--data", str(data), "--no-verify", "--quiet",
+                 "--init-from", source, "--epochs", "1", "--batch-size", "16", "--lr", "0"]) == 0
+    assert calls == [source]
+
+
+def test_shrinking_the_data_by_more_than_2x_is_refused():
+    """Bilinear resizing aliases when it shrinks by more than 2x: a clear error naming the sizes, not a
+    silently aliased training set.  Shrinking by exactly 2x is allowed."""
+    with pytest.raises(ValueError, match=r"image_size .*shrinking 28x28 to 7x7 .*14x14"):
+        prepare_data(DATA, TINY.replace(image_size=7), TINY_HP)
+    half = prepare_data(DATA, TINY.replace(image_size=14), TINY_HP)
+    assert half["train"][0].shape == (64, 14, 14, 1)
+
+
+def test_the_models_table_lives_in_vitnp_models_and_is_still_importable_from_train():
+    from vitnp import cnn, config, model, models
+    assert train_module.MODELS is models.MODELS and train_module.model_spec is models.model_spec
+    assert train_module.ModelSpec is models.ModelSpec and train_module.describe_model is models.describe_model
+    assert model.check_arrays is config.check_arrays is cnn.check_arrays          # one implementation
+    assert models.describe_model(TINY) == "ViT P=7 D=16 L=1 k=2 M=32 K=10"
+    assert models.describe_model(TINY.replace(stem_channels=(4,), stem_pool=1)).endswith(" stem=4")
+
+
+def test_save_checkpoint_takes_class_names_as_names(tmp_path):
+    params = init_params(TINY)
+    save_checkpoint(tmp_path / "a.npz", params, TINY, names=[f"n{k}" for k in range(10)])
+    assert load_checkpoint(tmp_path / "a.npz")[2]["class_names"][0] == "n0"
+    with pytest.raises(TypeError, match="class_names"):
+        save_checkpoint(tmp_path / "c.npz", params, TINY, class_names=["y"] * 10)
+    assert not (tmp_path / "c.npz").exists()

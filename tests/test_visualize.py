@@ -27,7 +27,7 @@ def write_checkpoint(path, cfg, seed=0):
     """init_params plus noise (the init's zero head and biases would make every prediction a tie)."""
     rng = np.random.default_rng(seed)
     params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in init_params(cfg, seed).items()}
-    save_checkpoint(path, params, cfg, class_names=NAMES[:cfg.num_classes])
+    save_checkpoint(path, params, cfg, names=NAMES[:cfg.num_classes])
     return params
 
 
@@ -82,7 +82,8 @@ def test_index_images_from_the_test_set(files, tmp_path, capsys):
     code, stdout, err = run_main(capsys, "visualize", files["ckpt"], "--index", 3, "--index", 11, "--out", out,
                                  "--data", files["data"], "--no-verify", "--upsample", "bilinear", "--filters", 5)
     assert code == 0, err
-    assert "test #3 (true: class3): class" in stdout and "test #11 (true: class1): class" in stdout
+    # the true class of a test image is Fashion-MNIST's (labels 3 and 1); the prediction is the model's class
+    assert "test #3 (true: Dress): class" in stdout and "test #11 (true: Trouser): class" in stdout
     for name in vis.FILES:
         assert_valid_png(out / name)
 
@@ -207,3 +208,84 @@ def test_help_lists_the_options(capsys):
     text = capsys.readouterr().out
     for flag in ("IMAGE", "--out", "--index", "--data", "--invert", "--upsample", "--filters"):
         assert flag in text
+
+
+# ---- review fixes: a CNN checkpoint, class subsets, the training image size ------------------------------
+def write_test_split(directory, images, labels):
+    """A Fashion-MNIST test split with the official file names (uint8 (n, 28, 28), labels (n,))."""
+    directory.mkdir(exist_ok=True)
+    write_idx(str(directory / "t10k-images-idx3-ubyte.gz"), np.asarray(images, np.uint8))
+    write_idx(str(directory / "t10k-labels-idx1-ubyte.gz"), np.asarray(labels, np.uint8))
+    return str(directory)
+
+
+def test_a_cnn_checkpoint_is_refused_with_a_clear_error(files, tmp_path, capsys):
+    """visualize draws attention maps, which a CNN has none of: a one-line error, not an AttributeError."""
+    from vitnp.cnn import CNNConfig, init_cnn_params
+    cfg = CNNConfig(channels=(2,), num_classes=5)
+    ckpt = tmp_path / "cnn.npz"
+    save_checkpoint(ckpt, init_cnn_params(0, cfg=cfg), cfg, names=NAMES)
+    out = tmp_path / "figs"
+    code, _, err = run_main(capsys, "visualize", ckpt, files["png"], "--out", out)
+    assert_one_line_error(code, err, "cnn.npz", "visualize needs a ViT checkpoint", "CNN")
+    assert not out.exists()
+
+
+def test_true_names_of_a_class_subset_model_come_from_fashion_mnist(tmp_path, capsys):
+    """A model trained on classes 7, 2 (Sneaker = 0, Pullover = 1): the test images' labels are the original
+    0-9, so their names are Fashion-MNIST's, and a class the model was not trained on says so."""
+    from vitnp.data import FASHION_MNIST_CLASSES as FM
+    cfg = tiny_cfg(num_classes=2)
+    rng = np.random.default_rng(3)
+    params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in init_params(cfg).items()}
+    ckpt = tmp_path / "two.npz"
+    save_checkpoint(ckpt, params, cfg, names=[FM[7], FM[2]], data_info={"classes": [7, 2], "source_size": [28, 28]})
+    data = write_test_split(tmp_path / "data", rng.integers(0, 256, (4, 28, 28)), [9, 2, 7, 0])
+    code, stdout, err = run_main(capsys, "visualize", ckpt, "--index", 0, "--index", 1, "--index", 2,
+                                 "--index", 3, "--out", tmp_path / "figs", "--data", data, "--no-verify")
+    assert code == 0, err
+    assert f"test #0 (true: {FM[9]}, not a trained class): " in stdout
+    assert f"test #1 (true: {FM[2]}): " in stdout and f"test #2 (true: {FM[7]}): " in stdout
+    assert f"test #3 (true: {FM[0]}, not a trained class): " in stdout
+
+
+def test_a_56_pixel_model_gets_its_inputs_as_in_training(files, tmp_path, monkeypatch):
+    """A model trained at --image-size 56 on 28x28 data: --index images are resized as evaluate does, and image
+    files go through the 28x28 source size, exactly as predict prepares them."""
+    from vitnp.data import normalize, read_idx, resize_images
+    cfg = tiny_cfg(image_size=56)
+    ckpt = tmp_path / "big.npz"
+    rng = np.random.default_rng(4)
+    params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in init_params(cfg).items()}
+    save_checkpoint(ckpt, params, cfg, names=NAMES, data_info={"classes": [], "source_size": [28, 28]})
+    seen = []
+    real = vis.vit_forward
+
+    def spy(p, x, c, **kw):
+        seen.append(x.copy())
+        return real(p, x, c, **kw)
+
+    monkeypatch.setattr(vis, "vit_forward", spy)
+    vis.visualize(ckpt, [files["png"]], tmp_path / "out", indices=[3, 5], data=files["data"], verify=False,
+                  log=lambda s: None)
+    x = np.concatenate(seen)                                                         # (3, 56, 56, 1)
+    _, _, meta = load_checkpoint(ckpt)
+    x_img, _ = image_to_input(load_image(files["png"]), cfg, meta["norm_mean"], meta["norm_std"],
+                              source_size=(28, 28))
+    pix = read_idx(os.path.join(files["data"], "t10k-images-idx3-ubyte.gz"))[[3, 5], ..., None]   # (2, 28, 28, 1)
+    expected = np.concatenate([x_img[None], normalize(resize_images(pix, 56), np.float32,
+                                                      mean=meta["norm_mean"], std=meta["norm_std"])])
+    assert x.shape == (3, 56, 56, 1)
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_save_figure_fsyncs_before_the_rename(tmp_path, monkeypatch):
+    """Like save_npz (both use vitnp.atomic): the PNG's bytes reach the disk before the rename."""
+    from vitnp import atomic, plots
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    plots.save_figure(plots.curves_figure([]), tmp_path / "c.png")
+    assert events[:2] == ["fsync", "replace"] and os.listdir(tmp_path) == ["c.png"]
+    assert_valid_png(tmp_path / "c.png")

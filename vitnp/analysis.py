@@ -25,17 +25,7 @@ from .config import ViTConfig
 from .ops.posemb import sincos_2d
 
 __all__ = ["attention_maps", "attention_rollout", "patch_distances", "mean_attention_distance",
-           "pos_embedding_similarity", "embedding_filters", "patch_pixels", "is_hybrid"]
-
-
-def patch_pixels(cfg: ViTConfig) -> int:
-    """P_pix: the side of one patch in input-image pixels (``cfg.patch_pixels``; P for a plain ViT)."""
-    return int(getattr(cfg, "patch_pixels", cfg.patch_size))
-
-
-def is_hybrid(cfg: ViTConfig) -> bool:
-    """True for a hybrid ViT: the patches come from a CNN stem's feature map, not from the image pixels."""
-    return bool(getattr(cfg, "stem_channels", None)) or patch_pixels(cfg) != cfg.patch_size
+           "pos_embedding_similarity", "embedding_filters"]
 
 
 def attention_maps(cache) -> list:
@@ -130,7 +120,7 @@ def attention_rollout(maps, cfg: ViTConfig, *, upsample="nearest") -> np.ndarray
     if upsample is None:
         return grid
     if upsample == "nearest":
-        P_pix = patch_pixels(cfg)                                # pixel y lies in patch row y // P_pix
+        P_pix = cfg.patch_pixels                                 # pixel y lies in patch row y // P_pix
         rows = np.minimum(np.arange(cfg.hw[0]) // P_pix, cfg.grid[0] - 1)   # (H,); clamped if the grid
         cols = np.minimum(np.arange(cfg.hw[1]) // P_pix, cfg.grid[1] - 1)   # (W,)  stops short of the edge
         return grid[:, rows[:, None], cols[None, :]]             # (B, H, W)
@@ -142,7 +132,7 @@ def patch_distances(cfg: ViTConfig) -> np.ndarray:
     row-major order; P_pix = ``cfg.patch_pixels`` (P for a plain ViT, more for a hybrid)."""
     gh, gw = cfg.grid
     rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-    centres = (np.stack([rows.ravel(), cols.ravel()], axis=1) + 0.5) * patch_pixels(cfg)  # (N, 2)
+    centres = (np.stack([rows.ravel(), cols.ravel()], axis=1) + 0.5) * cfg.patch_pixels  # (N, 2)
     diff = centres[:, None, :] - centres[None, :, :]                                     # (N, N, 2)
     return np.sqrt((diff ** 2).sum(-1))
 
@@ -151,7 +141,7 @@ def mean_attention_distance(maps, cfg: ViTConfig, *, renormalize=True) -> np.nda
     """Mean attention distance per layer and head, in pixels (paper Fig 7 right, Appendix D.7).
 
     For head h of layer ℓ, query patch i and key patch j (patch centres ((r + ½)P_pix, (c + ½)P_pix),
-    distance d_ij in input-image pixels; P_pix = P for a plain ViT, see :func:`patch_pixels`):
+    distance d_ij in input-image pixels; P_pix = ``cfg.patch_pixels``, P for a plain ViT):
 
     .. math::  \\text{dist}_{\\ell,h} = \\operatorname{mean}_{b,\\,i}\\; \\sum_j \\tilde A_{\\ell,h}[b, i, j] \\, d_{ij}
 
@@ -247,7 +237,7 @@ def embedding_filters(params, cfg: ViTConfig, k: int, *, center=True, return_var
     filters : (k, P, P, C) float64, unit norm
     variance : (k,) float64, only with ``return_variance``
     """
-    if is_hybrid(cfg):
+    if cfg.is_hybrid:
         raise ValueError("embedding_filters: this is a hybrid ViT; its E maps patches of the CNN stem's "
                          "feature map (feature channels, not pixels), so E has no image filters to show")
     if "E" not in params:

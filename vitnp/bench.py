@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
+
 CONFIGS = {
     "small": dict(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=64, depth=6, heads=4,
                   mlp_dim=128),
@@ -335,11 +337,7 @@ def run(args) -> int:
 
 def _write_json(path, obj):
     """Write ``obj`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, default=float))
 
 
 def add_arguments(p: argparse.ArgumentParser):

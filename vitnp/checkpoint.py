@@ -48,16 +48,16 @@ vitnp counterpart; :func:`from_jax` refuses it with a message saying so.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from .config import ViTConfig, param_shapes
+from .atomic import atomic_write
+from .config import ViTConfig, param_shapes, shape_fields
+from .model import check_params
 
 __all__ = ["jax_shapes", "to_jax", "from_jax", "save_npz", "load_npz"]
 
@@ -269,23 +269,9 @@ def save_npz(path, arrays: Mapping) -> None:
     TypeError
         If a key is not a non-empty string, or an array holds Python objects (it would need pickle).
     """
-    path = os.fspath(path)
     checked = _checked_for_saving(arrays)
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide, as for open(path, 'wb').
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, checked)
-            f.flush()
-            os.fsync(f.fileno())   # the bytes are on disk before the name points at them
-        os.replace(tmp, path)      # atomic: readers see the old file or the new one, never a mix
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    _fsync_directory(directory)
+    with atomic_write(path, "wb") as f:
+        _write_npz(f, checked)
 
 
 def _checked_for_saving(arrays) -> dict:
@@ -312,20 +298,6 @@ def _write_npz(f, arrays: dict) -> None:
         for key, array in arrays.items():
             with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX); skipped where a directory cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _PickleRefused(ValueError):
@@ -387,11 +359,7 @@ def _read_member(archive, name: str) -> np.ndarray:
 
 
 # ---- higher-resolution fine-tuning: resizing E_pos ----------------------------------------------------
-__all__ += ["resize_grid", "resize_pos_embedding", "load_original", "save_original"]
-
-# Fields that fix the parameter shapes apart from the image size; resize_pos_embedding needs them equal.
-_SHAPE_FIELDS = ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads", "mlp_dim",
-                 "classifier", "pos_embedding", "stem_channels", "stem_kernel", "stem_pool")
+__all__ += ["resize_grid", "resize_pos_table", "resize_pos_embedding", "load_original", "save_original"]
 
 
 def _interp_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
@@ -444,6 +412,26 @@ def resize_grid(grid, new_hw, *, align_corners=True) -> np.ndarray:
     return out if grid.ndim == 3 else out[..., 0]
 
 
+def resize_pos_table(E_pos, old_cfg: ViTConfig, new_cfg: ViTConfig) -> np.ndarray:
+    """E_pos (T_old, D) of ``old_cfg`` interpolated in 2-D to the patch grid of ``new_cfg`` (paper §3.2).
+
+    The class token's row (classifier 'token') is kept; the N patch rows are laid out on ``old_cfg.grid``,
+    row-major, and resized bilinearly and corner-aligned (:func:`resize_grid`) to ``new_cfg.grid``.  Only
+    the grids, ``dim`` and ``classifier`` are read: :func:`resize_pos_embedding` checks the rest.
+
+    E_pos : (T_old, D)   ->   (T_new, D) float64
+    """
+    n_cls = 1 if old_cfg.classifier == "token" else 0
+    table = np.asarray(E_pos, dtype=np.float64)                       # (T_old, D)
+    if table.shape != (old_cfg.num_tokens, old_cfg.dim) or new_cfg.dim != old_cfg.dim or \
+            new_cfg.classifier != old_cfg.classifier:
+        raise ValueError(f"resize_pos_table: E_pos has shape {table.shape}; the old config needs "
+                         f"({old_cfg.num_tokens}, {old_cfg.dim}), and both configs the same dim and classifier")
+    grid = table[n_cls:].reshape(*old_cfg.grid, old_cfg.dim)          # (h_old, w_old, D), row-major patches
+    new_grid = resize_grid(grid, new_cfg.grid, align_corners=True)    # (h_new, w_new, D)
+    return np.concatenate([table[:n_cls], new_grid.reshape(-1, new_cfg.dim)])   # (T_new, D)
+
+
 def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig) -> dict:
     """Parameters for fine-tuning at another resolution: E_pos interpolated in 2-D over the patch grid.
 
@@ -470,10 +458,9 @@ def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig
         ``param_shapes(new_cfg)``.  With pos_embedding 'sincos' or 'none' there is nothing to resize
         (the fixed table is recomputed for any grid) and the copies are returned unchanged.
     """
-    from .model import check_params
     if not isinstance(old_cfg, ViTConfig) or not isinstance(new_cfg, ViTConfig):
         raise TypeError("resize_pos_embedding(params, old_cfg, new_cfg): both configs must be ViTConfig")
-    differ = [f"{f}: {getattr(old_cfg, f)!r} vs {getattr(new_cfg, f)!r}" for f in _SHAPE_FIELDS
+    differ = [f"{f}: {getattr(old_cfg, f)!r} vs {getattr(new_cfg, f)!r}" for f in shape_fields(ViTConfig)
               if getattr(old_cfg, f) != getattr(new_cfg, f)]
     if differ:
         raise ValueError("resize_pos_embedding: the configs may differ only in image size (and in fields "
@@ -483,11 +470,7 @@ def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig
     out = {name: np.array(value, dtype=dtype) for name, value in params.items()}   # copies
     if old_cfg.pos_embedding != "learned":
         return out
-    n_cls = 1 if old_cfg.classifier == "token" else 0
-    table = np.asarray(params["E_pos"], dtype=np.float64)           # (T_old, D)
-    grid = table[n_cls:].reshape(*old_cfg.grid, old_cfg.dim)        # (h_old, w_old, D), row-major patches
-    new_grid = resize_grid(grid, new_cfg.grid, align_corners=True)  # (h_new, w_new, D)
-    out["E_pos"] = np.concatenate([table[:n_cls], new_grid.reshape(-1, new_cfg.dim)]).astype(dtype)
+    out["E_pos"] = resize_pos_table(params["E_pos"], old_cfg, new_cfg).astype(dtype)   # (T_new, D)
     return out
 
 

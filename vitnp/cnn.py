@@ -26,13 +26,13 @@ import dataclasses
 
 import numpy as np
 
-from .model import check_arrays
+from .config import _positive_int, check_arrays
 from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.linear import linear_backward, linear_forward
 
 __all__ = ["CNNConfig", "cnn_config", "cnn_param_shapes", "count_cnn_params", "init_cnn_params",
-           "cnn_forward", "cnn_backward", "conv_stack_forward", "conv_stack_backward"]
+           "cnn_forward", "cnn_backward", "conv_stack_forward", "conv_stack_backward", "he_normal"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +123,6 @@ class CNNConfig:
         return cls(**d)
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def cnn_config(**overrides) -> CNNConfig:
     """The default baseline for 28×28×1 images (module docstring), with any field overridden."""
     return CNNConfig(**overrides)
@@ -150,6 +145,13 @@ def count_cnn_params(cfg: CNNConfig) -> int:
     return sum(int(np.prod(s)) for s in cnn_param_shapes(cfg).values())
 
 
+def he_normal(rng, shape):
+    """He normal initialisation of a conv kernel (k, k, C_in, C_out): Normal(0, 2/fan_in), fan_in = k²·C_in,
+    the right scale before a ReLU (He et al. 2015).  Also used for the hybrid ViT's stem (:mod:`vitnp.model`)."""
+    fan_in = shape[0] * shape[1] * shape[2]                                  # k²·C_in
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+
+
 def init_cnn_params(seed: int = 0, cfg: CNNConfig | None = None) -> dict:
     """Parameters for ``cfg`` (default :func:`cnn_config`), from ``np.random.default_rng(seed)``.
 
@@ -164,8 +166,7 @@ def init_cnn_params(seed: int = 0, cfg: CNNConfig | None = None) -> dict:
     params = {}
     for name, shape in cnn_param_shapes(cfg).items():
         if name.startswith("conv") and name.endswith(".W"):
-            fan_in = shape[0] * shape[1] * shape[2]
-            params[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+            params[name] = he_normal(rng, shape)
         else:
             params[name] = np.zeros(shape)
     return {k: v.astype(cfg.np_dtype) for k, v in params.items()}

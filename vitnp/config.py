@@ -6,6 +6,10 @@ L layers, MLP width M, K classes, T tokens (N+1 with the class token, N with ave
 Hybrid ViT (paper §3.1 "Hybrid Architecture"): with ``stem_channels`` non-empty, the patches are cut from
 a CNN feature map h×w×C_f (conv 'same' → ReLU → max-pool, once per stage) instead of the raw image, so
 H, W, C above become h, w, C_f: N = hw/P², and one patch covers P·pool^stages image pixels a side.
+
+Also here, because every model module needs them and this module imports nothing of vitnp:
+:data:`ARITHMETIC_FIELDS` and :func:`shape_fields` (which config fields fix the parameter shapes), and
+:func:`check_arrays` (do the parameters fit a shape table).
 """
 from __future__ import annotations
 
@@ -235,6 +239,7 @@ class ViTConfig:
 
 
 def _positive_int(name, value):
+    """Raise ValueError unless ``value`` is an int (or NumPy integer, not a bool) >= 1; shared with vitnp.cnn."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
@@ -252,7 +257,8 @@ def param_shapes(cfg: ViTConfig) -> dict:
     """Name → shape of every trainable array, in the order of the forward pass::
 
         paper symbol     name                          original checkpoint key                    shape
-        hybrid stem      stem.{i}.W, stem.{i}.b        — (the paper's stem is a ResNet)           (k, k, C_{i-1}, C_i), (C_i,)
+        hybrid stem      stem.{i}.W, stem.{i}.b        — (the paper's stem is a ResNet)           (k, k, C_{i-1}, C_i),
+                                                                                                  (C_i,)
         E                E                             embedding/kernel (P, P, C, D)              (P²C, D)
         bias of E        E_bias                        embedding/bias                             (D,)
         x_class          x_class                       cls (1, 1, D)                              (D,)
@@ -307,3 +313,42 @@ def count_params(cfg: ViTConfig) -> int:
     A hybrid adds Σᵢ (k²·C_{i-1} + 1)·C_i for its stem, and its E has P²·C_f·D weights.
     """
     return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+
+
+# ---- which fields fix the parameters ----------------------------------------------------------------------
+# Config fields that change how the arithmetic is done, not what the parameters mean or their shapes (dtype:
+# the arrays are cast).  Shared by the ViTConfig and the CNNConfig (which has dropout and dtype of these).
+ARITHMETIC_FIELDS = ("gelu", "ln_eps", "dropout", "attention_dropout", "dtype")
+
+
+def shape_fields(cfg) -> tuple:
+    """Names of the fields of ``cfg`` (a config or its class, ViTConfig or CNNConfig) that fix the parameter
+    shapes together with the image size: every field but ``image_size`` and :data:`ARITHMETIC_FIELDS`.
+
+    ViTConfig: patch_size, in_channels, num_classes, dim, depth, heads, mlp_dim, classifier, pos_embedding,
+    stem_channels, stem_kernel, stem_pool.  Fine-tuning (:mod:`vitnp.finetune`) may change image_size and
+    num_classes; resizing E_pos (:func:`vitnp.checkpoint.resize_pos_embedding`) only image_size.
+    """
+    return tuple(f.name for f in dataclasses.fields(cfg)
+                 if f.name != "image_size" and f.name not in ARITHMETIC_FIELDS)
+
+
+def check_arrays(params, shapes, dtype, what="the config"):
+    """Raise a clear TypeError/ValueError unless ``params`` is a dict with exactly the names and shapes
+    of ``shapes`` (name -> shape), every array of ``dtype``.  Shared by the ViT and the CNN."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in shapes if k not in params]
+    extra = sorted(k for k in params if k not in shapes)
+    if missing or extra:
+        raise ValueError(f"params do not match {what}: "
+                         + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                                    extra and f"unexpected {', '.join(extra)}"])))
+    for k, shape in shapes.items():
+        v = params[k]
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
+        if v.shape != shape:
+            raise ValueError(f"params[{k!r}] has shape {v.shape}, {what} needs {shape}")
+        if v.dtype != dtype:
+            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, {what} needs {np.dtype(dtype).name}")

@@ -29,11 +29,13 @@ import gzip
 import hashlib
 import math
 import os
-import tempfile
 import urllib.request
 import zlib
 
 import numpy as np
+
+from .atomic import atomic_write
+from .checkpoint import _interp_matrix
 
 # ---------------------------------------------------------------------------------------------------------
 # Constants
@@ -173,23 +175,12 @@ def write_idx(path, array):
     header = bytes([0, 0, _IDX_UBYTE, a.ndim]) + b"".join(n.to_bytes(4, "big") for n in a.shape)
     payload = header + np.ascontiguousarray(a, dtype=np.uint8).tobytes()
 
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=".tmp-", suffix="-" + name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if path.endswith(".gz"):
-                with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:  # mtime=0: same bytes every run
-                    gz.write(payload)
-            else:
-                f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        if path.endswith(".gz"):
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:   # mtime=0: same bytes every run
+                gz.write(payload)
+        else:
+            f.write(payload)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,23 +313,13 @@ def download_fashion_mnist(root, *, timeout=60.0):
             with open(path, "rb") as f:
                 if _md5(f.read()) == want:
                     continue
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-", suffix="-" + name)
-        try:
-            md5 = hashlib.md5(usedforsecurity=False)
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(URL + name, timeout=timeout) as r:
-                while chunk := r.read(1 << 20):
-                    md5.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            if md5.hexdigest() != want:
+        md5 = hashlib.md5(usedforsecurity=False)
+        with atomic_write(path, "wb") as f, urllib.request.urlopen(URL + name, timeout=timeout) as r:
+            while chunk := r.read(1 << 20):
+                md5.update(chunk)
+                f.write(chunk)
+            if md5.hexdigest() != want:                  # raised inside: the partial download is removed
                 raise ValueError(f"{URL + name}: checksum mismatch: MD5 {md5.hexdigest()}, expected {want}")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
     return root
 
 
@@ -366,15 +347,29 @@ def select_classes(images, labels, classes):
 
     Raises
     ------
+    TypeError
+        ``classes`` not a sequence of integers (an int, a float such as 1.7, a bool); non-integer labels.
     ValueError
-        ``classes`` empty, repeated or negative; a class with no example in ``labels``.
+        ``classes`` empty, repeated or negative; labels not (N,) or negative; a class with no example in
+        ``labels``.
     """
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__len__") or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a sequence of class indices such as (7, 2), got {classes!r}")
+    bad = [c for c in classes if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer))]
+    if bad:
+        raise TypeError(f"classes must be integers, got {bad[0]!r} in {list(classes)!r}")
     classes = [int(c) for c in classes]
     labels = np.asarray(labels)
     if not classes:
         raise ValueError("classes is empty; give at least one class index")
     if len(set(classes)) != len(classes) or min(classes) < 0:
         raise ValueError(f"classes must be distinct integers >= 0, got {classes}")
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array (N,), got shape {labels.shape}")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    if len(labels) and labels.min() < 0:
+        raise ValueError(f"labels must be >= 0, got {labels.min()}")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     present = set(np.unique(labels).tolist())
@@ -389,20 +384,14 @@ def select_classes(images, labels, classes):
     return images[keep], new[keep]
 
 
-def _bilinear_matrix(n_in, n_out):
-    """(n_out, n_in) weights of 1-D linear interpolation with pixel centres aligned.
-
-    Output pixel i samples the input at s = (i + ½)·n_in/n_out − ½, clamped to [0, n_in − 1], and mixes its
-    two neighbours: (1 − f)·a[⌊s⌋] + f·a[⌊s⌋ + 1], f = s − ⌊s⌋.  Each row sums to 1.
-    """
-    s = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)   # (n_out,)
-    lo = np.floor(s).astype(np.int64)
-    hi = np.minimum(lo + 1, n_in - 1)
-    f = s - lo
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.arange(n_out), lo), 1.0 - f)
-    np.add.at(m, (np.arange(n_out), hi), f)
-    return m
+def _check_shrink(source_hw, target_hw, what="resize_images"):
+    """Raise ValueError when resizing (H, W) to (h, w) shrinks an axis by more than 2× (h < H/2 or w < W/2):
+    bilinear interpolation then skips input pixels and aliases."""
+    (H, W), (h, w) = (int(n) for n in source_hw), (int(n) for n in target_hw)
+    if 2 * h < H or 2 * w < W:
+        raise ValueError(f"{what}: shrinking {H}x{W} to {h}x{w} (by more than 2x) would alias with bilinear "
+                         f"interpolation; use at least {-(-H // 2)}x{-(-W // 2)}, or shrink by area averaging "
+                         f"(vitnp.evaluate.resize_area)")
 
 
 def resize_images(images, size, *, chunk=2048):
@@ -415,15 +404,16 @@ def resize_images(images, size, *, chunk=2048):
         y = (i + \\tfrac12)\\,H/h - \\tfrac12, \\qquad x = (j + \\tfrac12)\\,W/w - \\tfrac12
 
     clamped to the image, and mixes the 2×2 neighbours, i.e. ``out = R_y · image · R_xᵀ`` per channel with
-    the (h, H) and (w, W) matrices of :func:`_bilinear_matrix`. Computed in float64 and rounded half up to
+    the (h, H) and (w, W) matrices of :func:`vitnp.checkpoint._interp_matrix` (``align_corners=False``,
+    the same matrices as :func:`vitnp.checkpoint.resize_grid`'s). Computed in float64 and rounded half up to
     uint8. Upsampling by 2 gives each output pixel weights 9/16, 3/16, 3/16, 1/16 of its four nearest
     inputs (exact in float64, so the result is exactly reproducible); a constant image stays constant.
 
     Bilinear rather than nearest: nearest-neighbour upsampling only duplicates pixels into blocks with
     hard edges, which no real higher-resolution image has; bilinear images are smooth, closer to the
     larger photographs the paper fine-tunes on (§3.2).
-    Meant for upsampling; for shrinking by more than 2× use area averaging
-    (:func:`vitnp.evaluate.resize_area`), which does not alias.
+    Meant for upsampling; shrinking by more than 2× (h < H/2 or w < W/2) is refused with a ValueError,
+    because it would alias: use area averaging (:func:`vitnp.evaluate.resize_area`) for that.
 
     Parameters
     ----------
@@ -446,7 +436,8 @@ def resize_images(images, size, *, chunk=2048):
     N, H, W, C = images.shape
     if (h, w) == (H, W):
         return images.copy()
-    r_y, r_x = _bilinear_matrix(H, h), _bilinear_matrix(W, w)            # (h, H), (w, W)
+    _check_shrink((H, W), (h, w))
+    r_y, r_x = _interp_matrix(H, h, False), _interp_matrix(W, w, False)  # (h, H), (w, W)
     out = np.empty((N, h, w, C), np.uint8)
     for start in range(0, N, chunk):
         x = images[start:start + chunk].transpose(0, 3, 1, 2).astype(np.float64)   # (n, C, H, W)
@@ -460,17 +451,20 @@ def resize_images(images, size, *, chunk=2048):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def normalize(images, dtype=np.float32):
-    """x̂ = (x / 255 − MEAN) / STD, computed in ``dtype`` (no float64 detour when float32 is asked).
+def normalize(images, dtype=np.float32, *, mean=MEAN, std=STD):
+    """x̂ = (x / 255 − mean) / std, computed in ``dtype`` (no float64 detour when float32 is asked).
+
+    The one normalisation of vitnp: training batches, evaluation, predict and visualize all use it.
 
     Parameters
     ----------
     images : ndarray, uint8, any shape, e.g. (B, H, W, C)
     dtype : floating dtype, default float32
+    mean, std : float             default Fashion-MNIST's :data:`MEAN`, :data:`STD` (a checkpoint stores its own)
 
     Returns
     -------
-    x : ndarray, ``dtype``, same shape; the training pixels have mean 0 and std 1.
+    x : ndarray, ``dtype``, same shape; with the defaults the training pixels have mean 0 and std 1.
     """
     images = np.asarray(images)
     dtype = np.dtype(dtype)
@@ -480,8 +474,8 @@ def normalize(images, dtype=np.float32):
         raise TypeError(f"normalize needs a floating dtype, got {dtype}")
     x = images.astype(dtype)
     x /= dtype.type(255)          # in-place with a dtype scalar: stays in dtype
-    x -= dtype.type(MEAN)
-    x /= dtype.type(STD)
+    x -= dtype.type(mean)
+    x /= dtype.type(std)
     return x
 
 

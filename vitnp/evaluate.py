@@ -15,7 +15,7 @@ load_image(path)                              -> float array in [0, 1], (H, W, C
 image_to_input(image, cfg, mean, std)         -> ((H, W, C) float32 model input, inverted: bool)
 param_groups(params)                          -> [(group, count)] for ``info``
 
-``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :data:`vitnp.train.MODELS`.  A checkpoint
+``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :data:`vitnp.models.MODELS`.  A checkpoint
 trained on a class subset (``--classes``) is evaluated on the same classes, relabelled the same way, and
 one trained at another image size (``--image-size``) gets the test images resized as in training.
 
@@ -30,38 +30,39 @@ import sys
 import numpy as np
 
 from .config import ViTConfig
+from .data import MEAN, STD, load_fashion_mnist, normalize, resize_images, select_classes
+from .models import describe_model, model_spec
 
 __all__ = ["evaluate_arrays", "predict_proba", "cross_entropy_sum", "load_image", "image_to_input",
            "param_groups", "checkpoint_view"]
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
+def _log_softmax(logits):
+    """log softmax(z)_k = z_k − max z − log Σ_j exp(z_j − max z), in float64.   (B, K) -> (B, K)"""
+    z = logits.astype(np.float64)
+    z -= z.max(1, keepdims=True)                                          # shift: exp cannot overflow
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def _softmax(logits):
+    """Softmax probabilities in float64, exp of :func:`_log_softmax`.   (B, K) -> (B, K), rows sum to 1"""
+    return np.exp(_log_softmax(logits))
+
+
 def cross_entropy_sum(logits, labels) -> float:
     """Σ_b −log softmax(logits_b)[y_b] in float64 (no label smoothing): the loss we report.
 
     logits: (B, K)   labels: (B,) ints   ->   float (a sum; divide by B for the mean)
     """
-    z = logits.astype(np.float64)
-    z -= z.max(1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))                  # log softmax, (B, K)
+    log_p = _log_softmax(logits)                                          # (B, K)
     return float(-log_p[np.arange(len(labels)), labels].sum())
 
 
-def _softmax(logits):
-    z = logits.astype(np.float64)
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def _batches_of_inputs(images, batch_size, mean, std, dtype):
-    """uint8 (N, H, W, C) → normalised (B, H, W, C) batches: x̂ = (x/255 − mean)/std, as data.normalize."""
+    """uint8 (N, H, W, C) → normalised (B, H, W, C) batches of :func:`vitnp.data.normalize`."""
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].astype(dtype)
-        x /= dtype.type(255)
-        x -= dtype.type(mean)
-        x /= dtype.type(std)
-        yield x
+        yield normalize(images[i:i + batch_size], dtype, mean=mean, std=std)
 
 
 def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, std=None,
@@ -83,14 +84,29 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
     dict with ``loss`` (mean cross-entropy, no smoothing), ``accuracy`` (fraction), ``correct`` (int),
     ``n``, ``predictions`` (N,) int64, ``per_class`` (K,) accuracy per true class (NaN where a class is
     absent), ``confusion`` (K, K) int64 counts, rows = true class, columns = predicted class.
+
+    Raises
+    ------
+    TypeError    images not uint8 (e.g. already normalised floats); labels not integers.
+    ValueError   as many labels as images needed; labels outside 0 … K−1; batch_size < 1.
     """
-    from .data import MEAN, STD
-    from .train import model_spec
     forward = model_spec(cfg).forward
     mean = MEAN if mean is None else mean
     std = STD if std is None else std
-    labels = np.asarray(labels)
+    images, labels = np.asarray(images), np.asarray(labels)
     K = cfg.num_classes
+    if images.dtype != np.uint8:
+        raise TypeError(f"evaluate_arrays expects uint8 pixels 0..255, got {images.dtype} (already normalised? "
+                        f"it normalises them itself)")
+    if labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels) if labels.ndim == 1 else labels.shape} labels")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= K):
+        raise ValueError(f"labels must lie in 0..{K - 1} (the model has {K} classes), got "
+                         f"{labels.min()}..{labels.max()}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     preds = np.empty(len(labels), np.int64)
     loss_sum = 0.0
     bar = None
@@ -119,7 +135,6 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
 
 def predict_proba(params, cfg, x, batch_size=500):
     """Softmax probabilities (B, K) of normalised float images x (B, H, W, C), dropout off (ViT or CNN)."""
-    from .train import model_spec
     forward = model_spec(cfg).forward
     out = []
     for i in range(0, len(x), batch_size):
@@ -219,7 +234,6 @@ def image_to_input(image, cfg, mean, std, invert="auto", *, source_size=None):
     a = resize_area(a, first)                                      # (H, W, C), or the source's (h, w, C)
     pixels = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
     if pixels.shape[:2] != (H, W):
-        from .data import resize_images
         pixels = resize_images(pixels[None], (H, W))[0]           # (h, w, C) -> (H, W, C), as in training
     x = next(_batches_of_inputs(pixels[None], 1, mean, std, cfg.np_dtype))[0]
     return x, inverted
@@ -272,8 +286,8 @@ def add_evaluate_arguments(p):
     p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
     p.add_argument("--no-verify", action="store_true",
                    help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="BLAS (OpenBLAS) threads (default 1; 0 leaves NumPy's default)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="cores to use (BLAS and batch-shard threads); default 0 = NumPy's default, one per core")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -296,8 +310,7 @@ def _pct(x):
 
 def evaluate_cli(args) -> int:
     """``python -m vitnp evaluate``: test accuracy and per-class accuracy of a checkpoint."""
-    from .data import load_fashion_mnist
-    from .train import load_checkpoint, set_blas_threads
+    from .train import load_checkpoint, set_blas_threads      # here: vitnp.train imports this module
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads:
@@ -337,8 +350,8 @@ def checkpoint_view(images, labels, cfg, meta):
     (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.train.load_checkpoint`.
 
     images : uint8 (N, h, w, C), labels : (N,)  ->  uint8 (n, H, W, C), int64 (n,)
+    Shrinking by more than 2× raises ValueError (:func:`vitnp.data.resize_images` would alias).
     """
-    from .data import resize_images, select_classes
     classes = _classes(meta)
     if classes:
         images, labels = select_classes(images, labels, classes)
@@ -380,7 +393,7 @@ def predict_cli(args) -> int:
 
 def info_cli(args) -> int:
     """``python -m vitnp info``: what a checkpoint holds (a ViT or a CNN)."""
-    from .train import describe_model, load_checkpoint, model_spec
+    from .train import load_checkpoint
     params, cfg, meta = load_checkpoint(args.checkpoint)
     vit = isinstance(cfg, ViTConfig)
     print(f"checkpoint: {args.checkpoint} ({os.path.getsize(args.checkpoint):,} bytes, {meta['format']})")
@@ -402,7 +415,9 @@ def info_cli(args) -> int:
         print(f"  {g:<{width}} {n:>11,}{each}")
     total = sum(n for _, n in groups)
     print(f"  {'total':<{width}} {total:>11,}")
-    assert total == model_spec(cfg).count(cfg)    # load_checkpoint validated every shape
+    if total != model_spec(cfg).count(cfg):       # cannot happen: load_checkpoint validated every shape
+        raise ValueError(f"{args.checkpoint}: the parameter groups hold {total:,} numbers, the config "
+                         f"{model_spec(cfg).count(cfg):,}")
     classes = _classes(meta)
     print(f"classes: {', '.join(meta['class_names'])}"
           + (f" (Fashion-MNIST classes {','.join(map(str, classes))}, relabelled 0..{len(classes) - 1})"

@@ -5,12 +5,12 @@ one in at most two places:
 
 * **the head.**  "We remove the pre-trained prediction head and attach a zero-initialized D × K feedforward
   layer, where K is the number of downstream classes."  ``head.W`` (D, K) and ``head.b`` (K,) are replaced by
-  the new config's initial values, which are zeros (:func:`vitnp.model.init_params`), whenever the classes
-  change;
+  zeros, the initial head of both models (:func:`vitnp.model.init_params`, :func:`vitnp.cnn.init_cnn_params`),
+  whenever the classes change;
 * **E_pos, at a higher resolution.**  "We keep the patch size the same, which results in a larger effective
   sequence length … we perform 2D interpolation of the pre-trained position embeddings, according to their
   location in the original image."  When the patch grid (H/P, W/P) changes, E_pos (T, D) is resized with
-  :func:`vitnp.checkpoint.resize_pos_embedding` (class-token row kept, the grid of patch rows resized
+  :func:`vitnp.checkpoint.resize_pos_table` (class-token row kept, the grid of patch rows resized
   bilinearly).
 
 Everything else is copied unchanged (bit for bit, as new arrays), and must have the same shape in both
@@ -25,18 +25,26 @@ configs.  The CNN baseline (:mod:`vitnp.cnn`) can be adapted the same way: a new
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-__all__ = ["adapt_params", "ARITHMETIC_FIELDS"]
+from .checkpoint import resize_pos_table
+from .config import ARITHMETIC_FIELDS, ViTConfig, shape_fields
+from .models import model_spec
 
-# Config fields a fine-tuned model may change freely: they change how the arithmetic is done, not what the
-# parameters mean (dtype: the arrays are cast).  image_size and num_classes are adapted as described above;
-# every other field (P, D, L, k, M, classifier, pos_embedding, in_channels, the hybrid stem, the CNN's
-# channels …) fixes the architecture and must be equal.
-ARITHMETIC_FIELDS = ("gelu", "ln_eps", "dropout", "attention_dropout", "dtype")
+__all__ = ["adapt_params", "pos_table_changes", "ARITHMETIC_FIELDS"]
+
+# A fine-tuned model may change the fields of vitnp.config.ARITHMETIC_FIELDS freely (they change how the
+# arithmetic is done, not what the parameters mean; dtype: the arrays are cast).  image_size and num_classes
+# are adapted as described above; every other field (vitnp.config.shape_fields: P, D, L, k, M, classifier,
+# pos_embedding, in_channels, the hybrid stem, the CNN's channels …) fixes the architecture and must be equal.
 HEAD = ("head.W", "head.b")
+
+
+def pos_table_changes(old_cfg, new_cfg) -> bool:
+    """True when fine-tuning from ``old_cfg`` to ``new_cfg`` interpolates E_pos: two ViTs with a learned
+    E_pos and different patch grids (paper §3.2, higher resolution)."""
+    return (isinstance(old_cfg, ViTConfig) and isinstance(new_cfg, ViTConfig)
+            and new_cfg.pos_embedding == "learned" and old_cfg.grid != new_cfg.grid)
 
 
 def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
@@ -49,8 +57,8 @@ def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
         May differ in ``image_size`` (ViT: E_pos is interpolated over the new patch grid), ``num_classes``
         (a new head), and the fields of :data:`ARITHMETIC_FIELDS`; all other fields must be equal.
     seed : int
-        Seed of the new config's initialiser, which supplies the replaced head: zeros for the ViT and the
-        CNN, as the paper's zero-initialised head, so the seed does not change the result today.
+        Unused: the replaced head is zeros (the paper's zero-initialised head), which needs no random
+        numbers.  Kept so that callers need not change if a random head is ever offered.
     reset_head : bool or None
         Replace ``head.W``/``head.b`` by new ones.  None (default): exactly when num_classes differs.
         Pass True when the classes change but their number does not (e.g. pre-training on classes 0–4,
@@ -69,8 +77,6 @@ def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
                 names the fields and both values); a parameter whose shape would have to change (named, with
                 both shapes and the config fields behind them); ``reset_head=False`` with a new class count.
     """
-    from .checkpoint import resize_pos_embedding
-    from .train import model_spec
     old_spec, new_spec = model_spec(old_cfg), model_spec(new_cfg)
     if old_spec.kind != new_spec.kind:
         raise TypeError(f"cannot adapt a {old_spec.kind.upper()} ({type(old_cfg).__name__}) to a "
@@ -88,17 +94,13 @@ def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
 
     old_shapes, new_shapes = old_spec.shapes(old_cfg), new_spec.shapes(new_cfg)
     dtype = np.dtype(new_cfg.dtype)
-    fresh = new_spec.init(new_cfg, seed) if reset_head else None            # the new config's own init
-    pos = None
-    if new_spec.kind == "vit" and "E_pos" in new_shapes and old_cfg.grid != new_cfg.grid:
-        # the interpolation needs equal class counts; the head is handled below anyway
-        pos = resize_pos_embedding(params, old_cfg, new_cfg.replace(num_classes=old_cfg.num_classes))["E_pos"]
+    resize_pos = pos_table_changes(old_cfg, new_cfg)
     out = {}
     for name, shape in new_shapes.items():
         if reset_head and name in HEAD:
-            out[name] = np.array(fresh[name], dtype=dtype)                  # zeros: a new head
-        elif name == "E_pos" and pos is not None:
-            out[name] = pos.astype(dtype)                                    # (T_new, D), interpolated
+            out[name] = np.zeros(shape, dtype)                               # a new zero head: (D, K), (K,)
+        elif name == "E_pos" and resize_pos:
+            out[name] = resize_pos_table(params["E_pos"], old_cfg, new_cfg).astype(dtype)   # (T_new, D)
         elif name not in old_shapes:
             raise ValueError(f"cannot adapt: parameter {name!r} exists only in the new config")
         elif old_shapes[name] != shape:
@@ -113,11 +115,10 @@ def adapt_params(params, old_cfg, new_cfg, *, seed=0, reset_head=None) -> dict:
 
 
 def _architecture_differences(old_cfg, new_cfg) -> list:
-    """'field: old vs new' for every field that fixes the architecture and differs."""
-    free = {"image_size", "num_classes", *ARITHMETIC_FIELDS}
-    return [f"{f.name}: {getattr(old_cfg, f.name)!r} (old) vs {getattr(new_cfg, f.name)!r} (new)"
-            for f in dataclasses.fields(old_cfg)
-            if f.name not in free and getattr(old_cfg, f.name) != getattr(new_cfg, f.name)]
+    """'field: old vs new' for every field that fixes the architecture (but num_classes) and differs."""
+    return [f"{name}: {getattr(old_cfg, name)!r} (old) vs {getattr(new_cfg, name)!r} (new)"
+            for name in shape_fields(old_cfg)
+            if name != "num_classes" and getattr(old_cfg, name) != getattr(new_cfg, name)]
 
 
 def _why(name, old_cfg, new_cfg) -> str:
@@ -125,5 +126,6 @@ def _why(name, old_cfg, new_cfg) -> str:
     sizes = f"image_size {old_cfg.image_size} vs {new_cfg.image_size}"
     if name in HEAD:        # the CNN's head: its input width h·w·C_last follows the image size
         return (f"{sizes}: the CNN's dense head reads the whole last feature map, so its input width depends "
-                f"on the image size; fine-tune with a new head (new classes, reset_head=True) or at the old size")
+                f"on the image size; fine-tune at the old size, or with other classes, which get a new head "
+                f"(--classes; in Python also adapt_params(..., reset_head=True))")
     return sizes

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import parallel
-from .config import ViTConfig, param_shapes
+from .cnn import conv_stack_backward, conv_stack_forward, he_normal
+from .config import ViTConfig, check_arrays, param_shapes
 from .ops.block import BLOCK_KEYS, encoder_backward, encoder_forward
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.layernorm import layernorm_backward, layernorm_forward
@@ -61,13 +62,12 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
     Returns a dict name -> array of ``cfg.dtype``, shapes as :func:`vitnp.config.param_shapes`.
     """
     rng = np.random.default_rng(seed)
-    D, M = cfg.dim, cfg.mlp_dim
+    D = cfg.dim
     p = {}
     for name, shape in param_shapes(cfg).items():
         leaf = name.rsplit(".", 1)[-1]
         if name.startswith("stem.") and leaf == "W":
-            fan_in = shape[0] * shape[1] * shape[2]                   # k²·C_{i-1}
-            p[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+            p[name] = he_normal(rng, shape)                           # fan_in = k²·C_{i-1}
         elif name == "E":
             p[name] = _truncated_normal(rng, shape, np.sqrt(1.0 / cfg.patch_dim))
         elif name == "E_pos":
@@ -90,27 +90,6 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
 def check_params(params, cfg: ViTConfig):
     """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
     check_arrays(params, param_shapes(cfg), cfg.np_dtype)
-
-
-def check_arrays(params, shapes, dtype, what="the config"):
-    """Raise a clear TypeError/ValueError unless ``params`` is a dict with exactly the names and shapes
-    of ``shapes`` (name -> shape), every array of ``dtype``.  Shared by the ViT and the CNN."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    missing = [k for k in shapes if k not in params]
-    extra = sorted(k for k in params if k not in shapes)
-    if missing or extra:
-        raise ValueError(f"params do not match {what}: "
-                         + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                                    extra and f"unexpected {', '.join(extra)}"])))
-    for k, shape in shapes.items():
-        v = params[k]
-        if not isinstance(v, np.ndarray):
-            raise TypeError(f"params[{k!r}] must be a numpy array, got {type(v).__name__}")
-        if v.shape != shape:
-            raise ValueError(f"params[{k!r}] has shape {v.shape}, {what} needs {shape}")
-        if v.dtype != dtype:
-            raise TypeError(f"params[{k!r}] has dtype {v.dtype}, {what} needs {np.dtype(dtype).name}")
 
 
 def check_images(x, cfg: ViTConfig):
@@ -193,7 +172,6 @@ def _forward(params, x, cfg, train, rng, attn_mask):
     """Eq 1–4 on checked inputs: (logits (B, K), cache)."""
     c = {"cfg": cfg}
     if cfg.is_hybrid:                                                     # §3.1 hybrid: patches of a CNN map
-        from .cnn import conv_stack_forward                                # here: vitnp.cnn imports this module
         x, c["stem"] = conv_stack_forward(x, _stem_layers(params, cfg), pool=cfg.stem_pool)   # (B, h, w, C_f)
     x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
     z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
@@ -255,7 +233,6 @@ def _backward(dlogits, cache, input_grad=False):
     if cfg.is_hybrid or input_grad:
         dx = patchify_backward(dx_p, cache["patch"])                     # (B, h, w, C_f): the map's gradient
     if cfg.is_hybrid:
-        from .cnn import conv_stack_backward
         dx, stem_grads = conv_stack_backward(dx, cache["stem"])           # (B, H, W, C), [(dW_i, db_i)]
         for i, (dW, db) in enumerate(stem_grads):
             g[f"stem.{i}.W"], g[f"stem.{i}.b"] = dW, db

@@ -2,7 +2,7 @@
 
 The figures are built as ``matplotlib.figure.Figure`` objects on a ``FigureCanvasAgg``: no pyplot, no
 global backend switch, so calling these from a notebook leaves its inline plots alone. Every ``save_*``
-writes to a temporary file beside the target and renames it, so a PNG is never half-written.
+writes to a temporary file beside the target, fsyncs it and renames it, so a PNG is never half-written.
 
     curves_figure(history)                                   loss and accuracy per epoch (train, test, val)
     confusion_figure(confusion, class_names)                 rows: true class, columns: predicted
@@ -10,12 +10,12 @@ writes to a temporary file beside the target and renames it, so a PNG is never h
 """
 from __future__ import annotations
 
-import os
-import secrets
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .atomic import atomic_write
 
 __all__ = ["curves_figure", "confusion_figure", "predictions_figure", "save_figure"]
 
@@ -27,17 +27,10 @@ def _figure(width, height, layout="constrained"):
 
 
 def save_figure(fig, path) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically (temporary file, then ``os.replace``)."""
-    path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``fig`` as a PNG to ``path`` atomically (:func:`vitnp.atomic.atomic_write`): a crash never
+    leaves half a PNG."""
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
 
 
 def curves_figure(history):

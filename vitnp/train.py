@@ -4,7 +4,7 @@ resume, fine-tuning from a checkpoint, higher resolution and class subsets.
 One optimiser step is the paper's recipe at small scale (§3, Appendix B.1: Adam with decoupled weight
 decay, linear warm-up then cosine decay, global-norm gradient clipping)::
 
-    logits, cache = vit_forward(params, x, cfg, train=True)            # Eq 1–4, (B, K)
+    logits, cache = vit_forward(params, x, cfg, train=True, rng=rng)   # Eq 1–4, (B, K); rng: dropout
     loss, dlogits = softmax_cross_entropy(logits, y, smoothing)       # with label smoothing
     grads = vit_backward(dlogits, cache)                              # same names as params
     clip_grad_norm(grads, max_norm)                                   # optional
@@ -27,8 +27,9 @@ test_labels)`` of uint8 (N, H, W, C) images and integer labels. ``history`` is t
 
 Models. ``cfg`` is a :class:`~vitnp.config.ViTConfig` (the ViT, or the hybrid with a CNN stem) or a
 :class:`~vitnp.cnn.CNNConfig` (the CNN baseline). The loop dispatches on the config's type through
-:data:`MODELS` (init, forward, backward, check), so both models get the same data, optimiser, schedule,
-augmentation and time budget: the fair comparison of paper §4 (inductive bias).
+:data:`vitnp.models.MODELS` (init, forward, backward, check; also importable from here), so both models get
+the same data, optimiser, schedule, augmentation and time budget: the fair comparison of paper §4
+(inductive bias).
 
 Beyond the paper's first training run:
 
@@ -101,14 +102,11 @@ fit, or mid-epoch with a checkpoint when the budget runs out inside an epoch.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -116,18 +114,18 @@ import time
 
 import numpy as np
 
-from typing import Callable
-
+from .atomic import write_text
 from .checkpoint import load_npz, save_npz
-from .cnn import CNNConfig, check_cnn_params, cnn_backward, cnn_forward, cnn_param_shapes, init_cnn_params
-from .config import ViTConfig, param_shapes
-from .data import FASHION_MNIST_CLASSES, MEAN, STD, crop_and_flip, iterate_batches, load_fashion_mnist, \
-    random_crop, random_hflip, resize_images, select_classes, train_val_split
+from .cnn import CNNConfig
+from .config import ViTConfig
+from .data import FASHION_MNIST_CLASSES, MEAN, STD, _check_shrink, _data_dir, crop_and_flip, iterate_batches, \
+    load_fashion_mnist, random_crop, random_hflip, resize_images, select_classes, train_val_split
 from .evaluate import cross_entropy_sum, evaluate_arrays
-from .model import check_params, init_params, vit_backward, vit_forward
+from .finetune import adapt_params, pos_table_changes
+from .models import MODELS, ModelSpec, describe_model, model_spec
 from .ops.loss import softmax_cross_entropy
 from .optim import AdamW, clip_grad_norm, warmup_cosine
-from .presets import HParams
+from .presets import DESCRIPTIONS, PRESETS, HParams, get_preset
 
 __all__ = ["Run", "train", "train_step", "load_checkpoint", "save_checkpoint", "set_blas_threads",
            "FORMAT", "TIMING_KEYS", "MODELS", "ModelSpec", "model_spec", "describe_model", "class_names",
@@ -136,64 +134,8 @@ __all__ = ["Run", "train", "train_step", "load_checkpoint", "save_checkpoint", "
 FORMAT = "vitnp-checkpoint/1"
 TIMING_KEYS = ("seconds", "images_per_s")        # the only metrics fields that vary between equal runs
 RESUMABLE_CHANGES = ("max_minutes", "eval_batch_size")   # HParams a resumed run may change
-
-
-# ---- the models the trainer knows ------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How the trainer builds, runs and checks one kind of model (one row of :data:`MODELS`).
-
-    kind : str          'vit' | 'cnn'; stored in checkpoints (entry ``model``) and in config.json
-    config : type       ViTConfig | CNNConfig; :func:`model_spec` finds the row by the config's type
-    shapes : cfg -> {name: shape}                        the parameter table
-    init : (cfg, seed) -> params                         initial parameters
-    forward : (params, x, cfg, *, train, rng) -> (logits (B, K), cache)
-    backward : (dlogits (B, K), cache) -> grads          same names and shapes as params
-    check : (params, cfg) -> None                        raises a clear error when params do not fit cfg
-    """
-
-    kind: str
-    config: type
-    shapes: Callable
-    init: Callable
-    forward: Callable
-    backward: Callable
-    check: Callable
-
-    def count(self, cfg) -> int:
-        """Number of trainable scalars."""
-        return sum(int(np.prod(shape)) for shape in self.shapes(cfg).values())
-
-
-MODELS = {
-    "vit": ModelSpec("vit", ViTConfig, param_shapes, lambda cfg, seed: init_params(cfg, seed=seed),
-                     vit_forward, vit_backward, check_params),
-    "cnn": ModelSpec("cnn", CNNConfig, cnn_param_shapes, lambda cfg, seed: init_cnn_params(seed, cfg=cfg),
-                     cnn_forward, cnn_backward, check_cnn_params),
-}
-
-
-def model_spec(cfg_or_kind) -> ModelSpec:
-    """The :data:`MODELS` row of a config (by its type) or of a kind name ('vit', 'cnn')."""
-    if isinstance(cfg_or_kind, str):
-        if cfg_or_kind not in MODELS:
-            raise ValueError(f"unknown model kind {cfg_or_kind!r}; expected one of {', '.join(MODELS)}")
-        return MODELS[cfg_or_kind]
-    for spec in MODELS.values():
-        if isinstance(cfg_or_kind, spec.config):
-            return spec
-    raise TypeError(f"cfg must be one of {', '.join(s.config.__name__ for s in MODELS.values())}, "
-                    f"got {type(cfg_or_kind).__name__}")
-
-
-def describe_model(cfg) -> str:
-    """One line: the model's kind and the fields that matter, e.g. 'ViT P=7 D=64 L=4 k=4 M=128'."""
-    if isinstance(cfg, CNNConfig):
-        return (f"CNN channels={','.join(map(str, cfg.channels))} kernel={cfg.kernel_size} pool={cfg.pool} "
-                f"K={cfg.num_classes}")
-    stem = getattr(cfg, "stem_channels", ())
-    return (f"ViT P={cfg.patch_size} D={cfg.dim} L={cfg.depth} k={cfg.heads} M={cfg.mlp_dim} "
-            f"K={cfg.num_classes}" + (f" stem={','.join(map(str, stem))}" if stem else ""))
+# ModelSpec, MODELS, model_spec and describe_model live in vitnp.models; they are imported above so that
+# ``from vitnp.train import MODELS, model_spec`` keeps working.
 
 
 @dataclasses.dataclass
@@ -224,7 +166,7 @@ def train_step(params, opt, x, y, cfg, *, lr, label_smoothing=0.0, clip=0.0, rng
     """One AdamW step on the batch (x, y), in place; returns (Σ cross-entropy, number correct, ‖g‖).
 
     x : (B, H, W, C) normalised float images   y : (B,) int labels   lr : this step's learning rate
-    cfg : ViTConfig or CNNConfig (the forward and backward come from :data:`MODELS`)
+    cfg : ViTConfig or CNNConfig (the forward and backward come from :data:`vitnp.models.MODELS`)
     The reported cross-entropy has no label smoothing; the gradient is of the smoothed loss.
     ‖g‖ is the global gradient norm before clipping (None when ``clip`` is 0).
     """
@@ -335,13 +277,12 @@ def prepare_data(data, cfg, hp: HParams, verify=True) -> dict:
     (:func:`vitnp.data.select_classes`); ``hp.train_subset`` keeps a seeded random subset of the training
     images; ``hp.val_fraction`` of them are held out for validation; images whose (H, W) differ from
     ``cfg.image_size`` are resized to it (:func:`vitnp.data.resize_images`; ``source_size`` is the size
-    before).
+    before).  Shrinking by more than 2× is refused (bilinear resizing would alias), with a ValueError.
     """
     if data is None or isinstance(data, (str, os.PathLike)):
         tr_x, tr_y = load_fashion_mnist(data, "train", verify=verify)
         te_x, te_y = load_fashion_mnist(data, "test", verify=verify)
-        source = os.fspath(data) if data is not None else os.environ.get("VITNP_DATA") or \
-            "/usr/share/datasets/fashion-mnist"
+        source = _data_dir(data)[0]                 # the directory load_fashion_mnist read
     elif isinstance(data, (tuple, list)) and len(data) == 4:
         tr_x, tr_y, te_x, te_y = data
         source = "arrays"
@@ -366,6 +307,7 @@ def prepare_data(data, cfg, hp: HParams, verify=True) -> dict:
         (tr_x, tr_y), val = train_val_split(tr_x, tr_y, hp.val_fraction, np.random.default_rng([hp.seed, 4]))
     source_size = tuple(int(n) for n in tr_x.shape[1:3])
     size = tuple(cfg.image_size)
+    _check_shrink(source_size, size, "image_size (--image-size)")
 
     def fit(x):                                     # (N, H', W', C) -> (N, H, W, C) of the model
         return x if x.shape[1:3] == size else resize_images(x, size)
@@ -383,15 +325,16 @@ def _json_array(obj):
 
 def save_checkpoint(path, params, cfg, *, hparams: HParams | None = None, optimizer=None,
                     rng_state=None, epoch=0, step=0, batch=0, progress=None, history=(),
-                    class_names=None, norm=(MEAN, STD), data_info=None, init_info=None) -> None:
+                    names=None, norm=(MEAN, STD), data_info=None, init_info=None) -> None:
     """Write a self-describing checkpoint (module docstring table) atomically with ``save_npz``.
 
     Only ``params`` and ``cfg`` (a ViTConfig or CNNConfig) are needed for evaluate/predict/info;
-    ``optimizer``, ``rng_state`` and ``progress`` make it resumable.  ``data_info``: {'classes': [...],
-    'source_size': [H, W]}; ``init_info``: where the initial weights came from (``init_from``).
+    ``optimizer``, ``rng_state`` and ``progress`` make it resumable.  ``names``: the K class names (default
+    :func:`class_names` of all classes); ``data_info``: {'classes': [...], 'source_size': [H, W]};
+    ``init_info``: where the initial weights came from (``init_from``).
     """
     spec = model_spec(cfg)
-    names = list(class_names) if class_names is not None else _default_names(cfg)
+    names = list(names) if names is not None else _default_names(cfg)
     arrays = {"format": np.array(FORMAT), "model": np.array(spec.kind), "config_json": _json_array(cfg.to_dict())}
     if hparams is not None:
         arrays["hparams_json"] = _json_array(hparams.to_dict())
@@ -522,22 +465,6 @@ def load_checkpoint(path):
 
 
 # ---- small file helpers ----------------------------------------------------------------------------
-def _write_text(path, text) -> None:
-    """Write a text file atomically: temporary file in the same directory, fsync, rename."""
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _metrics_text(history):
     return "".join(json.dumps(line) + "\n" for line in history)
 
@@ -594,7 +521,6 @@ def _adapt_init(source, cfg, names, seed):
     The head is new (zeros) when the source's class names differ from this run's ``names`` (other classes,
     another order, or another number of them); E_pos is interpolated when the patch grid changes.
     """
-    from .finetune import adapt_params
     old_cfg, meta = source["cfg"], source["meta"]
     new_head = meta["class_names"] != list(names)
     try:
@@ -602,7 +528,7 @@ def _adapt_init(source, cfg, names, seed):
     except (TypeError, ValueError) as err:
         raise ValueError(f"init_from {source['path']}: {err}") from None
     adapted = []
-    if isinstance(cfg, ViTConfig) and "E_pos" in params and old_cfg.grid != cfg.grid:
+    if pos_table_changes(old_cfg, cfg):
         adapted.append("E_pos interpolated from the {}x{} to the {}x{} patch grid".format(*old_cfg.grid, *cfg.grid))
     if new_head:
         adapted.append(f"new zero head for {len(names)} classes")
@@ -621,8 +547,9 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
 
     Parameters
     ----------
-    cfg : ViTConfig or CNNConfig    default: the 'fmnist' preset's (taken from the checkpoint on resume).
-                                    Images are resized to ``cfg.image_size`` if the data differ.
+    cfg : ViTConfig or CNNConfig    default: the 'fmnist' preset's; on resume the saved run's, and with
+                                    ``init_from`` the checkpoint's.  Images are resized to
+                                    ``cfg.image_size`` if the data differ (by at most 2× when shrinking).
     hparams : HParams               default: the 'fmnist' preset's.  ``hparams.classes`` needs
                                     ``cfg.num_classes == len(hparams.classes)``.
     out_dir : path or None          run directory (module docstring); None trains in memory only.
@@ -637,19 +564,21 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
         1, batch = batches done in it); returning True stops like Ctrl-C (checkpoint, status 'stopped').
     stop_after_epoch : int or None  stop (status 'stopped') once this many epochs are complete.
     verify_data : bool              check the official Fashion-MNIST checksums when loading IDX files.
-    preset : str or None            recorded in config.json only.
+    preset : str or None            recorded in config.json only (on resume: the original run's, unless
+                                    given).
     plots : bool                    write the PNGs into ``out_dir`` (curves every epoch, the rest at the end).
     init_from : path or None        a checkpoint whose parameters start the run, adapted to ``cfg`` by
                                     :func:`vitnp.finetune.adapt_params` (E_pos resized for a new patch grid;
                                     a new zero head when the class names differ from this run's); the
                                     optimiser starts fresh at step 0.  Recorded in config.json and in the
-                                    checkpoints, so a resumed fine-tuning run keeps the record.
+                                    checkpoints, so a resumed fine-tuning run keeps the record.  (The
+                                    command line passes the checkpoint it already read, a dict of
+                                    ``_load_init``, so the file is read and hashed once.)
 
     Returns
     -------
     Run
     """
-    from .presets import get_preset
     t_start = time.perf_counter()
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
@@ -664,6 +593,7 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
             raise ValueError("init_from starts a new run; a resumed run continues from its own checkpoint "
                              "(which records where its initial weights came from)")
         saved_params, saved_cfg, ck = load_checkpoint(ckpt_path)
+        preset = _saved_preset(out_dir) if preset is None else preset
         if ck["optim"] is None or ck["rng"] is None or ck["hparams"] is None:
             raise ValueError(f"{ckpt_path}: no optimiser/RNG state; it cannot be resumed")
         if cfg is not None and cfg != saved_cfg:
@@ -677,8 +607,11 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
             saved_hp = saved_hp.replace(**{k: getattr(hparams, k) for k in RESUMABLE_CHANGES})
         cfg, hp = saved_cfg, saved_hp
     else:
+        if init_from is not None:                  # before the data: a bad file or model fails fast
+            source = init_from if isinstance(init_from, dict) else _load_init(init_from)
         default_cfg, default_hp = get_preset("fmnist")
-        cfg = default_cfg if cfg is None else cfg
+        if cfg is None:                            # the checkpoint's model, as on the command line
+            cfg = default_cfg if init_from is None else source["cfg"]
         hp = default_hp if hparams is None else hparams
         if out_dir is not None and os.path.exists(ckpt_path):
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); pass resume=True "
@@ -691,8 +624,8 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
                          f"num_classes={cfg.num_classes}; they must agree (--num-classes {len(hp.classes)})")
     names = class_names(hp.classes, cfg.num_classes)
     adapted = None
-    if init_from is not None:                      # before the data: a bad file or model fails fast
-        adapted = _adapt_init(_load_init(init_from), cfg, names, hp.seed)        # (params, record)
+    if init_from is not None:
+        adapted = _adapt_init(source, cfg, names, hp.seed)                        # (params, record)
 
     splits = prepare_data(data, cfg, hp, verify=verify_data)
     tr_x, tr_y = splits["train"]
@@ -738,11 +671,11 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
         save_checkpoint(ckpt_path, params, cfg, hparams=hp, optimizer=opt,
                         rng_state={"data": epoch_start_state, "dropout": drop_rng.bit_generator.state},
                         epoch=epoch, step=step, batch=batch, progress=progress, history=history,
-                        class_names=names, data_info=data_info, init_info=init_info)
+                        names=names, data_info=data_info, init_info=init_info)
 
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-        _write_text(os.path.join(out_dir, "config.json"), json.dumps({
+        write_text(os.path.join(out_dir, "config.json"), json.dumps({
             "model": spec.kind, "config": cfg.to_dict(), "hparams": hp.to_dict(), "preset": preset,
             "parameters": spec.count(cfg),
             "init_from": None if init_info is None else init_info["path"], "init": init_info,
@@ -753,7 +686,7 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "normalisation": {"mean": MEAN, "std": STD}, "class_names": names,
             "versions": {"vitnp": _version(), "numpy": np.__version__}}, indent=2) + "\n")
-        _write_text(os.path.join(out_dir, "metrics.jsonl"), _metrics_text(history))   # as the checkpoint says
+        write_text(os.path.join(out_dir, "metrics.jsonl"), _metrics_text(history))   # as the checkpoint says
     if log:
         resized = tuple(splits["source_size"]) != tuple(cfg.image_size)
         log(f"model: {describe_model(cfg)} ({spec.count(cfg):,} parameters); data: {len(tr_x)} train"
@@ -847,11 +780,11 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
                 progress["best_acc"], progress["best_epoch"] = line[f"{best_split}_acc"], epoch
             progress.update(loss_sum=0.0, correct=0, count=0, epoch_seconds=0.0, train_seconds=0.0)
             if out_dir is not None:
-                _write_text(os.path.join(out_dir, "metrics.jsonl"), _metrics_text(history))
+                write_text(os.path.join(out_dir, "metrics.jsonl"), _metrics_text(history))
                 checkpoint_now()
                 if improved:
                     save_checkpoint(os.path.join(out_dir, "best.npz"), params, cfg, hparams=hp, epoch=epoch,
-                                    step=step, history=history, class_names=names,
+                                    step=step, history=history, names=names,
                                     progress={"best_split": best_split, "best_acc": progress["best_acc"]},
                                     data_info=data_info, init_info=init_info)
                 if plots:
@@ -879,9 +812,20 @@ def train(cfg: ViTConfig | CNNConfig | None = None, hparams: HParams | None = No
         best = (f"; best {100 * progress['best_acc']:.2f}% at epoch {progress['best_epoch']}"
                 if progress.get("best_acc") is not None else "")
         last = f"test accuracy {100 * history[-1]['test_acc']:.2f}%" if history else "no epoch completed"
-        log(f"{status}: {last}{best}; {wall / 60:.2f} min in this call" + (f"; run directory {out_dir}" if out_dir else ""))
+        log(f"{status}: {last}{best}; {wall / 60:.2f} min in this call"
+            + (f"; run directory {out_dir}" if out_dir else ""))
     return Run(history=history, params=params, cfg=cfg, hparams=hp, status=status, last_eval=last_eval,
                out_dir=out_dir)
+
+
+def _saved_preset(out_dir):
+    """The preset recorded in ``out_dir/config.json`` by the run being resumed (None if unreadable)."""
+    try:
+        with open(os.path.join(out_dir, "config.json"), encoding="utf-8") as f:
+            preset = json.load(f).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return preset if isinstance(preset, str) else None
 
 
 def _version():
@@ -963,7 +907,6 @@ def _parse_ints(flag, text) -> tuple:
 
 def add_train_arguments(p) -> None:
     """The flags of ``python -m vitnp train``."""
-    from .presets import DESCRIPTIONS, PRESETS
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created if missing)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="fmnist",
                    help="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()).replace("%", "%%")
@@ -1031,9 +974,9 @@ def add_train_arguments(p) -> None:
                         "epoch would not fit, or mid-epoch with a checkpoint")
     g.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop once N epochs are complete, as if interrupted (--resume continues)")
-    g.add_argument("--threads", type=int, metavar="N", default=1,
-                   help="BLAS (OpenBLAS) threads; default 1, which on a busy shared machine is far faster "
-                        "than threads that wait for each other; 0 leaves NumPy's default")
+    g.add_argument("--threads", type=int, metavar="N", default=0,
+                   help="cores to use: BLAS (OpenBLAS) threads, which is also the number of batch-shard threads "
+                        "(vitnp.parallel); default 0 = NumPy's default, one per core")
     g.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch still)")
 
 
@@ -1046,7 +989,6 @@ def _parse_value(text):
 
 def train_cli(args) -> int:
     """``python -m vitnp train``; exit status 0 when completed or stopped cleanly, 130 after Ctrl-C."""
-    from .presets import get_preset
     if args.threads:
         set_blas_threads(args.threads)
     given = [flag for flag in _MODEL_FLAGS if getattr(args, flag) is not None]
@@ -1073,19 +1015,25 @@ def train_cli(args) -> int:
         fixed |= {name for name, value in (("model", args.model), ("init_from", args.init_from)) if value}
         if fixed:
             raise ValueError("--resume continues the saved run with its own settings; drop "
-                             + ", ".join(sorted(fixed)) + " (only --max-minutes may change)")
+                             + ", ".join(sorted(fixed)) + " (only --max-minutes and --config eval_batch_size=N "
+                             "may change)")
         hp_changes.update(config_hp)
         hp = None
-        if "max_minutes" in hp_changes:
+        if hp_changes:                             # max_minutes and/or eval_batch_size
             saved = load_checkpoint(os.path.join(args.out, "checkpoint.npz"))[2]["hparams"] or {}
-            hp = HParams.from_dict(saved).replace(max_minutes=hp_changes["max_minutes"])
+            try:
+                hp = HParams.from_dict(saved).replace(**hp_changes)
+            except TypeError as err:               # a wrongly typed --config value
+                raise ValueError(str(err)) from None
         run = train(None, hp, out_dir=args.out, data=args.data, resume=True, quiet=args.quiet, log=log,
                     stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify)
         return 130 if run.status == "interrupted" else 0
 
     preset_cfg, hp = get_preset(args.preset)
+    init = None
     if args.init_from is not None:                 # the model is the checkpoint's, unless flags change it
-        base = _load_init(args.init_from)["cfg"]
+        init = _load_init(args.init_from)          # read (and hashed) once; train() gets the result
+        base = init["cfg"]
         kind = model_spec(base).kind
         if args.model is not None and args.model != kind:
             raise ValueError(f"--model {args.model}, but --init-from {args.init_from} holds a {kind.upper()}; "
@@ -1116,7 +1064,7 @@ def train_cli(args) -> int:
         raise ValueError(str(err)) from None
     run = train(cfg, hp, out_dir=args.out, data=args.data, quiet=args.quiet, log=log,
                 stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset,
-                init_from=args.init_from)
+                init_from=init)
     return 130 if run.status == "interrupted" else 0
 
 

@@ -19,8 +19,12 @@ writes, in the ``--out`` directory (each PNG through a temporary file and a rena
 =================================  ==========================================================================
 
 A hybrid ViT has no ``filters.png`` (its E maps CNN feature channels, not pixels) and a model without
-position embeddings no ``pos_embedding_similarity.png``; the command says so.  Image files are turned
-into model inputs exactly as ``python -m vitnp predict`` does (:func:`vitnp.evaluate.image_to_input`).
+position embeddings no ``pos_embedding_similarity.png``; the command says so.  Only ViT checkpoints can be
+drawn (a CNN has no attention).  The inputs are prepared as for the other commands: image files as
+``python -m vitnp predict`` does (:func:`vitnp.evaluate.image_to_input`, with the checkpoint's source size
+for a model trained on resized images), ``--index`` test images as ``evaluate`` does (resized to the
+model's image size with :func:`vitnp.data.resize_images`).  Their true class is named from Fashion-MNIST's
+ten; for a model trained on ``--classes`` an image of another class says "not a trained class".
 
 Python API
 ----------
@@ -39,9 +43,11 @@ from matplotlib.figure import Figure
 
 from . import analysis
 from .config import ViTConfig
-from .evaluate import image_to_input, load_image
+from .data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize, resize_images
+from .evaluate import _classes, _softmax, image_to_input, load_image
 from .model import vit_forward
 from .plots import save_figure
+from .train import load_checkpoint
 
 __all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_figure", "filters_figure",
            "FILES", "add_visualize_arguments", "visualize_cli"]
@@ -122,7 +128,7 @@ def distance_figure(dist, cfg: ViTConfig, n_images):
     ax.set_xticks(layers)
     ax.set_xlabel("network depth (layer)")
     ax.set_ylabel("mean attention distance (pixels)")
-    P_pix = analysis.patch_pixels(cfg)
+    P_pix = cfg.patch_pixels
     ax.set_title(f"Mean attention distance (Fig 7 right), {n_images} image{'s' * (n_images != 1)}, "
                  f"{P_pix}×{P_pix}-pixel patches", fontsize=10)
     ax.legend(fontsize=7, ncol=2 if k > 6 else 1, loc="best")
@@ -188,18 +194,21 @@ def filters_figure(filters, variance, per_row=7):
 
 # ---- the command -------------------------------------------------------------------------------------
 def _test_images(indices, data, verify, cfg):
-    """uint8 (n, H, W, C) Fashion-MNIST test images and their labels, with clear errors."""
-    from .data import load_fashion_mnist
-    images, labels = load_fashion_mnist(data, "test", verify=verify)
-    H, W = cfg.hw
-    if images.shape[1:] != (H, W, cfg.in_channels):
-        raise ValueError(f"the model expects {H}x{W}x{cfg.in_channels} images, the Fashion-MNIST test images "
-                         f"are {'x'.join(map(str, images.shape[1:]))}; give image files instead of --index")
+    """uint8 (n, H, W, C) Fashion-MNIST test images, resized to the model's size as ``evaluate`` does
+    (:func:`vitnp.evaluate.checkpoint_view`), and their original labels 0-9, with clear errors."""
+    images, labels = load_fashion_mnist(data, "test", verify=verify)       # (N, 28, 28, 1), (N,)
+    n = len(images)
     for i in indices:
-        if not 0 <= i < len(images):
-            raise ValueError(f"--index {i} is out of range: the test set has {len(images)} images (0..{len(images) - 1})")
+        if not 0 <= i < n:
+            raise ValueError(f"--index {i} is out of range: the test set has {n} images (0..{n - 1})")
+    if images.shape[3] != cfg.in_channels:
+        raise ValueError(f"the model expects {cfg.in_channels}-channel images, the Fashion-MNIST test images "
+                         f"have {images.shape[3]}; give image files instead of --index")
     idx = np.asarray(indices, dtype=np.int64)
-    return images[idx], labels[idx]
+    images, labels = images[idx], labels[idx]
+    if images.shape[1:3] != tuple(cfg.hw):
+        images = resize_images(images, cfg.hw)                             # (n, H, W, C), as in training
+    return images, labels
 
 
 def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=None, verify=True, invert="auto",
@@ -212,7 +221,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     images : PNG/JPEG paths, converted like ``predict`` does (:func:`vitnp.evaluate.image_to_input`)
     out_dir : directory for the PNGs (created if missing)
     indices : Fashion-MNIST test-set indices to use as well (needs the data: ``data`` or the defaults of
-        :func:`vitnp.data.load_fashion_mnist`)
+        :func:`vitnp.data.load_fashion_mnist`), resized to the model's image size as ``evaluate`` does
     verify : check the data files' MD5s
     invert : 'auto' | 'yes' | 'no', for image files, as in ``predict``
     upsample : 'nearest' | 'bilinear', how the rollout's patch grid is spread over the pixels
@@ -220,8 +229,8 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     log : where the one-line messages go (``print``; a no-op to keep quiet)
 
     Every image is read before anything is written, so a bad file leaves ``out_dir`` untouched.
+    A CNN checkpoint is refused with a ValueError (it has no attention to draw).
     """
-    from .train import load_checkpoint
     images, indices = list(images), [int(i) for i in indices]
     if not images and not indices:
         raise ValueError("nothing to show: give at least one IMAGE file or --index N")
@@ -233,18 +242,22 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out {out_dir}: exists and is not a directory")
     params, cfg, meta = load_checkpoint(checkpoint)
+    if not isinstance(cfg, ViTConfig):
+        raise ValueError(f"{os.fspath(checkpoint)}: visualize needs a ViT checkpoint; this one holds a CNN")
     mean, std, names = meta["norm_mean"], meta["norm_std"], meta["class_names"]
+    trained = _classes(meta)                                     # original class indices; [] = all of them
+    source_size = meta["data"].get("source_size")                # e.g. 28x28 for a model trained at 56x56
 
     # 1. every input, read and checked first: x normalised (B, H, W, C), pictures in [0, 1] for display
     xs, titles = [], []
     for path in images:
-        x, inverted = image_to_input(load_image(path), cfg, mean, std, invert)     # (H, W, C)
+        x, inverted = image_to_input(load_image(path), cfg, mean, std, invert, source_size=source_size)  # (H, W, C)
         xs.append(x)
         titles.append(os.path.basename(os.fspath(path)) + (" (inverted)" if inverted else ""))
     if indices:
         pix, labels = _test_images(indices, data, verify, cfg)                       # uint8 (n, H, W, C)
-        xs.extend(((pix.astype(np.float64) / 255.0 - mean) / std).astype(cfg.np_dtype))
-        titles.extend(f"test #{i} (true: {names[y]})" for i, y in zip(indices, labels))
+        xs.extend(normalize(pix, cfg.np_dtype, mean=mean, std=std))
+        titles.extend(f"test #{i} (true: {_true_name(y, trained)})" for i, y in zip(indices, labels))
     x = np.stack(xs)                                                                 # (B, H, W, C)
     pictures = np.clip(x.astype(np.float64) * std + mean, 0.0, 1.0)                 # undo the normalisation
     B = len(x)
@@ -253,8 +266,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     probs, rollouts, dist_sum = [], [], 0.0
     for s in range(0, B, CHUNK):
         logits, cache = vit_forward(params, x[s:s + CHUNK], cfg, train=False)      # (b, K)
-        z = logits.astype(np.float64) - logits.max(1, keepdims=True)
-        probs.append(np.exp(z) / np.exp(z).sum(1, keepdims=True))
+        probs.append(_softmax(logits))                                              # (b, K) float64
         maps = analysis.attention_maps(cache)                                       # L × (b, k, T, T)
         rollouts.append(analysis.attention_rollout(maps, cfg, upsample=upsample))  # (b, H, W)
         dist_sum = dist_sum + analysis.mean_attention_distance(maps, cfg) * len(logits)
@@ -275,7 +287,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     else:
         figures.append(("pos_embedding_similarity.png",
                         pos_similarity_figure(analysis.pos_embedding_similarity(params, cfg), cfg)))
-    if analysis.is_hybrid(cfg):
+    if cfg.is_hybrid:
         log("note: no filters.png: this is a hybrid ViT, whose E maps patches of the CNN stem's feature map "
             "(feature channels, not pixels), so E has no image filters to show")
     else:
@@ -291,6 +303,12 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
         written.append(path)
         log(f"wrote {path}")
     return written
+
+
+def _true_name(label, trained) -> str:
+    """The Fashion-MNIST name of an original test label 0-9, noting a class the model was not trained on."""
+    name = FASHION_MNIST_CLASSES[int(label)]
+    return name if not trained or int(label) in trained else f"{name}, not a trained class"
 
 
 def add_visualize_arguments(p) -> None:

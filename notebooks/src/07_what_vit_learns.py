@@ -18,7 +18,8 @@
 # **untrained** model, the same parameters before the first step, because a structure is only *learned* if it was not
 # there at the start.
 #
-# **The model.** `notebooks/assets/vit_fmnist.npz` (about 0.6 MB) holds the `fmnist` preset's ViT: $P = 7$ (a 4×4 grid
+# **The model.** `notebooks/assets/vit_fmnist.npz` (about 0.6 MB) holds a plain ViT (the `fmnist-vit` preset, trained for 11 epochs: run e08 of
+# `docs/results.md`): $P = 7$ (a 4×4 grid
 # of $N = 16$ patches of the 28×28 images), $D = 64$, $L = 4$ layers of $k = 4$ heads, MLP width 128, 139,018 parameters,
 # trained from scratch on Fashion-MNIST; the first cell prints how it was trained and its recorded test accuracy.
 # `bash scripts/make_notebook_checkpoint.sh` re-makes the file. The paper's models are 600–4,500 times larger, cut
@@ -581,5 +582,5 @@ with tempfile.TemporaryDirectory() as tmp:
 #
 # None of these structures exists at initialisation: each was learned from the images. The differences from the paper
 # are mostly of scale: grid size, model size and data. To see more, train a larger model with smaller patches (for
-# example `python -m vitnp train --preset fmnist --patch-size 4 --out runs/p4`) and run
+# example `python -m vitnp train --preset fmnist-vit --patch-size 4 --out runs/p4`) and run
 # `python -m vitnp visualize runs/p4/best.npz --index 0 --index 1 --out figs`.

@@ -5,7 +5,6 @@ Patch i runs row-major over the (H/P)×(W/P) grid; the P²·C numbers of one pat
 stride-P convolution.  Flattening moves numbers and computes nothing, so its backward is the
 inverse move.
 """
-import numpy as np
 
 
 def patchify_forward(x, P):
