@@ -539,3 +539,17 @@ def test_resize_images_uses_the_one_interpolation_matrix():
     x = np.random.default_rng(1).integers(0, 256, (1, 5, 7, 1), dtype=np.uint8)
     grid = resize_grid(x[0, :, :, 0].astype(np.float64), (9, 11), align_corners=False)
     assert np.array_equal(resize_images(x, (9, 11))[0, :, :, 0], np.clip(np.floor(grid + 0.5), 0, 255))
+
+
+def test_synthetic_gratings_has_the_shapes_of_fashion_mnist_and_learnable_classes():
+    from vitnp.data import synthetic_gratings
+    tx, ty, vx, vy = synthetic_gratings(n_train=200, n_test=50, seed=3)
+    assert tx.shape == (200, 28, 28, 1) and tx.dtype == np.uint8 and vx.shape == (50, 28, 28, 1)
+    assert ty.dtype == np.int64 and set(np.unique(ty)) <= set(range(10))
+    again = synthetic_gratings(n_train=200, n_test=50, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((tx, ty, vx, vy), again))          # seeded
+    # the class is in the picture: nearest class mean (after removing the shift-invariant mean) beats chance
+    spectra = lambda x: np.abs(np.fft.fft2(x[..., 0].astype(np.float64)))               # shift-invariant
+    means = np.stack([spectra(tx[ty == k]).mean(0) for k in range(10)])
+    pred = np.argmin(((spectra(vx)[:, None] - means[None]) ** 2).sum((2, 3)), axis=1)
+    assert (pred == vy).mean() > 0.5

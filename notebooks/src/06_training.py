@@ -26,7 +26,7 @@ import numpy as np
 
 import vitnp
 from vitnp.analysis import attention_rollout, pos_embedding_similarity
-from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize
+from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize, synthetic_gratings
 from vitnp.evaluate import evaluate_arrays, predict_proba
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, clip_grad_norm, warmup_cosine
@@ -53,25 +53,10 @@ def diff(a, b):
 # the training code normalises them to mean 0 and standard deviation 1.
 #
 # Without the files we make a synthetic stand-in with the same shapes: ten classes of noisy stripe patterns (gratings) at
-# ten orientations, shifted at random, so that the rest of the notebook runs and means something.
+# ten orientations, shifted at random (`vitnp.data.synthetic_gratings`), so that the rest of the notebook runs and
+# means something.
 
 # %%
-def synthetic_gratings(n_train=3000, n_test=1000, seed=0):
-    """Ten classes of 28×28 uint8 gratings: class k is oriented at 18k degrees, randomly shifted, plus noise."""
-    rng = np.random.default_rng(seed)
-    r, c = np.mgrid[0:28, 0:28] / 28.0
-    protos = [np.sin(2 * np.pi * 3 * (r * np.cos(np.pi * k / 10) + c * np.sin(np.pi * k / 10))) for k in range(10)]
-
-    def make(n):
-        y = rng.integers(0, 10, n)
-        shifts = rng.integers(-4, 5, (n, 2))
-        x = np.stack([np.roll(protos[k], tuple(s), axis=(0, 1)) for k, s in zip(y, shifts)])   # (n, 28, 28)
-        x = 0.5 + 0.3 * x + 0.2 * rng.standard_normal(x.shape)
-        return (np.clip(x, 0, 1) * 255).astype(np.uint8)[..., None], y
-
-    return (*make(n_train), *make(n_test))
-
-
 try:
     train_x, train_y = load_fashion_mnist(split="train")
     test_x, test_y = load_fashion_mnist(split="test")
