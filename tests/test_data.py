@@ -553,3 +553,15 @@ def test_synthetic_gratings_has_the_shapes_of_fashion_mnist_and_learnable_classe
     means = np.stack([spectra(tx[ty == k]).mean(0) for k in range(10)])
     pred = np.argmin(((spectra(vx)[:, None] - means[None]) ** 2).sum((2, 3)), axis=1)
     assert (pred == vy).mean() > 0.5
+
+
+def test_fashion_mnist_or_synthetic_says_when_it_falls_back(tmp_path, capsys):
+    from vitnp.data import fashion_mnist_or_synthetic
+    *arrays, names, synthetic = fashion_mnist_or_synthetic(tmp_path)          # an empty directory: no files
+    assert synthetic and len(names) == 10 and arrays[0].shape[1:] == (28, 28, 1)
+    assert "NOT installed" in capsys.readouterr().out
+    write_split(tmp_path, "train")
+    write_split(tmp_path, "test")
+    *arrays, names, synthetic = fashion_mnist_or_synthetic(tmp_path, verify=False)
+    assert not synthetic and names[0] == "T-shirt/top"
+    assert "data: Fashion-MNIST" in capsys.readouterr().out

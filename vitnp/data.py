@@ -503,6 +503,26 @@ def synthetic_gratings(n_train=3000, n_test=1000, seed=0):
     return (*make(n_train), *make(n_test))
 
 
+def fashion_mnist_or_synthetic(root=None, *, verify=True):
+    """Fashion-MNIST if its files are found (see :func:`load_fashion_mnist`), else :func:`synthetic_gratings`,
+    saying which on stdout, so that a notebook runs anywhere and never hides that its data are not the real ones.
+
+    Returns
+    -------
+    (train_x, train_y, test_x, test_y, class_names, synthetic) with synthetic a bool
+    """
+    try:
+        train_x, train_y = load_fashion_mnist(root, split="train", verify=verify)
+        test_x, test_y = load_fashion_mnist(root, split="test", verify=verify)
+    except FileNotFoundError as err:
+        print("Fashion-MNIST is NOT installed here:", str(err).splitlines()[0])
+        print("=> using a SYNTHETIC data set of noisy gratings instead (10 orientations, 3,000 training images); "
+              "install dataset-fashion-mnist or set VITNP_DATA for the real thing.")
+        return (*synthetic_gratings(), [f"grating {18 * k}°" for k in range(10)], True)
+    print(f"data: Fashion-MNIST, {len(train_x):,} training and {len(test_x):,} test images")
+    return train_x, train_y, test_x, test_y, list(FASHION_MNIST_CLASSES), False
+
+
 def train_val_split(images, labels, val_fraction, seed):
     """Random split into training and validation parts.
 

@@ -26,10 +26,10 @@ import numpy as np
 
 import vitnp
 from vitnp.analysis import attention_rollout, pos_embedding_similarity
-from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize, synthetic_gratings
-from vitnp.evaluate import evaluate_arrays, predict_proba
+from vitnp.data import fashion_mnist_or_synthetic, normalize
+from vitnp.evaluate import predict_proba
 from vitnp.ops.loss import softmax_cross_entropy
-from vitnp.optim import AdamW, clip_grad_norm, warmup_cosine
+from vitnp.optim import AdamW, warmup_cosine
 from vitnp.presets import get_preset
 from vitnp.train import train, train_step
 
@@ -57,17 +57,7 @@ def diff(a, b):
 # means something.
 
 # %%
-try:
-    train_x, train_y = load_fashion_mnist(split="train")
-    test_x, test_y = load_fashion_mnist(split="test")
-    names, SYNTHETIC = list(FASHION_MNIST_CLASSES), False
-    print("data: Fashion-MNIST")
-except FileNotFoundError as err:
-    print("Fashion-MNIST is NOT installed here:", str(err).splitlines()[0])
-    print("=> training on a SYNTHETIC data set of noisy gratings instead (10 orientations); "
-          "install dataset-fashion-mnist or set VITNP_DATA for the real thing.")
-    train_x, train_y, test_x, test_y = synthetic_gratings()
-    names, SYNTHETIC = [f"grating {18 * k}°" for k in range(10)], True
+train_x, train_y, test_x, test_y, names, SYNTHETIC = fashion_mnist_or_synthetic()
 print(f"train: {train_x.shape} {train_x.dtype}, labels {train_y.shape};  test: {test_x.shape}")
 print("images per class (train):", np.bincount(train_y, minlength=10))
 

@@ -35,7 +35,7 @@ import numpy as np
 
 import vitnp
 from vitnp.cnn import CNNConfig, conv_stack_forward, init_cnn_params
-from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize, synthetic_gratings
+from vitnp.data import fashion_mnist_or_synthetic, normalize
 from vitnp.gradcheck import check_gradients
 from vitnp.ops.block import BLOCK_KEYS, encoder_forward
 from vitnp.ops.conv import conv2d_forward
@@ -111,17 +111,7 @@ def diff(a, b):
 # is what matters.
 
 # %%
-try:
-    train_x, train_y = load_fashion_mnist(split="train")
-    test_x, test_y = load_fashion_mnist(split="test")
-    names, SYNTHETIC = list(FASHION_MNIST_CLASSES), False
-    print(f"data: Fashion-MNIST, {len(train_x):,} training and {len(test_x):,} test images")
-except FileNotFoundError as err:
-    print("Fashion-MNIST is NOT installed here:", str(err).splitlines()[0])
-    print("=> using a SYNTHETIC data set of noisy gratings instead (10 orientations, 3,000 training images); "
-          "install dataset-fashion-mnist or set VITNP_DATA for the real thing.")
-    train_x, train_y, test_x, test_y = synthetic_gratings()
-    names, SYNTHETIC = [f"grating {18 * k}°" for k in range(10)], True
+train_x, train_y, test_x, test_y, names, SYNTHETIC = fashion_mnist_or_synthetic()
 
 vit_params32, vit_cfg32, meta = load_checkpoint(ROOT / "notebooks" / "assets" / "vit_fmnist.npz")
 vit_cfg = vit_cfg32.replace(dtype="float64")                 # float64: exact cases show up as ~1e-16
