@@ -85,10 +85,12 @@ def main(argv=None):
     p.set_defaults(func=_bench)
     from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
     from .train import add_train_arguments
-    p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory (resumable)",
+    p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory "
+                                     "(resumable)",
                        description="Train a ViT, a hybrid ViT (--stem) or the CNN baseline (--model cnn) on "
-                                   "Fashion-MNIST, from scratch or from a checkpoint (--init-from); RUN_DIR gets config.json, metrics.jsonl, "
-                                   "checkpoint.npz, best.npz and PNG plots. Ctrl-C saves a checkpoint.")
+                                   "Fashion-MNIST, from scratch or from a checkpoint (--init-from); RUN_DIR gets "
+                                   "config.json, metrics.jsonl, checkpoint.npz, best.npz and PNG plots. Ctrl-C "
+                                   "saves a checkpoint.")
     add_train_arguments(p)
     p.set_defaults(func=_train)
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
