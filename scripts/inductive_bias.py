@@ -150,7 +150,7 @@ def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True
     ``data`` (train_x, train_y, test_x, test_y) uint8 arrays replace the files of ``data_dir``.
     Returns the run's record for results.json (see :func:`main`).
     """
-    from vitnp import parallel
+    from vitnp.fast import parallel
     from vitnp.data import iterate_batches
     from vitnp.evaluate import evaluate_arrays
     from vitnp.optim import AdamW, warmup_cosine

@@ -65,7 +65,7 @@ def matmul_flops(cfg, batch: int, train: bool = True) -> int:
 
 def matmul_peak(threads: int, sizes=(2048, 4096), repeats=(5, 2)) -> dict:
     """Best GFLOP/s of float32 square matmuls, with BLAS at ``threads`` threads."""
-    from . import parallel
+    from .fast import parallel
     rng = np.random.default_rng(0)
     best = {}
     with parallel.blas_threads(threads):
@@ -95,7 +95,8 @@ def _rss_now() -> int:
 
 def _worker(args) -> int:
     """Answer the torch worker's protocol (train / infer / rss / quit, one JSON object a line) for vitnp."""
-    from . import ViTConfig, init_params, parallel, vit_backward, vit_forward
+    from . import ViTConfig, init_params
+    from .fast import parallel, vit_backward, vit_forward
     from .ops.loss import softmax_cross_entropy
     from .optim import AdamW
     parallel.configure(threads=args.threads)
@@ -272,7 +273,7 @@ def _machine(threads) -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
         pass
-    from . import parallel
+    from .fast import parallel
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "numpy": np.__version__,
             "blas_thread_control": parallel.configure()["blas_control"],
@@ -299,7 +300,7 @@ def format_table(results, peak) -> str:
 
 def run(args) -> int:
     """The ``bench`` command."""
-    from . import parallel
+    from .fast import parallel
     names = list(CONFIGS) if args.config == "all" else [args.config]
     if args.batch_size < 1 or (args.steps is not None and args.steps < 1) or args.rounds < 1:
         print("error: --batch-size, --steps and --rounds must be positive", file=sys.stderr)

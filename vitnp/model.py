@@ -1,9 +1,12 @@
 """The Vision Transformer, Eq 1–4 of the paper, built from the ops in :mod:`vitnp.ops`.
 
-    z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos          (Eq 1)
-    z′_ℓ = MSA(LN(z_{ℓ−1})) + z_{ℓ−1}                 (Eq 2)
+    z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos          (Eq 1)    embed_forward
+    z′_ℓ = MSA(LN(z_{ℓ−1})) + z_{ℓ−1}                 (Eq 2)    encoder_forward (vitnp.ops.block)
     z_ℓ = MLP(LN(z′_ℓ)) + z′_ℓ                        (Eq 3)
-    y = LN(z_L⁰)                                       (Eq 4),   logits = y W_head + b_head
+    y = LN(z_L⁰),   logits = y W_head + b_head          (Eq 4)    head_forward
+
+This is the reference model: one pass over the whole batch, the clearest ops, no threads.  The same
+model, with the same inputs, outputs and cache contract, runs faster as :func:`vitnp.fast.vit_forward`.
 
 Hybrid ViT (paper §3.1 "Hybrid Architecture"), when ``cfg.stem_channels`` is set: the patches x_p of Eq 1
 are cut from a CNN feature map instead of the raw image.  The stem is conv ('same') → ReLU → max-pool per
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parallel
 from .cnn import conv_stack_backward, conv_stack_forward, he_normal
 from .config import ViTConfig, check_arrays, param_shapes
 from .ops.block import BLOCK_KEYS, encoder_backward, encoder_forward
@@ -30,6 +32,170 @@ from .ops.posemb import pos_embed_backward, pos_embed_forward, sincos_2d
 from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
 
 
+def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=None):
+    """Logits of a batch of images, Eq 1–4.
+
+    Parameters
+    ----------
+    params : dict from :func:`init_params` (names and shapes: :func:`vitnp.config.param_shapes`)
+    x : (B, H, W, C) float images
+    cfg : ViTConfig
+    train : bool, turns dropout on (needs ``rng``)
+    rng : np.random.Generator or int seed, for dropout
+    attn_mask : optional bool array broadcastable to (T, T); True = may attend (not used by ViT itself)
+
+    Returns
+    -------
+    logits : (B, K)
+    cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
+    """
+    x, rng, attn_mask = check_inputs(params, x, cfg, train, rng, attn_mask)
+    c = {"cfg": cfg}
+    z, c["embed"] = embed_forward(params, x, cfg, train=train, rng=rng)              # Eq 1: z₀ (B, T, D)
+    z, c["attention"], c["blocks"] = encoder_forward(                                 # Eq 2–3, ℓ = 1 … L
+        z, block_params(params, cfg), cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps, dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)
+    logits, c["head"] = head_forward(params, z, cfg)                                  # Eq 4: (B, K)
+    return logits, c
+
+
+def vit_backward(dlogits, cache, *, input_grad=False):
+    """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params.
+
+    With ``input_grad=True`` returns ``(grads, dx)``, dx (B, H, W, C) the gradient with respect to the
+    images (through the hybrid stem, if any).
+    """
+    cfg = cache["cfg"]
+    g = {}
+    dz = head_backward(dlogits, cache["head"], g)                                    # Eq 4
+    dz, block_grads = encoder_backward(dz, cache["blocks"])                           # Eq 3, 2 for ℓ = L … 1
+    for l, bg in enumerate(block_grads):
+        g.update({f"blocks.{l}.{k}": v for k, v in bg.items()})
+    dx = embed_backward(dz, cache["embed"], g, input_grad=input_grad)                 # Eq 1
+    grads = {k: g[k] for k in param_shapes(cfg)}
+    return (grads, dx) if input_grad else grads
+
+
+# ---- Eq 1: from pixels to z₀ -----------------------------------------------------------------------
+def embed_forward(params, x, cfg: ViTConfig, *, train=False, rng=None):
+    """z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos (Eq 1), then dropout.
+
+    x: (B, H, W, C)   ->   z₀: (B, T, D), cache
+    """
+    c = {"cfg": cfg}
+    if cfg.is_hybrid:                                                     # §3.1 hybrid: patches of a CNN map
+        x, c["stem"] = conv_stack_forward(x, stem_layers(params, cfg), pool=cfg.stem_pool)   # (B, h, w, C_f)
+    x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
+    z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
+    if cfg.classifier == "token":
+        z, c["cls"] = class_token_forward(z, params["x_class"])          # [x_class; x_p E]: (B, N+1, D)
+    if cfg.pos_embedding == "learned":
+        z, c["pos"] = pos_embed_forward(z, params["E_pos"])               # z₀ = … + E_pos
+    elif cfg.pos_embedding == "sincos":
+        z = z + sincos_2d(cfg)                                           # … + a fixed table
+    z, c["drop"] = dropout_forward(z, cfg.dropout, rng, train)
+    return z, c
+
+
+def embed_backward(dz, cache, grads, *, input_grad=False):
+    """Backward of :func:`embed_forward`: puts dE, dE_bias, dx_class, dE_pos (and the stem's) in ``grads``;
+    returns dx (B, H, W, C) when ``input_grad`` (or None)."""
+    cfg = cache["cfg"]
+    dz = dropout_backward(dz, cache["drop"])
+    if cfg.pos_embedding == "learned":
+        dz, grads["E_pos"] = pos_embed_backward(dz, cache["pos"])          # z₀ = z + E_pos
+    if cfg.classifier == "token":
+        dz, grads["x_class"] = class_token_backward(dz, cache["cls"])      # z = [x_class; x_p E]
+    dx_p, grads["E"], grads["E_bias"] = linear_backward(dz, cache["E"])     # x_p E: dx_p (B, N, P²C)
+    if not (cfg.is_hybrid or input_grad):
+        return None
+    dx = patchify_backward(dx_p, cache["patch"])                           # (B, h, w, C_f)
+    if cfg.is_hybrid:
+        dx, stem_grads = conv_stack_backward(dx, cache["stem"])             # (B, H, W, C)
+        for i, (dW, db) in enumerate(stem_grads):
+            grads[f"stem.{i}.W"], grads[f"stem.{i}.b"] = dW, db
+    return dx
+
+
+# ---- Eq 4 and the head -----------------------------------------------------------------------------
+def head_forward(params, z, cfg: ViTConfig):
+    """y = LN(z_L⁰) (Eq 4; the mean over tokens for 'gap'), logits = y W_head + b_head.
+
+    z: (B, T, D)   ->   logits: (B, K), cache
+    """
+    z, c_ln = layernorm_forward(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
+    y, c_read = readout_forward(z, cfg.classifier)                        # (B, D)
+    logits, c_lin = linear_forward(y, params["head.W"], params["head.b"])  # (B, K)
+    return logits, (c_ln, c_read, c_lin)
+
+
+def head_backward(dlogits, cache, grads):
+    """Backward of :func:`head_forward`: puts the head's and ln_f's gradients in ``grads``; returns dz_L."""
+    c_ln, c_read, c_lin = cache
+    dy, grads["head.W"], grads["head.b"] = linear_backward(dlogits, c_lin)   # logits = y W + b
+    dz = readout_backward(dy, c_read)                                        # y = z_L⁰
+    dz, grads["ln_f.gamma"], grads["ln_f.beta"] = layernorm_backward(dz, c_ln)
+    return dz
+
+
+def block_params(params, cfg: ViTConfig) -> list:
+    """The L blocks' parameters as dicts keyed by :data:`vitnp.ops.block.BLOCK_KEYS`."""
+    return [{k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg.depth)]
+
+
+def stem_layers(params, cfg: ViTConfig) -> list:
+    """[(W_i, b_i)] of the hybrid stem, in order; [] for a plain ViT."""
+    return [(params[f"stem.{i}.W"], params[f"stem.{i}.b"]) for i in range(len(cfg.stem_channels))]
+
+
+# ---- checks at the API boundary --------------------------------------------------------------------
+def check_inputs(params, x, cfg: ViTConfig, train=False, rng=None, attn_mask=None):
+    """Validate the arguments of a forward pass; returns (x, rng, attn_mask) ready to use.
+
+    x becomes a C-contiguous array of ``cfg.dtype``; an int ``rng`` becomes a Generator.  Every problem
+    is a TypeError/ValueError that names it (shape, dtype, NaN, a missing parameter …).
+    """
+    check_params(params, cfg)
+    x = check_images(x, cfg)
+    if train and (cfg.dropout > 0 or cfg.attention_dropout > 0) and rng is None:
+        raise ValueError("training with dropout needs rng (a np.random.Generator or an int seed)")
+    rng = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
+    T = cfg.num_tokens
+    if attn_mask is not None:
+        attn_mask = np.asarray(attn_mask)
+        if attn_mask.dtype != bool or attn_mask.ndim < 2 or attn_mask.shape[-2:] != (T, T):
+            raise ValueError(f"attn_mask must be a bool array of shape (..., {T}, {T}), "
+                             f"got {attn_mask.dtype} {attn_mask.shape}")
+    return x, rng, attn_mask
+
+
+def check_params(params, cfg: ViTConfig):
+    """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
+    check_arrays(params, param_shapes(cfg), cfg.np_dtype)
+
+
+def check_images(x, cfg: ViTConfig):
+    """Validate a batch of images for ``cfg``; returns it as a C-contiguous array of ``cfg.dtype``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a numpy array of shape (B, H, W, C), got {type(x).__name__}")
+    H, W = cfg.hw
+    want = f"(B, {H}, {W}, {cfg.in_channels})"
+    if x.ndim != 4:
+        hint = " (add a batch axis: x[None])" if x.ndim == 3 else ""
+        raise ValueError(f"x must have shape {want} (batch, height, width, channels), got {x.shape}{hint}")
+    if x.shape[1:] != (H, W, cfg.in_channels):
+        raise ValueError(f"x has shape {x.shape}, the config needs {want}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a float array, got dtype {x.dtype} (convert and normalise images first, "
+                        f"e.g. vitnp.data.normalize)")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or Inf")
+    return np.ascontiguousarray(x, dtype=cfg.np_dtype)
+
+
+# ---- initialisation ------------------------------------------------------------------------------
 def _truncated_normal(rng, shape, std):
     """Normal(0, std²) cut at ±2 std, rescaled so the result has standard deviation ``std``."""
     x = rng.standard_normal(shape)
@@ -85,156 +251,3 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
         else:                                         # stem and E biases, x_class, attention biases, β, head
             p[name] = np.zeros(shape)
     return {k: v.astype(cfg.np_dtype) for k, v in p.items()}
-
-
-def check_params(params, cfg: ViTConfig):
-    """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
-    check_arrays(params, param_shapes(cfg), cfg.np_dtype)
-
-
-def check_images(x, cfg: ViTConfig):
-    """Validate a batch of images for ``cfg``; returns it as a C-contiguous array of ``cfg.dtype``."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a numpy array of shape (B, H, W, C), got {type(x).__name__}")
-    H, W = cfg.hw
-    want = f"(B, {H}, {W}, {cfg.in_channels})"
-    if x.ndim != 4:
-        hint = " (add a batch axis: x[None])" if x.ndim == 3 else ""
-        raise ValueError(f"x must have shape {want} (batch, height, width, channels), got {x.shape}{hint}")
-    if x.shape[1:] != (H, W, cfg.in_channels):
-        raise ValueError(f"x has shape {x.shape}, the config needs {want}")
-    if x.shape[0] == 0:
-        raise ValueError("x is an empty batch")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x must be a float array, got dtype {x.dtype} (convert and normalise images first, "
-                        f"e.g. vitnp.data.normalize)")
-    if not np.isfinite(x).all():
-        raise ValueError("x contains NaN or Inf")
-    return np.ascontiguousarray(x, dtype=cfg.np_dtype)
-
-
-def _block_params(params, l):
-    return {k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS}
-
-
-def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=None):
-    """Logits of a batch of images, Eq 1–4 (for a hybrid, x_p of Eq 1 comes from the CNN stem's map).
-
-    Parameters
-    ----------
-    params : dict from :func:`init_params` (names and shapes: :func:`vitnp.config.param_shapes`)
-    x : (B, H, W, C) float images
-    cfg : ViTConfig
-    train : bool, turns dropout on (needs ``rng``)
-    rng : np.random.Generator or int seed, for dropout
-    attn_mask : optional bool array broadcastable to (T, T); True = may attend (not used by ViT itself)
-
-    Returns
-    -------
-    logits : (B, K)
-    cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
-
-    A large batch without dropout is cut into shards that run side by side in threads
-    (:mod:`vitnp.parallel`); each shard runs :func:`_forward`, the same Eq 1–4 as below.
-    """
-    check_params(params, cfg)
-    x = check_images(x, cfg)
-    drops = train and (cfg.dropout > 0 or cfg.attention_dropout > 0)
-    if drops and rng is None:
-        raise ValueError("training with dropout needs rng (a np.random.Generator or an int seed)")
-    rng = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
-    T = cfg.num_tokens
-    if attn_mask is not None:
-        attn_mask = np.asarray(attn_mask)
-        if attn_mask.dtype != bool or attn_mask.ndim < 2 or attn_mask.shape[-2:] != (T, T):
-            raise ValueError(f"attn_mask must be a bool array of shape (..., {T}, {T}), "
-                             f"got {attn_mask.dtype} {attn_mask.shape}")
-    parallel.tune_malloc()
-    B = x.shape[0]
-    shards = [slice(0, B)] if drops else parallel.shard_slices(B, T)
-    if len(shards) == 1:
-        return _forward(params, x, cfg, train, rng, attn_mask)
-    per_image_mask = attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1
-    results = parallel.run_shards(
-        lambda s: _forward(params, x[s], cfg, train, rng, attn_mask[s] if per_image_mask else attn_mask),
-        shards)
-    logits = np.concatenate([r[0] for r in results])                    # (B, K)
-    attention = [np.concatenate([c["attention"][l] for _, c in results]) for l in range(cfg.depth)]
-    return logits, {"cfg": cfg, "attention": attention, "shards": [(s, c) for s, (_, c) in zip(shards, results)]}
-
-
-def _stem_layers(params, cfg):
-    """[(W_i, b_i)] of the hybrid stem, in order; [] for a plain ViT."""
-    return [(params[f"stem.{i}.W"], params[f"stem.{i}.b"]) for i in range(len(cfg.stem_channels))]
-
-
-def _forward(params, x, cfg, train, rng, attn_mask):
-    """Eq 1–4 on checked inputs: (logits (B, K), cache)."""
-    c = {"cfg": cfg}
-    if cfg.is_hybrid:                                                     # §3.1 hybrid: patches of a CNN map
-        x, c["stem"] = conv_stack_forward(x, _stem_layers(params, cfg), pool=cfg.stem_pool)   # (B, h, w, C_f)
-    x_p, c["patch"] = patchify_forward(x, cfg.patch_size)                 # (B, N, P²C)
-    z, c["E"] = linear_forward(x_p, params["E"], params["E_bias"])        # x_p E: (B, N, D)
-    if cfg.classifier == "token":
-        z, c["cls"] = class_token_forward(z, params["x_class"])          # [x_class; x_p E]: (B, N+1, D)
-    if cfg.pos_embedding == "learned":
-        z, c["pos"] = pos_embed_forward(z, params["E_pos"])               # Eq 1: z₀ = … + E_pos
-    elif cfg.pos_embedding == "sincos":
-        z = z + sincos_2d(cfg)                                           # Eq 1 with a fixed table
-    z, c["drop"] = dropout_forward(z, cfg.dropout, rng, train)
-    blocks = [_block_params(params, l) for l in range(cfg.depth)]
-    z, c["attention"], c["blocks"] = encoder_forward(                     # Eq 2–3, ℓ = 1 … L
-        z, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps, dropout=cfg.dropout,
-        attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)
-    z, c["ln_f"] = layernorm_forward(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
-    y, c["readout"] = readout_forward(z, cfg.classifier)                 # Eq 4: y = LN(z_L⁰) (B, D)
-    logits, c["head"] = linear_forward(y, params["head.W"], params["head.b"])   # (B, K)
-    return logits, c
-
-
-def vit_backward(dlogits, cache, *, input_grad=False):
-    """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params.
-
-    With ``input_grad=True`` returns ``(grads, dx)``, dx (B, H, W, C) the gradient with respect to the
-    images (through the hybrid stem, if any); it costs one more backward step, so it is off by default.
-
-    For a sharded forward, each shard's backward runs in its own thread and the gradients are summed:
-    every parameter gradient is a sum over the batch (the stem's too); dx is concatenated.
-    """
-    if "shards" not in cache:
-        return _backward(dlogits, cache, input_grad)
-    outs = parallel.run_shards(lambda sc: _backward(dlogits[sc[0]], sc[1], input_grad), cache["shards"])
-    grads = [o[0] for o in outs] if input_grad else outs
-    total = grads[0]
-    for g in grads[1:]:
-        for k, v in g.items():
-            total[k] += v
-    if input_grad:
-        return total, np.concatenate([o[1] for o in outs])              # (B, H, W, C)
-    return total
-
-
-def _backward(dlogits, cache, input_grad=False):
-    cfg = cache["cfg"]
-    g = {}
-    dy, g["head.W"], g["head.b"] = linear_backward(dlogits, cache["head"])
-    dz = readout_backward(dy, cache["readout"])
-    dz, g["ln_f.gamma"], g["ln_f.beta"] = layernorm_backward(dz, cache["ln_f"])
-    dz, block_grads = encoder_backward(dz, cache["blocks"])
-    for l, bg in enumerate(block_grads):
-        g.update({f"blocks.{l}.{k}": v for k, v in bg.items()})
-    dz = dropout_backward(dz, cache["drop"])
-    if cfg.pos_embedding == "learned":
-        dz, g["E_pos"] = pos_embed_backward(dz, cache["pos"])
-    if cfg.classifier == "token":
-        dz, g["x_class"] = class_token_backward(dz, cache["cls"])
-    dx_p, g["E"], g["E_bias"] = linear_backward(dz, cache["E"])         # (B, N, P²C)
-    dx = None
-    if cfg.is_hybrid or input_grad:
-        dx = patchify_backward(dx_p, cache["patch"])                     # (B, h, w, C_f): the map's gradient
-    if cfg.is_hybrid:
-        dx, stem_grads = conv_stack_backward(dx, cache["stem"])           # (B, H, W, C), [(dW_i, db_i)]
-        for i, (dW, db) in enumerate(stem_grads):
-            g[f"stem.{i}.W"], g[f"stem.{i}.b"] = dW, db
-    grads = {k: g[k] for k in param_shapes(cfg)}
-    return (grads, dx) if input_grad else grads

@@ -6,7 +6,8 @@ to build, run and check one kind of model, and :func:`model_spec` finds the row 
 ======  ===================================  =================================================================
 kind    config                               forward / backward
 ======  ===================================  =================================================================
-``vit`` :class:`~vitnp.config.ViTConfig`    :func:`vitnp.model.vit_forward` / ``vit_backward`` (Eq 1–4)
+``vit`` :class:`~vitnp.config.ViTConfig`    :func:`vitnp.fast.vit_forward` / ``vit_backward`` (Eq 1–4); with
+                                             ``reference=True`` the clear :func:`vitnp.model.vit_forward`
 ``cnn`` :class:`~vitnp.cnn.CNNConfig`       :func:`vitnp.cnn.cnn_forward` / ``cnn_backward`` (the baseline)
 ======  ===================================  =================================================================
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from .cnn import CNNConfig, check_cnn_params, cnn_backward, cnn_forward, cnn_param_shapes, init_cnn_params
 from .config import ViTConfig, param_shapes
-from .model import check_params, init_params, vit_backward, vit_forward
+from . import fast, model
+from .model import check_params, init_params
 
 __all__ = ["ModelSpec", "MODELS", "model_spec", "describe_model"]
 
@@ -56,23 +58,31 @@ class ModelSpec:
 
 MODELS = {
     "vit": ModelSpec("vit", ViTConfig, param_shapes, lambda cfg, seed: init_params(cfg, seed=seed),
-                     vit_forward, vit_backward, check_params),
+                     fast.vit_forward, fast.vit_backward, check_params),
     "cnn": ModelSpec("cnn", CNNConfig, cnn_param_shapes, lambda cfg, seed: init_cnn_params(seed, cfg=cfg),
                      cnn_forward, cnn_backward, check_cnn_params),
 }
 
 
-def model_spec(cfg_or_kind) -> ModelSpec:
-    """The :data:`MODELS` row of a config (by its type) or of a kind name ('vit', 'cnn')."""
+def model_spec(cfg_or_kind, reference: bool = False) -> ModelSpec:
+    """The :data:`MODELS` row of a config (by its type) or of a kind name ('vit', 'cnn').
+
+    The ViT's row runs the fast path (:mod:`vitnp.fast`); ``reference=True`` gives the same row with the
+    clear reference model (:func:`vitnp.model.vit_forward`).  The CNN has one implementation.
+    """
     if isinstance(cfg_or_kind, str):
         if cfg_or_kind not in MODELS:
             raise ValueError(f"unknown model kind {cfg_or_kind!r}; expected one of {', '.join(MODELS)}")
-        return MODELS[cfg_or_kind]
-    for spec in MODELS.values():
-        if isinstance(cfg_or_kind, spec.config):
-            return spec
-    raise TypeError(f"cfg must be one of {', '.join(s.config.__name__ for s in MODELS.values())}, "
-                    f"got {type(cfg_or_kind).__name__}")
+        spec = MODELS[cfg_or_kind]
+    else:
+        found = [s for s in MODELS.values() if isinstance(cfg_or_kind, s.config)]
+        if not found:
+            raise TypeError(f"cfg must be one of {', '.join(s.config.__name__ for s in MODELS.values())}, "
+                            f"got {type(cfg_or_kind).__name__}")
+        spec = found[0]
+    if reference and spec.kind == "vit":
+        spec = dataclasses.replace(spec, forward=model.vit_forward, backward=model.vit_backward)
+    return spec
 
 
 def describe_model(cfg) -> str:

@@ -976,7 +976,7 @@ def add_train_arguments(p) -> None:
                    help="stop once N epochs are complete, as if interrupted (--resume continues)")
     g.add_argument("--threads", type=int, metavar="N", default=0,
                    help="cores to use: BLAS (OpenBLAS) threads, which is also the number of batch-shard threads "
-                        "(vitnp.parallel); default 0 = NumPy's default, one per core")
+                        "(vitnp.fast.parallel); default 0 = NumPy's default, one per core")
     g.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch still)")
 
 

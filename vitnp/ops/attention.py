@@ -6,8 +6,9 @@ Per head:   [q, k, v] = z U_qkv                      (Eq 5)
 All heads:  MSA(z) = [SA₁(z); …; SA_k(z)] U_msa        (Eq 8)
 
 Dividing by √D_h keeps the logits' variance near 1 whatever the head width, so the softmax does not
-saturate.  The k heads are one extra array axis, never a Python loop: q, k, v have shape
-(B, k, T, D_h) and every product is a batched matmul.
+saturate.  The k heads are one extra array axis, never a Python loop: :func:`split_heads` turns
+(B, T, D) into (B, k, T, D_h), every product is then a batched matmul, and :func:`merge_heads` puts the
+heads side by side again, which is the concatenation of Eq 8.
 """
 import math
 
@@ -23,52 +24,6 @@ def causal_mask(T):
     return np.tril(np.ones((T, T), dtype=bool))
 
 
-def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False, *, scale=None, out=None):
-    """Scaled dot-product attention, Eq 6–7: out = softmax(q kᵀ / √D_h) v.
-
-    Parameters
-    ----------
-    q, k, v : (..., T, D_h); may be strided views (e.g. slices of one qkv array).
-    mask : bool array broadcastable to (..., T, T), optional. True = may attend; masked logits are −∞.
-    dropout : rate on the attention weights (only when ``train``), with ``rng``.
-    scale : the factor on q kᵀ, 1/√D_h by default; pass 1.0 when q is already scaled (see msa_forward).
-    out : optional (..., T, D_h) array (a view is fine) to write the result into.
-
-    Returns
-    -------
-    out : (..., T, D_h)
-    weights : (..., T, T), the attention weights A (before dropout) — each row sums to 1
-    cache
-    """
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    S = q @ np.swapaxes(k, -1, -2)                                  # (..., T, T) logits
-    if scale != 1.0:
-        S *= scale
-    if mask is not None:
-        S = np.where(mask, S, -np.inf).astype(S.dtype, copy=False)
-    A, c_soft = softmax_forward(S, axis=-1)                         # Eq 6
-    Ad, c_drop = dropout_forward(A, dropout, rng, train)
-    out = np.matmul(Ad, v, out=out)                                 # Eq 7
-    return out, A, (q, k, v, Ad, scale, c_soft, c_drop)
-
-
-def attention_backward(dout, cache, *, out=None):
-    """Gradients of out = softmax(q kᵀ·s) v, s = 1/√D_h: returns dq, dk, dv, each (..., T, D_h).
-
-    out : optional triple of (..., T, D_h) arrays (views are fine) that receive dq, dk, dv.
-    """
-    q, k, v, Ad, scale, c_soft, c_drop = cache
-    dq, dk, dv = (None, None, None) if out is None else out
-    dv = np.matmul(np.swapaxes(Ad, -1, -2), dout, out=dv)           # out = A v
-    dA = dropout_backward(dout @ np.swapaxes(v, -1, -2), c_drop)    # (..., T, T)
-    dS = softmax_backward(dA, c_soft)                               # A = softmax(S)
-    if scale != 1.0:
-        dS *= scale                                                 # S = q kᵀ s
-    dq = np.matmul(dS, k, out=dq)
-    dk = np.matmul(np.swapaxes(dS, -1, -2), q, out=dk)
-    return dq, dk, dv
-
-
 def split_heads(x, heads):
     """(B, T, k·D_h) -> (B, k, T, D_h): head h takes columns h·D_h … (h+1)·D_h − 1."""
     B, T, D = x.shape
@@ -81,12 +36,41 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, k * Dh)
 
 
-def _scaled_qkv(U_qkv, U_qkv_bias, D, scale):
-    """U_qkv and its bias with the q columns multiplied by ``scale`` (copies; the parameters stay)."""
-    W, b = U_qkv.copy(), U_qkv_bias.copy()
-    W[:, :D] *= scale
-    b[:D] *= scale
-    return W, b
+def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False):
+    """Scaled dot-product attention, Eq 6–7: out = softmax(q kᵀ / √D_h) v.
+
+    Parameters
+    ----------
+    q, k, v : (..., T, D_h)
+    mask : bool array broadcastable to (..., T, T), optional. True = may attend; masked logits are −∞.
+    dropout : rate on the attention weights (only when ``train``), with ``rng``.
+
+    Returns
+    -------
+    out : (..., T, D_h)
+    weights : (..., T, T), the attention weights A (before dropout) — each row sums to 1
+    cache
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])                            # 1/√D_h
+    S = (q @ np.swapaxes(k, -1, -2)) * scale                        # (..., T, T) logits, Eq 6
+    if mask is not None:
+        S = np.where(mask, S, -np.inf)                              # a masked key gets weight 0
+    A, c_soft = softmax_forward(S, axis=-1)                         # Eq 6: softmax over the keys
+    Ad, c_drop = dropout_forward(A, dropout, rng, train)
+    out = Ad @ v                                                    # Eq 7: (..., T, D_h)
+    return out, A, (q, k, v, Ad, scale, c_soft, c_drop)
+
+
+def attention_backward(dout, cache):
+    """Gradients of out = softmax(q kᵀ / √D_h) v: returns dq, dk, dv, each (..., T, D_h)."""
+    q, k, v, Ad, scale, c_soft, c_drop = cache
+    dv = np.swapaxes(Ad, -1, -2) @ dout                             # out = Ad @ v
+    dAd = dout @ np.swapaxes(v, -1, -2)                             # out = Ad @ v
+    dA = dropout_backward(dAd, c_drop)                              # Ad = dropout(A)
+    dS = softmax_backward(dA, c_soft)                               # A = softmax(S)
+    dq = (dS @ k) * scale                                           # S = (q @ kᵀ) * scale
+    dk = (np.swapaxes(dS, -1, -2) @ q) * scale
+    return dq, dk, dv
 
 
 def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
@@ -104,38 +88,20 @@ def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropo
     Returns
     -------
     out : (B, T, D);  weights : (B, k, T, T);  cache
-
-    Two layout choices keep the work in a few big operations:
-
-    - 1/√D_h is folded into the q columns of U_qkv (a D×D multiply) instead of scaling the (B, k, T, T)
-      logits: (z U_q/√D_h) kᵀ = (q kᵀ)/√D_h, so A is exactly Eq 6.
-    - the fused qkv matmul's output (B, T, 3D) is read as (B, T, 3, k, D_h); q, k, v are strided views
-      of it, and the heads' outputs are written straight into a (B, T, k, D_h) array, which *is* the
-      concatenation [SA₁; …; SA_k] — no split or merge copies.
     """
-    B, T, D = z.shape
-    Dh = D // heads
-    scale = 1.0 / math.sqrt(Dh)
-    W, b = _scaled_qkv(U_qkv, U_qkv_bias, D, scale)
-    qkv, c_qkv = linear_forward(z, W, b)                             # Eq 5: (B, T, 3D), q already scaled
-    q, k, v = qkv.reshape(B, T, 3, heads, Dh).transpose(2, 0, 3, 1, 4)   # 3 × (B, k, T, D_h) views
-    o = np.empty((B, T, heads, Dh), dtype=qkv.dtype)                 # heads side by side = Eq 8's concat
-    _, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train, scale=1.0,
-                                    out=o.transpose(0, 2, 1, 3))     # Eq 6–7
-    out, c_out = linear_forward(o.reshape(B, T, D), U_msa, U_msa_bias)   # Eq 8: (B, T, D)
-    return out, A, (c_qkv, c_att, c_out, heads, scale)
+    qkv, c_qkv = linear_forward(z, U_qkv, U_qkv_bias)                # Eq 5: (B, T, 3D)
+    q, k, v = np.split(qkv, 3, axis=-1)                              # 3 × (B, T, D)
+    q, k, v = split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)   # 3 × (B, k, T, D_h)
+    sa, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train)   # Eq 6–7: (B, k, T, D_h)
+    out, c_out = linear_forward(merge_heads(sa), U_msa, U_msa_bias)  # Eq 8: [SA₁; …; SA_k] U_msa, (B, T, D)
+    return out, A, (c_qkv, c_att, c_out, heads)
 
 
 def msa_backward(dout, cache):
     """Returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D), dU_msa_bias (D,)."""
-    c_qkv, c_att, c_out, heads, scale = cache
-    B, T, D = dout.shape
-    Dh = D // heads
-    do, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = concat(o) U_msa + b
-    dqkv = np.empty((B, T, 3, heads, Dh), dtype=do.dtype)            # dq, dk, dv land here, as qkv's layout
-    attention_backward(do.reshape(B, T, heads, Dh).transpose(0, 2, 1, 3), c_att,
-                       out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))
-    dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv.reshape(B, T, 3 * D), c_qkv)   # through the scaled W
-    dU_qkv[:, :D] *= scale                                           # q = z (s U_q): ∂/∂U_q = s ∂/∂(s U_q)
-    dU_qkv_bias[:D] *= scale
+    c_qkv, c_att, c_out, heads = cache
+    dsa, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = merge_heads(sa) U_msa + b
+    dq, dk, dv = attention_backward(split_heads(dsa, heads), c_att)  # split_heads undoes merge_heads
+    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)   # q, k, v = split(qkv)
+    dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv, c_qkv)          # qkv = z U_qkv + b
     return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias

@@ -1,0 +1,74 @@
+"""Same math as :mod:`vitnp.ops.block` (the pre-LN encoder block, Eq 2–3, and the stack of L blocks);
+differs by: it runs the fast ops (:mod:`vitnp.fast.layernorm`, ``attention``, ``linear``, ``gelu``), the
+MLP of Eq 3 is written inline (linear → GELU → linear, dropout only when it drops), and the residual sums
+and the gradients that meet at z′ are added in place into arrays the block already owns.
+
+Measured gain: the whole fast path against the reference, ``python -m vitnp bench`` against
+``python -m vitnp bench --reference`` (docs/performance.md).  Proven equal to the reference in
+``tests/test_fast.py``.
+"""
+from ..ops.block import BLOCK_KEYS
+from ..ops.dropout import dropout_backward, dropout_forward
+from .attention import msa_backward, msa_forward
+from .gelu import gelu_backward, gelu_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .linear import linear_backward, linear_forward
+
+
+def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, attention_dropout=0.0,
+                          mask=None, rng=None, train=False):
+    """One encoder block, as :func:`vitnp.ops.block.encoder_block_forward`: returns z (B, T, D), A, cache."""
+    drop = train and dropout > 0.0
+    c = {}
+    a, c["ln1"] = layernorm_forward(z, p["ln1.gamma"], p["ln1.beta"], eps)
+    a, A, c["msa"] = msa_forward(a, p["U_qkv"], p["U_qkv_bias"], p["U_msa"], p["U_msa_bias"], heads,
+                                 mask, attention_dropout, rng, train)
+    if drop:
+        a, c["drop_msa"] = dropout_forward(a, dropout, rng, train)
+    a += z                                                           # z′ = MSA(LN(z)) + z, in MSA's array
+    h, c["ln2"] = layernorm_forward(a, p["ln2.gamma"], p["ln2.beta"], eps)
+    h, c["fc1"] = linear_forward(h, p["mlp.W1"], p["mlp.b1"])        # (B, T, M)
+    h, c["gelu"] = gelu_forward(h, gelu)
+    if drop:
+        h, c["drop_hidden"] = dropout_forward(h, dropout, rng, train)
+    m, c["fc2"] = linear_forward(h, p["mlp.W2"], p["mlp.b2"])        # (B, T, D)
+    if drop:
+        m, c["drop_mlp"] = dropout_forward(m, dropout, rng, train)
+    m += a                                                           # z = MLP(LN(z′)) + z′
+    return m, A, c
+
+
+def encoder_block_backward(dout, cache):
+    """Returns dz (B, T, D) and the block's gradients, as :func:`vitnp.ops.block.encoder_block_backward`."""
+    c = cache
+    g = {}
+    dm = dropout_backward(dout, c.get("drop_mlp"))
+    dh, g["mlp.W2"], g["mlp.b2"] = linear_backward(dm, c["fc2"])
+    dh = gelu_backward(dropout_backward(dh, c.get("drop_hidden")), c["gelu"])
+    dh, g["mlp.W1"], g["mlp.b1"] = linear_backward(dh, c["fc1"])
+    dz1, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dh, c["ln2"])
+    dz1 += dout                                                      # both paths reach z′
+    da = dropout_backward(dz1, c.get("drop_msa"))
+    da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(da, c["msa"])
+    dz, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(da, c["ln1"])
+    dz += dz1                                                        # both paths reach z
+    return dz, {k: g[k] for k in BLOCK_KEYS}
+
+
+def encoder_forward(z, blocks, heads, **kwargs):
+    """z_L from z₀ through the L blocks; returns z_L, the L attention maps and the caches."""
+    maps, caches = [], []
+    for p in blocks:
+        z, A, c = encoder_block_forward(z, p, heads, **kwargs)
+        maps.append(A)
+        caches.append(c)
+    return z, maps, caches
+
+
+def encoder_backward(dout, caches):
+    """Returns dz₀ and the list of the L blocks' gradient dicts."""
+    grads = []
+    for c in reversed(caches):
+        dout, g = encoder_block_backward(dout, c)
+        grads.append(g)
+    return dout, grads[::-1]
