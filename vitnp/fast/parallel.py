@@ -41,7 +41,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["configure", "num_threads", "shard_slices", "run_shards", "blas_threads", "tune_malloc"]
+__all__ = ["configure", "num_threads", "shard_slices", "run_shards", "blas_threads", "set_blas_threads",
+           "tune_malloc"]
 
 _MIN_ROWS = 1024                    # token rows (images × T) below which a shard is not worth a thread
 _lock = threading.Lock()
@@ -183,6 +184,24 @@ def blas_threads(n: int):
         with _lock:
             _, before = _blas_users.pop()
             set_(_blas_users[-1][0] if _blas_users else before)
+
+
+def set_blas_threads(n: int) -> bool:
+    """Use ``n`` OpenBLAS threads from now on; True if it worked, False where BLAS cannot be controlled.
+
+    OpenBLAS reads ``OPENBLAS_NUM_THREADS`` only when NumPy is imported; this calls its
+    ``openblas_set_num_threads`` (whatever the symbol prefix of the bundled build) through ctypes.  It also
+    sets the default number of shard threads (:func:`num_threads`), so ``--threads N`` is one knob for the
+    cores vitnp may use.  On a busy machine one thread can be several times faster than two that wait for
+    each other.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    fns = _blas_functions()
+    if fns is None:
+        return False
+    fns[1](n)
+    return True
 
 
 # ---- malloc ----------------------------------------------------------------------------------------

@@ -6,6 +6,18 @@ With smoothing s the target for class c is (1 − s)·[c = label] + s/K.  The lo
 import numpy as np
 
 
+def log_softmax(logits):
+    """log softmax(z)_k = z_k − max z − log Σ_j exp(z_j − max z) over the last axis, in the dtype of ``logits``.
+
+    Subtracting the maximum changes nothing mathematically and keeps exp from overflowing.  Pass float64
+    logits for float64 results (the evaluation's reported losses and probabilities do).
+
+    logits : (..., K) float array   ->   (..., K), rows whose exp sums to 1
+    """
+    shifted = logits - logits.max(-1, keepdims=True)                  # (..., K), max 0
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
 def softmax_cross_entropy(logits, labels, smoothing=0.0):
     """Mean cross-entropy and its gradient.
 
@@ -30,9 +42,7 @@ def softmax_cross_entropy(logits, labels, smoothing=0.0):
         raise ValueError(f"labels must lie in [0, {K}), got values from {labels.min()} to {labels.max()}")
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-    shifted = logits - logits.max(1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(1, keepdims=True))
-    log_p = shifted - log_z                                           # log softmax, (B, K)
+    log_p = log_softmax(logits)                                       # (B, K)
     target = np.full_like(log_p, smoothing / K)
     target[np.arange(B), labels] += 1.0 - smoothing
     loss = float(-(target * log_p).sum() / B)
