@@ -1,191 +1,199 @@
-"""The fast training step equals the clear one.
+"""The fast path equals the reference: every op of :mod:`vitnp.fast` against its twin in :mod:`vitnp.ops`,
+and :func:`vitnp.fast.vit_forward` / ``vit_backward`` against the reference model :mod:`vitnp.model`.
 
-vitnp's ops were made faster in place (issue 5: the attention scale folded into U_qkv, q/k/v read as
-views of one (B, T, 3, k, D_h) array and dq/dk/dv written straight into one, fewer passes in
-LayerNorm and softmax), and :mod:`vitnp.parallel` runs large batches as shards in threads.  This file
-keeps a frozen copy of the clear implementation as it was before those changes (``ref_*`` below, written
-from the paper's equations with no tricks) and checks that today's ``vit_forward`` / ``vit_backward``
-give the same logits, attention weights and gradients:
+The reference is proven by the gradient checks (tests/test_gradcheck.py, float64) and by PyTorch
+(tests/test_torch_reference.py); this file carries that proof over to the fast twins.  Outputs, attention
+weights and every gradient (inputs and parameters) are compared with the relative error
+max|a − b| / (max|a| + max|b|) per array:
 
-- float32, on several random configs and batch sizes (sharded and not): relative error
-  max|a − b| / (max|a| + max|b|) ≤ ``F32_TOL`` = 1e-5 per array (float32 has 24-bit mantissas; sums over
-  a few thousand terms in a different order differ by a few 1e-7 relative);
-- float64: ≤ ``F64_TOL`` = 1e-12, so a real difference cannot hide behind float32 rounding.
+- float64: ≤ ``F64_TOL`` = 1e-12, so a real difference cannot hide behind rounding;
+- float32: ≤ ``F32_TOL`` = 1e-5 (24-bit mantissas; sums over a few thousand terms in another order, as
+  sharding and BLAS reductions do, differ by a few 1e-7).
 
-The gradient checks (tests/test_gradcheck.py, float64) still prove every op on its own.
+Random configurations cover the hybrid stem, both readouts, all position embeddings, both GELUs, dropout
+with a fixed seed, masks, non-square images, sharded and unsharded batches.
 """
 import json
-import math
 
 import numpy as np
 import pytest
 
 import vitnp
-from vitnp import parallel
+import vitnp.fast.attention
+import vitnp.fast.block
+import vitnp.fast.gelu
+import vitnp.fast.layernorm
+import vitnp.fast.linear
+import vitnp.fast.softmax
+import vitnp.ops.attention
+import vitnp.ops.block
+import vitnp.ops.gelu
+import vitnp.ops.layernorm
+import vitnp.ops.linear
+import vitnp.ops.softmax
+from vitnp import fast, model, ops
+from vitnp.fast import parallel
 from vitnp.gradcheck import rel_error
-from vitnp.ops.attention import attention_backward, attention_forward, msa_backward, msa_forward
-from vitnp.ops.gelu import gelu_backward, gelu_forward
-from vitnp.ops.layernorm import layernorm_backward, layernorm_forward
 from vitnp.ops.loss import softmax_cross_entropy
-from vitnp.ops.softmax import softmax_backward, softmax_forward
 from vitnp.optim import AdamW
 
 F32_TOL = 1e-5
 F64_TOL = 1e-12
+TOL = {"float32": F32_TOL, "float64": F64_TOL}
+DTYPES = ("float32", "float64")
+
+
+def _errors(a, b, path="out"):
+    """{path: rel_error} over matching (nested) outputs: arrays, tuples/lists, dicts; other values skipped."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype, (path, a.dtype, b.dtype)
+        return {path: rel_error(a, b)}
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        return {k: e for key in a for k, e in _errors(a[key], b[key], f"{path}.{key}").items()}
+    if isinstance(a, (tuple, list)):
+        assert len(a) == len(b), path
+        return {k: e for i, (x, y) in enumerate(zip(a, b)) for k, e in _errors(x, y, f"{path}[{i}]").items()}
+    return {}
+
+
+def _assert_equal(a, b, dtype, what):
+    errors = _errors(a, b)
+    assert errors, f"{what}: nothing was compared"
+    bad = {k: e for k, e in errors.items() if not e <= TOL[dtype]}
+    assert not bad, f"{what} ({dtype}): relative errors above {TOL[dtype]:g}: {bad}"
 
 
 # ================================================================================================
-# The frozen clear reference (vitnp's ops before issue 5), no dropout
+# Op by op: (name, module, forward, backward, make inputs) — same call on both twins
 # ================================================================================================
-def ref_linear_f(x, W, b):
-    return x @ W + b, (x, W)
+def _op_cases(rng, dtype):
+    """[(what, forward name, backward name, module name, args, kwargs, number of outputs before cache)]."""
+    f = lambda *shape: rng.standard_normal(shape).astype(dtype)
+    B, T, D, k = 3, 7, 12, 3
+    S = 3 * f(B, k, T, T)
+    S[0, 0, 2] = -np.inf                                            # one row may attend nowhere
+    S[1, 2, 3, :4] = -np.inf                                        # part of a row masked
+    mask = np.tril(np.ones((T, T), dtype=bool))
+    return [
+        ("linear 3-D", "linear", (f(B, T, D), f(D, 5), f(5)), {}, 1),
+        ("linear 2-D", "linear", (f(B, D), f(D, 5), f(5)), {}, 1),
+        ("softmax", "softmax", (S,), {}, 1),
+        ("layernorm", "layernorm", (2 * f(B, T, D) + 1, f(D), f(D)), {"eps": 1e-6}, 1),
+        ("gelu exact", "gelu", (3 * f(B, T, 40),), {"approximate": "exact"}, 1),
+        ("gelu tanh", "gelu", (3 * f(B, T, 40),), {"approximate": "tanh"}, 1),
+        ("attention", "attention", (f(B, k, T, 4), f(B, k, T, 4), f(B, k, T, 4)), {}, 2),
+        ("attention, causal mask", "attention", (f(B, k, T, 4), f(B, k, T, 4), f(B, k, T, 4)), {"mask": mask}, 2),
+        ("msa", "msa", (f(B, T, D), f(D, 3 * D), f(3 * D), f(D, D), f(D), k), {}, 2),
+        ("msa, mask", "msa", (f(B, T, D), f(D, 3 * D), f(3 * D), f(D, D), f(D), k), {"mask": mask}, 2),
+    ]
 
 
-def ref_linear_b(d, c):
-    x, W = c
-    x2, d2 = x.reshape(-1, x.shape[-1]), d.reshape(-1, d.shape[-1])
-    return d @ W.T, x2.T @ d2, d2.sum(0)
+_MODULE = {"linear": "linear", "softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu",
+           "attention": "attention", "msa": "attention"}
 
 
-def ref_ln_f(x, g, b, eps):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    inv = 1.0 / np.sqrt(var + eps)
-    xh = (x - mu) * inv
-    return xh * g + b, (xh, inv, g)
+def _run_op(package, name, args, kwargs, n_out, dout):
+    module = getattr(package, _MODULE[name])
+    result = getattr(module, f"{name}_forward")(*args, **kwargs)
+    outs, cache = result[:n_out], result[n_out]
+    grads = getattr(module, f"{name}_backward")(dout, cache)
+    return outs, grads
 
 
-def ref_ln_b(d, c):
-    xh, inv, g = c
-    axes = tuple(range(d.ndim - 1))
-    dxh = d * g
-    dx = inv * (dxh - dxh.mean(-1, keepdims=True) - xh * (dxh * xh).mean(-1, keepdims=True))
-    return dx, (d * xh).sum(axes), d.sum(axes)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(10))
+def test_fast_op_equals_reference(case, dtype):
+    what, name, args, kwargs, n_out = _op_cases(np.random.default_rng(case), dtype)[case]
+    module = getattr(ops, _MODULE[name])
+    first = getattr(module, f"{name}_forward")(*args, **kwargs)[0]
+    dout = np.random.default_rng(100 + case).standard_normal(first.shape).astype(dtype)
+    reference = _run_op(ops, name, args, kwargs, n_out, dout)
+    fast_ = _run_op(fast, name, args, kwargs, n_out, dout)
+    _assert_equal(fast_, reference, dtype, what)
 
 
-def ref_softmax_f(S):
-    m = S.max(-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(S - m)
-    s = e.sum(-1, keepdims=True)
-    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_erf_equals_reference(dtype):
+    x = np.concatenate([np.linspace(-8, 8, 70_001), [0.0, -0.0, np.inf, -np.inf, 1e-30, 30.0]]).astype(dtype)
+    a, b = fast.gelu.erf(x), ops.gelu.erf(x)
+    assert a.dtype == b.dtype == np.dtype(dtype)
+    assert rel_error(a, b) <= TOL[dtype]
+    np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
 
 
-def ref_msa_f(z, p, heads, mask):
-    B, T, D = z.shape
-    qkv, c_qkv = ref_linear_f(z, p["U_qkv"], p["U_qkv_bias"])                   # (B, T, 3D)
-    split = lambda t: t.reshape(B, T, heads, D // heads).transpose(0, 2, 1, 3)    # (B, k, T, D_h)
-    q, k, v = (split(qkv[..., i * D:(i + 1) * D]) for i in range(3))
-    S = q @ k.swapaxes(-1, -2) / math.sqrt(D // heads)
-    if mask is not None:
-        S = np.where(mask, S, -np.inf)
-    A = ref_softmax_f(S)
-    o = (A @ v).transpose(0, 2, 1, 3).reshape(B, T, D)
-    out, c_out = ref_linear_f(o, p["U_msa"], p["U_msa_bias"])
-    return out, A, (c_qkv, q, k, v, A, c_out, heads)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_attention_dropout_equals_reference(dtype):
+    """Dropout on A with the same seed draws the same mask in both: same out, A and gradients."""
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((2, 3, 6, 4)).astype(dtype) for _ in range(3))
+    dout = rng.standard_normal((2, 3, 6, 4)).astype(dtype)
+    runs = []
+    for package in (ops, fast):
+        out, A, c = package.attention.attention_forward(q, k, v, dropout=0.3, rng=np.random.default_rng(9),
+                                                        train=True)
+        runs.append((out, A, package.attention.attention_backward(dout, c)))
+    _assert_equal(runs[1], runs[0], dtype, "attention with dropout")
 
 
-def ref_msa_b(dout, c):
-    c_qkv, q, k, v, A, c_out, heads = c
-    B, T, D = dout.shape
-    do, dU_msa, dU_msa_bias = ref_linear_b(dout, c_out)
-    do = do.reshape(B, T, heads, D // heads).transpose(0, 2, 1, 3)
-    dv = A.swapaxes(-1, -2) @ do
-    dA = do @ v.swapaxes(-1, -2)
-    dS = A * (dA - (dA * A).sum(-1, keepdims=True)) / math.sqrt(D // heads)
-    dq, dk = dS @ k, dS.swapaxes(-1, -2) @ q
-    merge = lambda t: t.transpose(0, 2, 1, 3).reshape(B, T, D)
-    dqkv = np.concatenate([merge(dq), merge(dk), merge(dv)], axis=-1)
-    dz, dU_qkv, dU_qkv_bias = ref_linear_b(dqkv, c_qkv)
-    return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [{}, {"gelu": "tanh", "dropout": 0.2, "attention_dropout": 0.1},
+                                     {"mask": "causal"}])
+def test_fast_encoder_block_equals_reference(options, dtype):
+    rng = np.random.default_rng(5)
+    B, T, D, heads, M = 3, 6, 12, 3, 20
+    shapes = {"ln1.gamma": (D,), "ln1.beta": (D,), "U_qkv": (D, 3 * D), "U_qkv_bias": (3 * D,), "U_msa": (D, D),
+              "U_msa_bias": (D,), "ln2.gamma": (D,), "ln2.beta": (D,), "mlp.W1": (D, M), "mlp.b1": (M,),
+              "mlp.W2": (M, D), "mlp.b2": (D,)}
+    p = {name: (0.4 * rng.standard_normal(s) + (name.endswith("gamma"))).astype(dtype) for name, s in shapes.items()}
+    z = rng.standard_normal((B, T, D)).astype(dtype)
+    dout = rng.standard_normal((B, T, D)).astype(dtype)
+    kwargs = dict(options)
+    if kwargs.get("mask") == "causal":
+        kwargs["mask"] = ops.attention.causal_mask(T)
+    train = "dropout" in kwargs
+    runs = []
+    for package in (ops, fast):
+        out, A, c = package.block.encoder_block_forward(z, p, heads, train=train, rng=np.random.default_rng(3),
+                                                        **kwargs)
+        runs.append((out, A, package.block.encoder_block_backward(dout, c)))
+    _assert_equal(runs[1], runs[0], dtype, f"encoder block {options}")
+    assert np.array_equal(z, z) and not np.shares_memory(runs[1][0], z)      # the input is not written
 
 
-def ref_block_f(z, p, heads, gelu, eps, mask):
-    a, c1 = ref_ln_f(z, p["ln1.gamma"], p["ln1.beta"], eps)
-    a, A, cm = ref_msa_f(a, p, heads, mask)
-    z1 = z + a                                                                    # Eq 2
-    m, c2 = ref_ln_f(z1, p["ln2.gamma"], p["ln2.beta"], eps)
-    h, ch = ref_linear_f(m, p["mlp.W1"], p["mlp.b1"])
-    g, cg = gelu_forward(h, gelu)
-    out, co = ref_linear_f(g, p["mlp.W2"], p["mlp.b2"])
-    return z1 + out, A, (c1, cm, c2, ch, cg, co)                                  # Eq 3
-
-
-def ref_block_b(d, c):
-    c1, cm, c2, ch, cg, co = c
-    g = {}
-    dg, g["mlp.W2"], g["mlp.b2"] = ref_linear_b(d, co)
-    dh = gelu_backward(dg, cg)
-    dm, g["mlp.W1"], g["mlp.b1"] = ref_linear_b(dh, ch)
-    dm, g["ln2.gamma"], g["ln2.beta"] = ref_ln_b(dm, c2)
-    dz1 = d + dm
-    da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = ref_msa_b(dz1, cm)
-    da, g["ln1.gamma"], g["ln1.beta"] = ref_ln_b(da, c1)
-    return dz1 + da, g
-
-
-def ref_forward(params, x, cfg, mask=None):
-    """Eq 1–4 as in the clear model; returns logits, the L attention maps and the cache."""
-    B, H, W, C = x.shape
-    P = cfg.patch_size
-    xp = x.reshape(B, H // P, P, W // P, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, -1, P * P * C)
-    z, cE = ref_linear_f(xp, params["E"], params["E_bias"])
-    if cfg.classifier == "token":
-        z = np.concatenate([np.broadcast_to(params["x_class"], (B, 1, cfg.dim)), z], axis=1)
-    if cfg.pos_embedding == "learned":
-        z = z + params["E_pos"]
-    elif cfg.pos_embedding == "sincos":
-        z = z + vitnp.ops.posemb.sincos_2d(cfg)
-    maps, caches = [], []
-    for l in range(cfg.depth):
-        p = {k[len(f"blocks.{l}."):]: v for k, v in params.items() if k.startswith(f"blocks.{l}.")}
-        z, A, c = ref_block_f(z, p, cfg.heads, cfg.gelu, cfg.ln_eps, mask)
-        maps.append(A)
-        caches.append(c)
-    z, cf = ref_ln_f(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
-    y = z[:, 0] if cfg.classifier == "token" else z.mean(1)
-    logits, ch = ref_linear_f(y, params["head.W"], params["head.b"])
-    return logits, maps, (cE, caches, cf, ch, z.shape)
-
-
-def ref_backward(dlogits, cache, cfg):
-    cE, caches, cf, ch, shape = cache
-    g = {}
-    dy, g["head.W"], g["head.b"] = ref_linear_b(dlogits, ch)
-    dz = np.zeros(shape, dlogits.dtype)
-    if cfg.classifier == "token":
-        dz[:, 0] = dy
-    else:
-        dz[:] = dy[:, None, :] / shape[1]
-    dz, g["ln_f.gamma"], g["ln_f.beta"] = ref_ln_b(dz, cf)
-    for l in reversed(range(cfg.depth)):
-        dz, bg = ref_block_b(dz, caches[l])
-        g.update({f"blocks.{l}.{k}": v for k, v in bg.items()})
-    if cfg.pos_embedding == "learned":
-        g["E_pos"] = dz.sum(0)
-    if cfg.classifier == "token":
-        g["x_class"] = dz[:, 0].sum(0)
-        dz = dz[:, 1:]
-    _, g["E"], g["E_bias"] = ref_linear_b(dz, cE)
-    return g
+def test_fast_ops_do_not_modify_their_inputs():
+    """The fast ops work in place only on arrays they own: inputs, parameters and upstream gradients stay."""
+    rng = np.random.default_rng(2)
+    for what, name, args, kwargs, n_out in _op_cases(rng, "float64"):
+        before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        first = getattr(getattr(fast, _MODULE[name]), f"{name}_forward")(*args, **kwargs)[0]
+        dout = rng.standard_normal(first.shape)
+        d_before = dout.copy()
+        _run_op(fast, name, args, kwargs, n_out, dout)
+        assert all(not isinstance(a, np.ndarray) or np.array_equal(a, b, equal_nan=True)
+                   for a, b in zip(args, before)), what
+        assert np.array_equal(dout, d_before), what
 
 
 # ================================================================================================
-# Today's model against the frozen reference
+# The whole model: vitnp.fast.vit_forward / vit_backward against vitnp.vit_forward / vit_backward
 # ================================================================================================
 def random_case(seed, dtype, **fields):
-    """A random config (patch grid, width, heads, MLP, depth, readout, position embedding, GELU), params
-    perturbed away from the initialisation (so LayerNorm γ ≠ 1 and the head is not zero), and images."""
+    """A random config (patch grid, non-square images, width, heads, MLP, depth, readout, position embedding,
+    GELU, sometimes a hybrid stem), params perturbed away from the initialisation (so LayerNorm γ ≠ 1 and the
+    head is not zero), images and an upstream gradient."""
     rng = np.random.default_rng(seed)
     P = int(rng.choice([2, 4]))
     heads = int(rng.choice([1, 2, 3]))
+    hybrid = seed % 3 == 2
+    grid = (int(rng.integers(2, 5)), int(rng.integers(2, 5)))
     cfg_fields = dict(
-        image_size=(P * int(rng.integers(2, 5)), P * int(rng.integers(2, 5))), patch_size=P,
+        image_size=(P * grid[0] * (2 if hybrid else 1), P * grid[1] * (2 if hybrid else 1)), patch_size=P,
         in_channels=int(rng.integers(1, 4)), num_classes=int(rng.integers(2, 7)),
         dim=heads * 4 * int(rng.integers(1, 4)), heads=heads, mlp_dim=int(rng.integers(5, 40)),
         depth=int(rng.integers(1, 4)), classifier=str(rng.choice(["token", "gap"])),
         pos_embedding=str(rng.choice(["learned", "sincos", "none"])), gelu=str(rng.choice(["exact", "tanh"])),
-        dtype=dtype)
+        stem_channels=(int(rng.integers(2, 6)),) if hybrid else (), dtype=dtype)
     cfg_fields.update(fields)
     cfg = vitnp.ViTConfig(**cfg_fields)
     params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(dtype)
@@ -195,21 +203,20 @@ def random_case(seed, dtype, **fields):
     return cfg, params, x, dlogits
 
 
-def compare(cfg, params, x, dlogits, mask=None):
-    """{name: relative error} between vit_forward/vit_backward and the frozen reference."""
-    logits, cache = vitnp.vit_forward(params, x, cfg, attn_mask=mask)
-    grads = vitnp.vit_backward(dlogits, cache)
-    r_logits, r_maps, r_cache = ref_forward(params, x, cfg, mask)
-    r_grads = ref_backward(dlogits, r_cache, cfg)
-    assert logits.dtype == grads["E"].dtype == np.dtype(cfg.dtype)
-    assert set(grads) == set(r_grads) == set(params)
-    errors = {"logits": rel_error(logits, r_logits)}
+def run_model(package, cfg, params, x, dlogits, mask=None, train=False, seed=None):
+    logits, cache = package.vit_forward(params, x, cfg, attn_mask=mask, train=train, rng=seed)
+    grads, dx = package.vit_backward(dlogits, cache, input_grad=True)
     assert len(cache["attention"]) == cfg.depth
-    for l, (A, rA) in enumerate(zip(cache["attention"], r_maps)):
-        assert A.shape == (x.shape[0], cfg.heads, cfg.num_tokens, cfg.num_tokens)
-        errors[f"attention {l}"] = rel_error(A, rA)
-    errors.update({k: rel_error(grads[k], r_grads[k]) for k in r_grads})
-    return errors
+    assert all(A.shape == (x.shape[0], cfg.heads, cfg.num_tokens, cfg.num_tokens) for A in cache["attention"])
+    assert logits.dtype == grads["E"].dtype == dx.dtype == np.dtype(cfg.dtype) and set(grads) == set(params)
+    return {"logits": logits, "attention": cache["attention"], "grads": grads, "dx": dx}
+
+
+def compare(cfg, params, x, dlogits, mask=None, train=False, seed=None):
+    """{name: relative error} between the fast model and the reference model."""
+    ref = run_model(model, cfg, params, x, dlogits, mask, train, seed)
+    got = run_model(fast, cfg, params, x, dlogits, mask, train, seed)
+    return _errors(got, ref)
 
 
 @pytest.fixture(params=["unsharded", "sharded"])
@@ -227,26 +234,37 @@ def sharding(request):
                        shards_per_thread=before["shards_per_thread"])
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_float32_equals_reference(seed, sharding):
-    cfg, params, x, dlogits = random_case(seed, "float32")
-    bad = {k: e for k, e in compare(cfg, params, x, dlogits).items() if not e <= F32_TOL}
-    assert not bad, f"{cfg}: relative errors above {F32_TOL:g}: {bad}"
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_model_equals_reference(seed, dtype, sharding):
+    cfg, params, x, dlogits = random_case(seed if dtype == "float32" else 100 + seed, dtype)
+    bad = {k: e for k, e in compare(cfg, params, x, dlogits).items() if not e <= TOL[dtype]}
+    assert not bad, f"{cfg}: relative errors above {TOL[dtype]:g}: {bad}"
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_float64_equals_reference(seed, sharding):
-    cfg, params, x, dlogits = random_case(100 + seed, "float64")
-    bad = {k: e for k, e in compare(cfg, params, x, dlogits).items() if not e <= F64_TOL}
-    assert not bad, f"{cfg}: relative errors above {F64_TOL:g}: {bad}"
+def test_random_cases_cover_the_variants():
+    """The random configurations above really include what they claim to cover."""
+    cfgs = [random_case(s, "float32")[0] for s in range(6)] + [random_case(100 + s, "float64")[0] for s in range(6)]
+    assert any(c.is_hybrid for c in cfgs) and any(c.hw[0] != c.hw[1] for c in cfgs)
+    for field, values in (("classifier", {"token", "gap"}), ("gelu", {"exact", "tanh"}),
+                          ("pos_embedding", {"learned", "sincos", "none"})):
+        assert {getattr(c, field) for c in cfgs} == values, field
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_model_with_dropout_equals_reference(dtype):
+    """Dropout with a fixed seed: both draw the same masks in the same order (the fast path never shards
+    when it drops)."""
+    cfg, params, x, dlogits = random_case(2, dtype, dropout=0.2, attention_dropout=0.1)
+    errors = compare(cfg, params, x, dlogits, train=True, seed=7)
+    assert max(errors.values()) <= TOL[dtype], errors
 
 
 def test_masks_equal_reference(sharding):
     """A causal (T, T) mask and a per-image (B, 1, T, T) mask, which sharding must slice by image."""
     cfg, params, x, dlogits = random_case(7, "float32", classifier="token")
     T, B = cfg.num_tokens, x.shape[0]
-    causal = np.tril(np.ones((T, T), dtype=bool))
-    errors = compare(cfg, params, x, dlogits, causal)
+    errors = compare(cfg, params, x, dlogits, ops.attention.causal_mask(T))
     assert max(errors.values()) <= F32_TOL, errors
     per_image = np.ones((B, 1, T, T), dtype=bool)
     per_image[::2, :, :, -1] = False                     # even images may not attend the last token
@@ -255,66 +273,34 @@ def test_masks_equal_reference(sharding):
 
 
 def test_the_comparison_can_fail():
-    """A one-ulp-scale change is invisible, a real one is not: perturb one weight of the last block."""
-    cfg, params, x, dlogits = random_case(3, "float32")
-    logits, _ = vitnp.vit_forward(params, x, cfg)
+    """A real difference is caught: perturb one weight of the last block by 0.1 % on one side."""
+    cfg, params, x, dlogits = random_case(3, "float64")
     changed = dict(params)
     key = f"blocks.{cfg.depth - 1}.mlp.W2"
-    changed[key] = params[key] * np.float32(1.001)
-    r_logits, _, _ = ref_forward(changed, x, cfg)
-    assert rel_error(logits, r_logits) > F32_TOL
+    changed[key] = params[key] * 1.001
+    got = run_model(fast, cfg, params, x, dlogits)
+    ref = run_model(model, cfg, changed, x, dlogits)
+    assert max(_errors(got, ref).values()) > F32_TOL
+    with pytest.raises(AssertionError, match="relative errors above"):
+        _assert_equal(got, ref, "float64", "perturbed")
 
 
-# ================================================================================================
-# The changed ops, one by one, against the reference formulas
-# ================================================================================================
-def test_softmax_and_layernorm_ops_equal_reference():
-    rng = np.random.default_rng(0)
-    S = (3 * rng.standard_normal((4, 3, 6, 6))).astype(np.float32)
-    S[0, 0, 2] = -np.inf                                 # a row that may attend nowhere
-    y, c = softmax_forward(S)
-    r = ref_softmax_f(S)
-    assert rel_error(y, r) <= F32_TOL and not y[0, 0, 2].any()
-    dy = rng.standard_normal(S.shape).astype(np.float32)
-    rdx = r * (dy - (dy * r).sum(-1, keepdims=True))
-    assert rel_error(softmax_backward(dy, c), rdx) <= F32_TOL
-    x = (2 * rng.standard_normal((5, 7, 12)) + 1).astype(np.float32)
-    g, b = rng.standard_normal(12).astype(np.float32), rng.standard_normal(12).astype(np.float32)
-    out, c = layernorm_forward(x, g, b, 1e-6)
-    r_out, r_c = ref_ln_f(x, g, b, 1e-6)
-    assert out.dtype == np.float32 and rel_error(out, r_out) <= F32_TOL
-    d = rng.standard_normal(x.shape).astype(np.float32)
-    for a, ra in zip(layernorm_backward(d, c), ref_ln_b(d, r_c)):
-        assert a.dtype == np.float32 and rel_error(a, ra) <= F32_TOL
-
-
-def test_attention_scale_and_out_arguments():
+def test_fast_attention_scale_and_out_arguments():
     """scale=1 on pre-scaled q gives the default result; out= receives it; the backward's out= too."""
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
-    out, A, c = attention_forward(q, k, v)
+    out, A, c = fast.attention.attention_forward(q, k, v)
     buf = np.empty((2, 5, 3, 4))
-    out2, A2, c2 = attention_forward(q / 2.0, k, v, scale=1.0, out=buf.transpose(0, 2, 1, 3))
+    out2, A2, c2 = fast.attention.attention_forward(q / 2.0, k, v, scale=1.0, out=buf.transpose(0, 2, 1, 3))
     assert np.allclose(out, out2, rtol=1e-13, atol=1e-14) and np.allclose(A, A2, rtol=1e-13, atol=1e-14)
     assert np.shares_memory(out2, buf) and np.allclose(buf.transpose(0, 2, 1, 3), out, rtol=1e-13, atol=1e-14)
     d = rng.standard_normal(out.shape)
-    dq, dk, dv = attention_backward(d, c)
+    dq, dk, dv = fast.attention.attention_backward(d, c)
     bufs = np.empty((3, 2, 3, 5, 4))
-    dq2, dk2, dv2 = attention_backward(d, c2, out=tuple(bufs))
+    dq2, dk2, dv2 = fast.attention.attention_backward(d, c2, out=tuple(bufs))
     assert np.allclose(dq, dq2 / 2.0, rtol=1e-12, atol=1e-14)          # ∂/∂(q/2) = 2 ∂/∂q … via the scale
     assert np.allclose(dk, dk2, rtol=1e-12, atol=1e-14) and np.allclose(dv, dv2, rtol=1e-12, atol=1e-14)
     assert np.shares_memory(dq2, bufs) and np.array_equal(bufs[2], dv2)
-
-
-def test_msa_does_not_modify_its_parameters():
-    """The 1/√D_h fold works on copies: U_qkv and its bias are untouched by forward and backward."""
-    rng = np.random.default_rng(2)
-    z = rng.standard_normal((2, 5, 6)).astype(np.float32)
-    p = [rng.standard_normal(s).astype(np.float32) for s in ((6, 18), (18,), (6, 6), (6,))]
-    before = [a.copy() for a in p]
-    out, A, c = msa_forward(z, *p, heads=2)
-    msa_backward(rng.standard_normal(out.shape).astype(np.float32), c)
-    assert all(np.array_equal(a, b) for a, b in zip(p, before))
 
 
 # ================================================================================================
@@ -336,14 +322,10 @@ def test_adamw_steps_match_reference(sharding):
         p = {k: v.copy() for k, v in params.items()}
         opt = AdamW(p, lr=1e-3, weight_decay=0.05)
         for _ in range(3):
-            if use_ref:
-                logits, _, c = ref_forward(p, x, cfg)
-                _, dl = softmax_cross_entropy(logits, labels)
-                g = ref_backward(dl, c, cfg)
-            else:
-                logits, c = vitnp.vit_forward(p, x, cfg, train=True)
-                _, dl = softmax_cross_entropy(logits, labels)
-                g = vitnp.vit_backward(dl, c)
+            package = model if use_ref else fast
+            logits, c = package.vit_forward(p, x, cfg, train=True)
+            _, dl = softmax_cross_entropy(logits, labels)
+            g = package.vit_backward(dl, c)
             for l in range(cfg.depth):
                 b = g[f"blocks.{l}.U_qkv_bias"]
                 assert np.abs(b[D:2 * D]).max() <= 1e-5 * np.abs(b).max(), "b_k's gradient should be ~0"
@@ -364,10 +346,10 @@ def test_dropout_never_shards_and_stays_reproducible():
     before = parallel.configure()
     try:
         parallel.configure(threads=2, min_rows=1)
-        a, ca = vitnp.vit_forward(params, x, cfg, train=True, rng=5)
-        b, _ = vitnp.vit_forward(params, x, cfg, train=True, rng=5)
+        a, ca = fast.vit_forward(params, x, cfg, train=True, rng=5)
+        b, _ = fast.vit_forward(params, x, cfg, train=True, rng=5)
         assert "shards" not in ca and np.array_equal(a, b)
-        _, ce = vitnp.vit_forward(params, x, cfg)                         # eval: no dropout, may shard
+        _, ce = fast.vit_forward(params, x, cfg)                         # eval: no dropout, may shard
         assert ("shards" in ce) == before["blas_control"]
     finally:
         parallel.configure(threads=before["threads"], min_rows=before["min_rows"])

@@ -1,4 +1,5 @@
-"""Every backward in vitnp against centred differences, float64, random upstream gradients.
+"""Every backward in vitnp against centred differences, float64, random upstream gradients: the reference
+(vitnp.ops, vitnp.model) and the fast twins (vitnp.fast).
 
 The cases live in vitnp.selfcheck (``python -m vitnp gradcheck`` runs the same ones); the tolerances
 are stated here: ≤1e-7 relative for single ops, ≤1e-6 for the encoder block, the encoder and the model.
@@ -10,6 +11,7 @@ import pkgutil
 import numpy as np
 import pytest
 
+import vitnp.fast
 import vitnp.ops
 from vitnp import selfcheck
 from vitnp.gradcheck import check_gradients, check_pair, numerical_gradient, rel_error
@@ -18,7 +20,7 @@ from vitnp.ops.layernorm import layernorm_forward
 OP_TOL = 1e-7
 MODEL_TOL = 1e-6
 
-CASES = selfcheck.cases()
+CASES = selfcheck.cases() + selfcheck.cases(path="fast")
 
 
 @pytest.mark.parametrize("name,tol,fn", CASES, ids=[c[0] for c in CASES])
@@ -28,6 +30,7 @@ def test_gradient(name, tol, fn):
     assert errors, "the check compared nothing"
     bad = {k: e for k, e in errors.items() if not e <= limit}
     assert not bad, f"{name}: relative errors above {limit:g}: {bad}"
+    assert selfcheck.worst_error(errors) <= limit
 
 
 # Every forward/backward pair in vitnp.ops, by name; the suite must exercise each.
@@ -41,16 +44,44 @@ PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_back
          "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward"]
 
 
+def _pairs(package):
+    """{module name: forward/backward function names defined in it} for every module of a package."""
+    found = {}
+    for mod in pkgutil.iter_modules(package.__path__):
+        m = importlib.import_module(f"{package.__name__}.{mod.name}")
+        names = {n for n, f in inspect.getmembers(m, inspect.isfunction)
+                 if n.endswith(("_forward", "_backward")) and f.__module__ == m.__name__}
+        if names:
+            found[mod.name] = names
+    return found
+
+
 def test_suite_covers_every_pair():
-    found = set()
-    for mod in pkgutil.iter_modules(vitnp.ops.__path__):
-        m = importlib.import_module(f"vitnp.ops.{mod.name}")
-        found |= {n for n, f in inspect.getmembers(m, inspect.isfunction)
-                  if n.endswith(("_forward", "_backward")) and f.__module__ == m.__name__}
+    found = set().union(*_pairs(vitnp.ops).values())
     assert found == set(PAIRS), f"pairs not listed here: {found - set(PAIRS)}; gone: {set(PAIRS) - found}"
-    source = inspect.getsource(selfcheck)
-    missing = [n for n in PAIRS if source.count(n) < 2]      # imported once, then called
+    source = "".join(inspect.getsource(f) for f in (selfcheck.cases, selfcheck._check_block))   # not the imports
+    missing = [n for n in PAIRS if n not in source]
     assert not missing, f"no gradient check calls {missing}"
+
+
+def test_every_fast_twin_is_checked_and_has_a_reference():
+    """Each pair in vitnp.fast has the reference twin of the same name, and the fast cases run its module."""
+    fast_pairs = _pairs(vitnp.fast)
+    ref_pairs = _pairs(vitnp.ops)
+    assert set(fast_pairs) >= {"attention", "block", "gelu", "layernorm", "linear", "softmax"}
+    for module, names in fast_pairs.items():
+        if module == "model":
+            continue
+        assert names <= ref_pairs[module], f"vitnp.fast.{module} has no reference twin for {names - ref_pairs[module]}"
+        assert module in selfcheck._TWINS["fast"].__dict__, f"the fast gradient checks do not run vitnp.fast.{module}"
+    assert all(name.startswith("fast ") for name, _, _ in selfcheck.cases(path="fast"))
+
+
+def test_nan_and_empty_checks_never_pass():
+    assert selfcheck.worst_error({"x": 1e-9, "y": float("nan")}) != selfcheck.worst_error({"x": 1e-9})
+    assert not selfcheck.worst_error({"x": float("nan"), "y": 1e-9}) <= 1.0
+    assert not selfcheck.worst_error({"x": 1e-9, "y": float("nan")}) <= 1.0
+    assert not selfcheck.worst_error({}) <= 1.0
 
 
 def test_broken_backward_is_caught():
@@ -91,10 +122,12 @@ def test_sampled_checks_compare_only_the_sample():
 
 def test_cli_table_and_exit_code(monkeypatch, capsys):
     from vitnp.__main__ import main
-    monkeypatch.setattr(selfcheck, "cases", lambda: [("good", 1e-7, lambda: {"x": 1e-9}),
-                                                      ("bad", 1e-7, lambda: {"x": 1e-3})])
+    monkeypatch.setattr(selfcheck, "cases", lambda path: [("good", 1e-7, lambda: {"x": 1e-9}),
+                                                          ("bad", 1e-7, lambda: {"x": 1e-3})])
     assert main(["gradcheck"]) == 1
     out = capsys.readouterr().out
     assert "good" in out and "NO" in out and "FAILED" in out
-    monkeypatch.setattr(selfcheck, "cases", lambda: [("good", 1e-7, lambda: {"x": 1e-9})])
+    monkeypatch.setattr(selfcheck, "cases", lambda path: [("nan", 1e-7, lambda: {"x": 1e-9, "y": float("nan")})])
+    assert main(["gradcheck"]) == 1
+    monkeypatch.setattr(selfcheck, "cases", lambda path: [("good", 1e-7, lambda: {"x": 1e-9})])
     assert main(["gradcheck"]) == 0

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import vitnp
-from vitnp import ViTConfig, count_params, init_params, param_shapes, parallel, vit_backward, vit_forward
+from vitnp import ViTConfig, count_params, fast, init_params, param_shapes, vit_backward, vit_forward
+from vitnp.fast import parallel
 from vitnp.checkpoint import jax_shapes, load_npz, resize_pos_embedding, save_npz, save_original, to_jax
 from vitnp.gradcheck import rel_error
 from vitnp.selfcheck import check_model, hybrid_tiny_config
@@ -263,9 +264,9 @@ def test_sharded_path_equals_single_shard(two_threads):
     runs = {}
     for on in (False, True):
         two_threads(on)
-        logits, cache = vit_forward(params, x, cfg)
+        logits, cache = fast.vit_forward(params, x, cfg)
         assert ("shards" in cache) == on and (not on or len(cache["shards"]) == 4)
-        grads, dx = vit_backward(dlogits, cache, input_grad=True)
+        grads, dx = fast.vit_backward(dlogits, cache, input_grad=True)
         runs[on] = (logits, grads, dx, cache["attention"])
     (l1, g1, dx1, a1), (l2, g2, dx2, a2) = runs[False], runs[True]
     errors = {"logits": rel_error(l1, l2), "dx": rel_error(dx1, dx2),

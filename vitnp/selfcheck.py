@@ -1,32 +1,45 @@
 """The gradient-check suite: every forward/backward pair, the encoder block and the whole model,
-each compared with centred differences in float64 on small random inputs.
+each compared with centred differences in float64 on small random inputs — for the reference
+(:mod:`vitnp.ops`, :mod:`vitnp.model`) and for the fast twins (:mod:`vitnp.fast`).
 
-``python -m vitnp gradcheck`` runs :func:`cases` and prints a table; the tests run the same cases.
+``python -m vitnp gradcheck`` runs :func:`cases` of both paths and prints a table; the tests run the same
+cases.  A check passes only if it compared something and every error is a number within the tolerance:
+NaN never passes.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
+from . import fast, model
 from .config import ViTConfig
+from .fast import attention as fast_attention, block as fast_block, gelu as fast_gelu
+from .fast import layernorm as fast_layernorm, linear as fast_linear, softmax as fast_softmax
 from .gradcheck import check_gradients, check_pair
-from .model import init_params, vit_backward, vit_forward
-from .ops.attention import attention_backward, attention_forward, causal_mask, msa_backward, msa_forward
+from .model import init_params
+from .ops import attention, block, gelu, layernorm, linear, softmax
+from .ops.attention import causal_mask
+from .ops.block import BLOCK_KEYS
 from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
-from .ops.block import (BLOCK_KEYS, encoder_backward, encoder_block_backward, encoder_block_forward,
-                        encoder_forward)
 from .ops.dropout import dropout_backward, dropout_forward
-from .ops.gelu import gelu_backward, gelu_forward
-from .ops.layernorm import layernorm_backward, layernorm_forward
-from .ops.linear import linear_backward, linear_forward
 from .ops.loss import softmax_cross_entropy
 from .ops.mlp import mlp_backward, mlp_forward
 from .ops.patches import patchify_backward, patchify_forward
 from .ops.posemb import pos_embed_backward, pos_embed_forward
-from .ops.softmax import softmax_backward, softmax_forward
 from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
+
+PATHS = ("reference", "fast")
+# The modules that have a fast twin, by path: the cases below are written once and run on both.
+_TWINS = {
+    "reference": SimpleNamespace(attention=attention, block=block, gelu=gelu, layernorm=layernorm, linear=linear,
+                                 softmax=softmax, model=model),
+    "fast": SimpleNamespace(attention=fast_attention, block=fast_block, gelu=fast_gelu, layernorm=fast_layernorm,
+                            linear=fast_linear, softmax=fast_softmax, model=fast),
+}
 
 OP_TOL = 1e-7       # single ops
 MODEL_TOL = 1e-6    # the encoder block, the encoder and the whole model
@@ -47,8 +60,8 @@ def _block_arrays(rng, D, M):
     return p
 
 
-def _check_block(stack, mask=None, dropout=0.0, gelu="exact", seed=0):
-    """Encoder block (or a two-block encoder when ``stack``) on every input and parameter."""
+def _check_block(ns, stack, mask=None, dropout=0.0, gelu="exact", seed=0):
+    """Encoder block (or a two-block encoder when ``stack``) of ``ns.block`` on every input and parameter."""
     rng = np.random.default_rng(seed)
     B, T, D, M, heads = 2, 4, 6, 10, 2
     z = rng.standard_normal((B, T, D))
@@ -59,14 +72,14 @@ def _check_block(stack, mask=None, dropout=0.0, gelu="exact", seed=0):
     def run():
         kw["rng"] = np.random.default_rng(seed + 1)
         if stack:
-            return encoder_forward(z, blocks, heads, **kw)
-        return encoder_block_forward(z, blocks[0], heads, **kw)
+            return ns.block.encoder_forward(z, blocks, heads, **kw)
+        return ns.block.encoder_block_forward(z, blocks[0], heads, **kw)
 
     out, _, cache = run()
     if stack:
-        dz, grads = encoder_backward(g, cache)
+        dz, grads = ns.block.encoder_backward(g, cache)
     else:
-        dz, grad0 = encoder_block_backward(g, cache)
+        dz, grad0 = ns.block.encoder_block_backward(g, cache)
         grads = [grad0]
     arrays = {"z": z}
     analytic = {"z": dz}
@@ -93,9 +106,11 @@ def hybrid_tiny_config(**overrides) -> ViTConfig:
     return tiny_config(**fields)
 
 
-def check_model(cfg: ViTConfig, *, train=False, attn_mask=None, seed=0, max_checks=None, check_input=False):
+def check_model(cfg: ViTConfig, *, train=False, attn_mask=None, seed=0, max_checks=None, check_input=False,
+                path="reference"):
     """The whole model's gradient of every parameter (and of the images x, with ``check_input``), with
-    random (non-zero) parameters."""
+    random (non-zero) parameters; ``path`` 'reference' (:mod:`vitnp.model`) or 'fast' (:mod:`vitnp.fast`)."""
+    vit_forward, vit_backward = _TWINS[path].model.vit_forward, _TWINS[path].model.vit_backward
     rng = np.random.default_rng(seed)
     params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_params(cfg, seed).items()}
     x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
@@ -123,8 +138,15 @@ def _check_cross_entropy(smoothing, seed=0):
                            {"logits": logits}, {"logits": dlogits})
 
 
-def cases(seed=0):
-    """(name, tolerance, thunk) for every check; the thunk returns {input name: max relative error}."""
+def cases(seed=0, path="reference"):
+    """(name, tolerance, thunk) for every check of one path; the thunk returns {input name: max relative error}.
+
+    path : 'reference' — every pair of :mod:`vitnp.ops`, the blocks and the model variants;
+           'fast' — the ops with a fast twin, the fast block and the fast model (names start with "fast ").
+    """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    ns = _TWINS[path]
     rng = np.random.default_rng(seed)
     r = lambda *shape: rng.standard_normal(shape)
     q, k, v = r(2, 2, 5, 3), r(2, 2, 5, 3), r(2, 2, 5, 3)
@@ -132,26 +154,34 @@ def cases(seed=0):
     msa_in = dict(z=r(2, 5, 6), U_qkv=r(6, 18), U_qkv_bias=r(18), U_msa=r(6, 6), U_msa_bias=r(6))
     mlp_in = dict(x=r(2, 3, 4), W1=r(4, 7), b1=r(7), W2=r(7, 4), b2=r(4))
     ln_in = dict(x=r(2, 3, 6) * 2.0 + 1.0, gamma=r(6), beta=r(6))
-    ops = [
+    att, sm = ns.attention, ns.softmax
+    twins = [
+        ("linear", lambda: check_pair(ns.linear.linear_forward, ns.linear.linear_backward,
+                                      dict(x=r(2, 3, 5), W=r(5, 4), b=r(4)))),
+        ("layernorm", lambda: check_pair(ns.layernorm.layernorm_forward, ns.layernorm.layernorm_backward, ln_in,
+                                         kwargs={"eps": 1e-6})),
+        ("softmax last axis", lambda: check_pair(sm.softmax_forward, sm.softmax_backward, {"x": r(2, 3, 5) * 3})),
+        ("softmax axis 0", lambda: check_pair(sm.softmax_forward, sm.softmax_backward, {"x": r(4, 3)},
+                                              kwargs={"axis": 0})),
+        ("attention", lambda: check_pair(att.attention_forward, att.attention_backward, qkv)),
+        ("attention causal mask", lambda: check_pair(att.attention_forward, att.attention_backward, qkv,
+                                                     kwargs={"mask": causal_mask(5)})),
+        ("attention dropout", lambda: check_pair(att.attention_forward, att.attention_backward, qkv,
+                                                 kwargs={"dropout": 0.3, "rng": _seeded(1), "train": True})),
+        ("msa", lambda: check_pair(att.msa_forward, att.msa_backward, msa_in, kwargs={"heads": 2})),
+        ("msa 3 heads, causal mask", lambda: check_pair(att.msa_forward, att.msa_backward, msa_in,
+                                                        kwargs={"heads": 3, "mask": causal_mask(5)})),
+        ("gelu exact", lambda: check_pair(ns.gelu.gelu_forward, ns.gelu.gelu_backward, {"x": r(4, 6) * 2},
+                                          kwargs={"approximate": "exact"})),
+        ("gelu tanh", lambda: check_pair(ns.gelu.gelu_forward, ns.gelu.gelu_backward, {"x": r(4, 6) * 2},
+                                         kwargs={"approximate": "tanh"})),
+    ]
+    others = [
         ("patchify", lambda: check_pair(patchify_forward, patchify_backward, {"x": r(2, 6, 4, 3)}, kwargs={"P": 2})),
-        ("linear", lambda: check_pair(linear_forward, linear_backward, dict(x=r(2, 3, 5), W=r(5, 4), b=r(4)))),
         ("class_token", lambda: check_pair(class_token_forward, class_token_backward, dict(x=r(2, 3, 4), x_class=r(4)))),
         ("readout token", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "token"})),
         ("readout gap", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "gap"})),
         ("pos_embed", lambda: check_pair(pos_embed_forward, pos_embed_backward, dict(z=r(2, 4, 5), E_pos=r(4, 5)))),
-        ("layernorm", lambda: check_pair(layernorm_forward, layernorm_backward, ln_in, kwargs={"eps": 1e-6})),
-        ("softmax last axis", lambda: check_pair(softmax_forward, softmax_backward, {"x": r(2, 3, 5) * 3})),
-        ("softmax axis 0", lambda: check_pair(softmax_forward, softmax_backward, {"x": r(4, 3)}, kwargs={"axis": 0})),
-        ("attention", lambda: check_pair(attention_forward, attention_backward, qkv)),
-        ("attention causal mask", lambda: check_pair(attention_forward, attention_backward, qkv,
-                                                     kwargs={"mask": causal_mask(5)})),
-        ("attention dropout", lambda: check_pair(attention_forward, attention_backward, qkv,
-                                                 kwargs={"dropout": 0.3, "rng": _seeded(1), "train": True})),
-        ("msa", lambda: check_pair(msa_forward, msa_backward, msa_in, kwargs={"heads": 2})),
-        ("msa 3 heads, causal mask", lambda: check_pair(msa_forward, msa_backward, msa_in,
-                                                        kwargs={"heads": 3, "mask": causal_mask(5)})),
-        ("gelu exact", lambda: check_pair(gelu_forward, gelu_backward, {"x": r(4, 6) * 2}, kwargs={"approximate": "exact"})),
-        ("gelu tanh", lambda: check_pair(gelu_forward, gelu_backward, {"x": r(4, 6) * 2}, kwargs={"approximate": "tanh"})),
         ("dropout", lambda: check_pair(dropout_forward, dropout_backward, {"x": r(3, 8)},
                                        kwargs={"p": 0.4, "rng": _seeded(2), "train": True})),
         ("mlp exact", lambda: check_pair(mlp_forward, mlp_backward, mlp_in, kwargs={"gelu": "exact"})),
@@ -171,39 +201,52 @@ def cases(seed=0):
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),
         ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
     ]
-    out = [(name, OP_TOL, fn) for name, fn in ops]
+    out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else [])]
     out += [
-        ("encoder block", MODEL_TOL, lambda: _check_block(False)),
-        ("encoder block, causal mask, tanh", MODEL_TOL, lambda: _check_block(False, causal_mask(4), gelu="tanh")),
-        ("encoder block, dropout", MODEL_TOL, lambda: _check_block(False, dropout=0.2)),
-        ("encoder, 2 blocks", MODEL_TOL, lambda: _check_block(True)),
+        ("encoder block", MODEL_TOL, lambda: _check_block(ns, False)),
+        ("encoder block, causal mask, tanh", MODEL_TOL, lambda: _check_block(ns, False, causal_mask(4), gelu="tanh")),
+        ("encoder block, dropout", MODEL_TOL, lambda: _check_block(ns, False, dropout=0.2)),
+        ("encoder, 2 blocks", MODEL_TOL, lambda: _check_block(ns, True)),
     ]
-    for classifier, gelu, pos in itertools.product(("token", "gap"), ("exact", "tanh"), ("learned", "sincos", "none")):
-        cfg = tiny_config(classifier=classifier, gelu=gelu, pos_embedding=pos)
-        out.append((f"model {classifier}/{gelu}/{pos}", MODEL_TOL, lambda cfg=cfg: check_model(cfg)))
+    variants = itertools.product(("token", "gap"), ("exact", "tanh"), ("learned", "sincos", "none"))
+    if path == "fast":                                         # the fast model shares Eq 1 and Eq 4 with the
+        variants = [("token", "exact", "learned"), ("gap", "tanh", "sincos")]   # reference: two variants suffice
+    for classifier, gelu_form, pos in variants:
+        cfg = tiny_config(classifier=classifier, gelu=gelu_form, pos_embedding=pos)
+        out.append((f"model {classifier}/{gelu_form}/{pos}", MODEL_TOL, lambda cfg=cfg: check_model(cfg, path=path)))
     out.append(("model, dropout 0.1 (fixed seed)", MODEL_TOL,
-                lambda: check_model(tiny_config(dropout=0.1, attention_dropout=0.1), train=True)))
+                lambda: check_model(tiny_config(dropout=0.1, attention_dropout=0.1), train=True, path=path)))
     out.append(("model, causal mask", MODEL_TOL,
-                lambda: check_model(tiny_config(), attn_mask=causal_mask(7))))
+                lambda: check_model(tiny_config(), attn_mask=causal_mask(7), path=path)))
     out.append(("hybrid: 1 stage, pool 2, P=2, with x", MODEL_TOL,          # §3.1 hybrid, stem and input too
-                lambda: check_model(hybrid_tiny_config(), check_input=True)))
-    out.append(("hybrid: 2 stages, pool 2, P=1 (paper)", MODEL_TOL,          # 9×8×1 image -> 2×2×4 map, 4 tokens
-                lambda: check_model(hybrid_tiny_config(image_size=(9, 8), in_channels=1, stem_channels=(3, 4),
-                                                       patch_size=1))))
-    return out
+                lambda: check_model(hybrid_tiny_config(), check_input=True, path=path)))
+    if path == "reference":
+        out.append(("hybrid: 2 stages, pool 2, P=1 (paper)", MODEL_TOL,      # 9×8×1 image -> 2×2×4 map, 4 tokens
+                    lambda: check_model(hybrid_tiny_config(image_size=(9, 8), in_channels=1, stem_channels=(3, 4),
+                                                           patch_size=1))))
+    prefix = "fast " if path == "fast" else ""
+    return [(prefix + name, tol, fn) for name, tol, fn in out]
 
 
-def run(print_fn=print) -> bool:
-    """Run every case, print a table (check, max relative error, tolerance, ok); True if all pass."""
-    print_fn(f"{'check':<40} {'max rel err':>12} {'tolerance':>10} {'ok':>4} {'seconds':>8}")
+def worst_error(errors: dict) -> float:
+    """The largest error of a check; NaN if any error is NaN or if the check compared nothing (so that a
+    NaN gradient or an empty check can never pass ``worst <= tolerance``)."""
+    values = [float(e) for e in errors.values()]
+    if not values or any(math.isnan(e) for e in values):
+        return math.nan
+    return max(values)
+
+
+def run(print_fn=print, paths=PATHS) -> bool:
+    """Run every case of ``paths``, print a table (check, max relative error, tolerance, ok); True if all pass."""
+    print_fn(f"{'check':<44} {'max rel err':>12} {'tolerance':>10} {'ok':>4} {'seconds':>8}")
     all_ok = True
     start = time.perf_counter()
-    for name, tol, fn in cases():
+    for name, tol, fn in (case for path in paths for case in cases(path=path)):
         t0 = time.perf_counter()
-        errs = fn()
-        worst = max(errs.values())
+        worst = worst_error(fn())
         ok = bool(worst <= tol)
         all_ok &= ok
-        print_fn(f"{name:<40} {worst:>12.2e} {tol:>10.0e} {'yes' if ok else 'NO':>4} {time.perf_counter() - t0:>8.2f}")
+        print_fn(f"{name:<44} {worst:>12.2e} {tol:>10.0e} {'yes' if ok else 'NO':>4} {time.perf_counter() - t0:>8.2f}")
     print_fn(f"{'all passed' if all_ok else 'FAILED'} in {time.perf_counter() - start:.1f} s")
     return all_ok
