@@ -414,6 +414,26 @@ def test_bench_runs_vitnp_only_and_writes_json(tmp_path, monkeypatch, capsys):
     assert "pytorch" not in data["results"][0]["sides"]
 
 
+def test_bench_reference_side_and_ops_table(tmp_path, monkeypatch, capsys):
+    """``--reference`` adds the clear model as a third side with its ratio; ``--ops`` prints the per-op table."""
+    from vitnp import bench, bench_ops
+    monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
+    out_json = tmp_path / "bench.json"
+    assert bench.main(["--config", "small", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--no-torch",
+                       "--no-gradcheck", "--reference", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "vitnp-reference" in out and "fast path / reference path: training" in out
+    result = json.loads(out_json.read_text())["results"][0]
+    assert set(result["sides"]) == {"vitnp", "vitnp-reference"} and result["fast_over_reference_train"] > 0
+    monkeypatch.setattr(bench_ops, "B", 2)
+    assert bench.main(["--ops", "--rounds", "1", "--steps", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out_json.read_text())["ops"]
+    assert [r["op"].split(" (")[0] for r in rows] == ["linear", "layernorm", "softmax", "gelu exact", "gelu tanh",
+                                                      "attention", "msa", "encoder block"]
+    assert all(r["ratio"] > 0 for r in rows) and "gain = reference time / fast time" in out
+
+
 def test_bench_rejects_bad_numbers(capsys):
     from vitnp import bench
     assert bench.main(["--batch-size", "0", "--no-torch", "--no-gradcheck"]) == 2

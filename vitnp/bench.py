@@ -96,10 +96,13 @@ def _rss_now() -> int:
 def _worker(args) -> int:
     """Answer the torch worker's protocol (train / infer / rss / quit, one JSON object a line) for vitnp."""
     from . import ViTConfig, init_params
-    from .fast import parallel, vit_backward, vit_forward
+    from .fast import parallel
+    from .models import model_spec
     from .ops.loss import softmax_cross_entropy
     from .optim import AdamW
     parallel.configure(threads=args.threads)
+    spec = model_spec("vit", reference=args.path == "reference")
+    vit_forward, vit_backward = spec.forward, spec.backward
     cfg = ViTConfig(**json.loads(args.config))
     rng = np.random.default_rng(args.seed)
     params = init_params(cfg, args.seed)
@@ -186,7 +189,9 @@ def _start_workers(cfg, args, threads, log):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))        # torch reads it at import; set_num_threads too
     common = ["--config", json.dumps(cfg.to_dict()), "--batch-size", str(args.batch_size),
               "--threads", str(threads), "--seed", "0"]
-    vit = _Process([sys.executable, "-m", "vitnp.bench", "worker"] + common, env=env)
+    vit = _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "fast"] + common, env=env)
+    ref = (_Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "reference"] + common, env=env)
+           if args.reference else None)
     torch_proc, why = None, ""
     worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
     if args.no_torch:
@@ -203,7 +208,7 @@ def _start_workers(cfg, args, threads, log):
             why = str(e)
     if torch_proc is None:
         log(f"  PyTorch not available ({why}): vitnp only")
-    return vit, torch_proc, why
+    return vit, ref, torch_proc, why
 
 
 def _alternate(workers, cmd, rounds, steps, warmup):
@@ -224,8 +229,10 @@ def bench_config(name, args, threads, peak, log) -> dict:
     steps = args.steps or DEFAULT_STEPS[name]
     log(f"[{name}] {cfg.num_tokens} tokens, D={cfg.dim}, depth {cfg.depth}, heads {cfg.heads}, MLP {cfg.mlp_dim}; "
         f"{args.rounds} rounds × {steps} steps per side")
-    vit, torch_proc, why = _start_workers(cfg, args, threads, log)
+    vit, ref, torch_proc, why = _start_workers(cfg, args, threads, log)
     workers = {"vitnp": vit}
+    if ref is not None:
+        workers["vitnp-reference"] = ref
     if torch_proc is not None:
         workers["pytorch"] = torch_proc
     try:
@@ -253,6 +260,10 @@ def bench_config(name, args, threads, peak, log) -> dict:
         v, t = out["sides"]["vitnp"], out["sides"]["pytorch"]
         out["train_ratio"] = t["train_step_s"] / v["train_step_s"]
         out["infer_ratio"] = t["infer_step_s"] / v["infer_step_s"]
+    if "vitnp-reference" in out["sides"]:
+        v, r = out["sides"]["vitnp"], out["sides"]["vitnp-reference"]
+        out["fast_over_reference_train"] = r["train_step_s"] / v["train_step_s"]
+        out["fast_over_reference_infer"] = r["infer_step_s"] / v["infer_step_s"]
     return out
 
 
@@ -282,19 +293,23 @@ def _machine(threads) -> dict:
 
 def format_table(results, peak) -> str:
     """The results as a fixed-width text table."""
-    head = (f"{'config':<8} {'side':<8} {'train img/s':>11} {'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} "
+    head = (f"{'config':<8} {'side':<16} {'train img/s':>11} {'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} "
             f"{'infer img/s':>11} {'ratio':>6} {'peak RSS':>9}")
     lines = [head, "-" * len(head)]
     for r in results:
         for side, s in r["sides"].items():
             ratio = r.get("train_ratio") if side == "vitnp" else None
             iratio = r.get("infer_ratio") if side == "vitnp" else None
-            lines.append(f"{r['config']:<8} {side:<8} {s['train_img_s']:>11.1f} "
+            lines.append(f"{r['config']:<8} {side:<16} {s['train_img_s']:>11.1f} "
                          f"{(f'{ratio:.2f}' if ratio else ''):>6} {s['train_gflops']:>8.1f} "
                          f"{s['train_pct_peak']:>6.1f}% {s['infer_img_s']:>11.1f} "
                          f"{(f'{iratio:.2f}' if iratio else ''):>6} {s['max_rss_bytes'] / 2**20:>6.0f} MiB")
-    lines.append(f"ratio = vitnp / PyTorch throughput (same threads, alternating rounds, medians); "
+    lines.append(f"ratio = vitnp (the fast path) / PyTorch throughput (same threads, alternating rounds, medians); "
                  f"peak = {peak:.1f} GFLOP/s (NumPy float32 matmul, this run)")
+    for r in results:
+        if "fast_over_reference_train" in r:
+            lines.append(f"{r['config']}: fast path / reference path: training {r['fast_over_reference_train']:.2f}×, "
+                         f"inference {r['fast_over_reference_infer']:.2f}×")
     return "\n".join(lines)
 
 
@@ -313,6 +328,9 @@ def run(args) -> int:
     threads = parallel.num_threads()
     log = print if not args.quiet else (lambda *a, **k: None)
     machine = _machine(threads)
+    if args.ops:
+        from .bench_ops import run_ops
+        return run_ops(args, machine, log)
     log(f"machine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}; "
         f"threads {threads}; NumPy {machine['numpy']}")
     peak = matmul_peak(threads)
@@ -349,12 +367,17 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="timed steps per round and side (default: small 10, base28 3)")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for both sides (default: vitnp.parallel.num_threads(): the BLAS thread count, one per core unless OPENBLAS_NUM_THREADS says otherwise)")
+                   help="threads for both sides (default: vitnp.fast.parallel.num_threads(): the BLAS thread count, one "
+                        "per core unless OPENBLAS_NUM_THREADS says otherwise)")
     p.add_argument("--no-torch", action="store_true", help="measure vitnp only")
     p.add_argument("--torch-worker", default=None, help=f"path of the PyTorch worker (default {TORCH_WORKER})")
     p.add_argument("--torch-attention", choices=("explicit", "sdpa"), default="explicit",
                    help="PyTorch attention: explicit softmax(q kᵀ/√D_h) v with the weights materialised, as vitnp "
                         "(default), or F.scaled_dot_product_attention")
+    p.add_argument("--reference", action="store_true",
+                   help="also time the clear reference model (vitnp.model) as a third side, in the same rounds")
+    p.add_argument("--ops", action="store_true",
+                   help="instead: time each fast op against its reference twin (forward + backward, base28 shapes)")
     p.add_argument("--no-gradcheck", action="store_true", help="do not time the gradient-check suite")
     p.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
     p.add_argument("--quiet", action="store_true", help="print only the table")
@@ -368,6 +391,7 @@ def main(argv=None) -> int:
         p.add_argument("--batch-size", type=int, default=128)
         p.add_argument("--threads", type=int, required=True)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--path", choices=("fast", "reference"), default="fast")
         return _worker(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(prog="python -m vitnp.bench", description=__doc__.splitlines()[0])
     add_arguments(p)

@@ -107,7 +107,7 @@ def gelu_forward(x, approximate="exact"):
     if approximate == "exact":
         out = x * (0.5 * erfc(-x * _SQRT1_2))                       # x Φ(x)
     else:
-        u = _SQRT_2_PI * (x + _C * x ** 3)                           # u = √(2/π)(x + 0.044715 x³)
+        u = _SQRT_2_PI * (x + _C * x * x * x)                        # u = √(2/π)(x + 0.044715 x³)
         out = 0.5 * x * (1.0 + np.tanh(u))                           # ½ x (1 + tanh u)
     return out.astype(dtype, copy=False), (x, approximate)
 
@@ -124,7 +124,7 @@ def gelu_backward(dout, cache):
             phi_pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI           # φ(x) = exp(−x²/2)/√(2π)
         dydx = phi_cdf + x * phi_pdf                                 # out = x Φ(x):  Φ(x) + x φ(x)
     else:
-        T = np.tanh(_SQRT_2_PI * (x + _C * x ** 3))                  # tanh u, as in the forward
+        T = np.tanh(_SQRT_2_PI * (x + _C * x * x * x))               # tanh u, as in the forward
         du_dx = _SQRT_2_PI * (1.0 + 3.0 * _C * x ** 2)               # u = √(2/π)(x + 0.044715 x³)
         dydx = 0.5 * (1.0 + T) + 0.5 * x * (1.0 - T ** 2) * du_dx    # out = ½ x (1 + tanh u)
     return (dout * dydx).astype(dout.dtype, copy=False)

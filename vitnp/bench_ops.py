@@ -1,0 +1,98 @@
+"""``python -m vitnp bench --ops``: each fast op against its reference twin, forward + backward, in one run.
+
+What one run measures: for every op that has a fast twin (:mod:`vitnp.fast`), the median wall time of one
+forward and one backward call on the activations of the ``base28`` benchmark model (B = 128 images, T = 50
+tokens, D = 192, k = 3 heads, M = 768; float32), reference and fast alternating round by round, with BLAS
+at one thread (inside the fast model every op runs in a one-thread shard, so that is where its speed
+counts).  The ratio is reference time / fast time: the measured gain that each ``vitnp/fast`` module
+states.  The whole-model gain (shards in threads and malloc tuning included) is ``bench --reference``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from . import fast, ops
+from .fast import parallel
+from .ops.block import BLOCK_KEYS
+
+B, T, D, HEADS, M = 128, 50, 192, 3, 768
+
+
+def _cases(rng):
+    """(name, module, forward name, backward name, args, kwargs, number of outputs before the cache)."""
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    Dh = D // HEADS
+    block_shapes = {"ln1.gamma": (D,), "ln1.beta": (D,), "U_qkv": (D, 3 * D), "U_qkv_bias": (3 * D,),
+                    "U_msa": (D, D), "U_msa_bias": (D,), "ln2.gamma": (D,), "ln2.beta": (D,),
+                    "mlp.W1": (D, M), "mlp.b1": (M,), "mlp.W2": (M, D), "mlp.b2": (D,)}
+    block = {k: 0.1 * f(*block_shapes[k]) for k in BLOCK_KEYS}
+    return [
+        ("linear (B, T, D) -> (B, T, M)", "linear", "linear", (f(B, T, D), f(D, M), f(M)), {}, 1),
+        ("layernorm (B, T, D)", "layernorm", "layernorm", (f(B, T, D), f(D), f(D)), {}, 1),
+        ("softmax (B, k, T, T)", "softmax", "softmax", (f(B, HEADS, T, T),), {}, 1),
+        ("gelu exact (B, T, M)", "gelu", "gelu", (f(B, T, M),), {"approximate": "exact"}, 1),
+        ("gelu tanh (B, T, M)", "gelu", "gelu", (f(B, T, M),), {"approximate": "tanh"}, 1),
+        ("attention (B, k, T, D_h)", "attention", "attention", (f(B, HEADS, T, Dh), f(B, HEADS, T, Dh),
+                                                                 f(B, HEADS, T, Dh)), {}, 2),
+        ("msa (B, T, D)", "attention", "msa", (f(B, T, D), 0.1 * f(D, 3 * D), f(3 * D), 0.1 * f(D, D), f(D), HEADS),
+         {}, 2),
+        ("encoder block (B, T, D)", "block", "encoder_block", (f(B, T, D), block, HEADS), {}, 2),
+    ]
+
+
+def _time_pair(package, module, name, args, kwargs, n_out, dout):
+    m = getattr(package, module)
+    t0 = time.perf_counter()
+    result = getattr(m, f"{name}_forward")(*args, **kwargs)
+    t1 = time.perf_counter()
+    getattr(m, f"{name}_backward")(dout, result[n_out])
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def time_ops(rounds=7, steps=3, log=print) -> list:
+    """[{op, reference/fast forward and backward medians (s), ratio}] for every op with a fast twin."""
+    rng = np.random.default_rng(0)
+    rows = []
+    with parallel.blas_threads(1):
+        for what, module, name, args, kwargs, n_out in _cases(rng):
+            first = getattr(getattr(ops, module), f"{name}_forward")(*args, **kwargs)[0]
+            dout = rng.standard_normal(first.shape).astype(np.float32)
+            times = {"reference": [], "fast": []}
+            for package in (ops, fast):                                       # warm-up
+                _time_pair(package, module, name, args, kwargs, n_out, dout)
+            for _ in range(rounds):
+                for side, package in (("reference", ops), ("fast", fast)):
+                    times[side] += [_time_pair(package, module, name, args, kwargs, n_out, dout)
+                                    for _ in range(steps)]
+            row = {"op": what}
+            for side, ts in times.items():
+                row[f"{side}_forward_s"] = statistics.median(t[0] for t in ts)
+                row[f"{side}_backward_s"] = statistics.median(t[1] for t in ts)
+                row[f"{side}_total_s"] = statistics.median(t[0] + t[1] for t in ts)
+            row["ratio"] = row["reference_total_s"] / row["fast_total_s"]
+            rows.append(row)
+            log(f"  {what:<32} reference {1e3 * row['reference_total_s']:8.2f} ms   "
+                f"fast {1e3 * row['fast_total_s']:8.2f} ms   {row['ratio']:.2f}×")
+    return rows
+
+
+def run_ops(args, machine, log) -> int:
+    """The ``bench --ops`` command: print (and optionally write as JSON) the per-op table."""
+    from .bench import _write_json
+    log(f"[ops] base28 activations: B={B}, T={T}, D={D}, k={HEADS}, M={M}, float32; BLAS 1 thread; "
+        f"{args.rounds} rounds, reference and fast alternating")
+    rows = time_ops(rounds=args.rounds, steps=args.steps or 3, log=log)
+    head = f"{'op (forward + backward)':<32} {'reference ms':>12} {'fast ms':>9} {'gain':>6}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['op']:<32} {1e3 * r['reference_total_s']:>12.2f} {1e3 * r['fast_total_s']:>9.2f} "
+              f"{r['ratio']:>5.2f}×")
+    print(f"gain = reference time / fast time (medians); CPU: {machine['cpu']}")
+    if args.json:
+        _write_json(args.json, {"machine": machine, "ops": rows})
+    return 0
