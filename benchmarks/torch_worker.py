@@ -21,13 +21,12 @@ Usage (normally started by vitnp.bench):
 import argparse
 import json
 import math
-import resource
-import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vitnp.bench import serve            # the worker protocol, shared with vitnp's own worker
 
 
 class Attention(nn.Module):
@@ -121,28 +120,7 @@ def main():
         with torch.inference_mode():
             return model(x)
 
-    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}),
-          flush=True)
-    for line in sys.stdin:
-        msg = json.loads(line)
-        cmd = msg.get("cmd")
-        if cmd in ("train", "infer"):
-            fn = train_step if cmd == "train" else infer_step
-            times, loss = [], None
-            for _ in range(int(msg.get("steps", 1))):
-                t0 = time.perf_counter()
-                out = fn()
-                times.append(time.perf_counter() - t0)
-                loss = out if cmd == "train" else None
-            reply = {"times": times, "loss": loss}
-        elif cmd == "rss":
-            reply = {"max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-        elif cmd == "quit":
-            break
-        else:
-            reply = {"error": f"unknown command {cmd!r}"}
-        print(json.dumps(reply), flush=True)
-
+    serve(train_step, infer_step, {"torch": torch.__version__, "threads": torch.get_num_threads()})
 
 if __name__ == "__main__":
     main()

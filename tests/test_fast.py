@@ -372,11 +372,17 @@ def test_shard_slices_cover_the_batch():
                            shards_per_thread=before["shards_per_thread"])
 
 
-def test_blas_threads_are_restored():
+@pytest.fixture
+def blas_count():
+    """OpenBLAS's get_num_threads (the tests below skip where NumPy's BLAS is not OpenBLAS)."""
     fns = parallel._blas_functions()
     if fns is None:
         pytest.skip("OpenBLAS not found in this NumPy")
-    get, _ = fns
+    return fns[0]
+
+
+def test_blas_threads_are_restored(blas_count):
+    get = blas_count
     before = get()
     with parallel.blas_threads(1):
         assert get() == 1
@@ -487,11 +493,8 @@ def test_torch_worker_is_the_same_model():
     assert rel_error(ours, theirs) <= tol and rel_error(ours, theirs_sdpa) <= tol
 
 
-def test_overlapping_blas_blocks_restore_the_first_count():
-    fns = parallel._blas_functions()
-    if fns is None:
-        pytest.skip("OpenBLAS not found in this NumPy")
-    get, set_ = fns
+def test_overlapping_blas_blocks_restore_the_first_count(blas_count):
+    get = blas_count
     before = get()
     outer = parallel.blas_threads(1)
     inner = parallel.blas_threads(1)

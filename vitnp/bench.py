@@ -120,8 +120,15 @@ def _worker(args) -> int:
     def infer_step():
         return vit_forward(params, x, cfg)[0]
 
-    print(json.dumps({"ready": True, "threads": parallel.num_threads(), "settings": parallel.configure()}),
-          flush=True)
+    return serve(train_step, infer_step, {"threads": parallel.num_threads(), "settings": parallel.configure(),
+                                           "path": args.path}, base_rss=base_rss)
+
+
+def serve(train_step, infer_step, hello: dict, base_rss=None) -> int:
+    """The worker protocol, one JSON object a line on stdin/stdout: says ``{"ready": true, **hello}``, then answers
+    ``train``/``infer`` (``steps`` timed calls: their times and the last loss), ``rss`` (max and base resident
+    set size) and ``quit``.  The vitnp worker and ``benchmarks/torch_worker.py`` both run it."""
+    print(json.dumps({"ready": True, **hello}), flush=True)
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.get("cmd")

@@ -56,19 +56,17 @@ def encoder_block_backward(dout, cache):
 
 
 def encoder_forward(z, blocks, heads, **kwargs):
-    """z_L from z₀ through the L blocks; returns z_L, the L attention maps and the caches."""
-    maps, caches = [], []
+    """z_L from z₀ through the L blocks; returns z_L, the L attention maps and the L caches."""
+    steps = []
     for p in blocks:
         z, A, c = encoder_block_forward(z, p, heads, **kwargs)
-        maps.append(A)
-        caches.append(c)
-    return z, maps, caches
+        steps.append((A, c))
+    return z, [A for A, _ in steps], [c for _, c in steps]
 
 
 def encoder_backward(dout, caches):
-    """Returns dz₀ and the list of the L blocks' gradient dicts."""
-    grads = []
-    for c in reversed(caches):
-        dout, g = encoder_block_backward(dout, c)
-        grads.append(g)
-    return dout, grads[::-1]
+    """Returns dz₀ and the list of the L blocks' gradient dicts, in block order."""
+    grads = [None] * len(caches)
+    for l in range(len(caches) - 1, -1, -1):
+        dout, grads[l] = encoder_block_backward(dout, caches[l])
+    return dout, grads
