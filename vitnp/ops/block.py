@@ -45,13 +45,13 @@ def encoder_block_backward(dout, cache):
     """Returns dz (B, T, D) and a dict of the block's gradients, keys :data:`BLOCK_KEYS`."""
     c_ln1, c_msa, c_drop, c_ln2, c_mlp = cache
     g = {}
-    dm, g["mlp.W1"], g["mlp.b1"], g["mlp.W2"], g["mlp.b2"] = mlp_backward(dout, c_mlp)
-    dm, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dm, c_ln2)
-    dz1 = dout + dm                                  # Eq 3's residual: both paths reach z′
-    da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(
-        dropout_backward(dz1, c_drop), c_msa)
-    da, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(da, c_ln1)
-    return dz1 + da, {k: g[k] for k in BLOCK_KEYS}   # Eq 2's residual
+    dm, g["mlp.W1"], g["mlp.b1"], g["mlp.W2"], g["mlp.b2"] = mlp_backward(dout, c_mlp)   # m = MLP(m)
+    dm, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dm, c_ln2)                     # m = LN(z1)
+    dz1 = dout + dm                                  # return m + z1: both paths reach z′ (Eq 3's residual)
+    da = dropout_backward(dz1, c_drop)               # z1 = dropout(a) + z
+    da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(da, c_msa)   # a = MSA(a)
+    da, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(da, c_ln1)                     # a = LN(z)
+    return dz1 + da, {k: g[k] for k in BLOCK_KEYS}   # z1 = a + z: both paths reach z (Eq 2's residual)
 
 
 def encoder_forward(z, blocks, heads, **kwargs):

@@ -22,7 +22,9 @@ def mlp_forward(x, W1, b1, W2, b2, gelu="exact", dropout=0.0, rng=None, train=Fa
 def mlp_backward(dout, cache):
     """Returns dx (..., D), dW1 (D, M), db1 (M,), dW2 (M, D), db2 (D,)."""
     c1, c_act, c_d1, c2, c_d2 = cache
-    dh, dW2, db2 = linear_backward(dropout_backward(dout, c_d2), c2)
-    dh = gelu_backward(dropout_backward(dh, c_d1), c_act)
-    dx, dW1, db1 = linear_backward(dh, c1)
+    dout = dropout_backward(dout, c_d2)               # out = dropout(out)
+    dh, dW2, db2 = linear_backward(dout, c2)          # out = h W2 + b2
+    dh = dropout_backward(dh, c_d1)                   # h = dropout(h)
+    dh = gelu_backward(dh, c_act)                     # h = GELU(h)
+    dx, dW1, db1 = linear_backward(dh, c1)            # h = x W1 + b1
     return dx, dW1, db1, dW2, db2
