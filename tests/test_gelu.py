@@ -1,5 +1,6 @@
-"""Tests of vitnp.ops.gelu (the reference; its fast twin is proven equal in tests/test_fast.py): erf against math.erf, GELU gradients by centred differences, and (when
-torch is installed) both GELU forms against torch.nn.functional.gelu."""
+"""Tests of vitnp.ops.gelu (the reference; its fast twin is proven equal in tests/test_fast.py): erf against
+math.erf, GELU gradients by centred differences, and (when torch is installed) both GELU forms against
+torch.nn.functional.gelu."""
 import math
 
 import numpy as np

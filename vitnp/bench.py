@@ -374,8 +374,8 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="timed steps per round and side (default: small 10, base28 3)")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for both sides (default: vitnp.fast.parallel.num_threads(): the BLAS thread count, one "
-                        "per core unless OPENBLAS_NUM_THREADS says otherwise)")
+                   help="threads for both sides (default: vitnp.fast.parallel.num_threads(): the BLAS thread count, "
+                        "one per core unless OPENBLAS_NUM_THREADS says otherwise)")
     p.add_argument("--no-torch", action="store_true", help="measure vitnp only")
     p.add_argument("--torch-worker", default=None, help=f"path of the PyTorch worker (default {TORCH_WORKER})")
     p.add_argument("--torch-attention", choices=("explicit", "sdpa"), default="explicit",

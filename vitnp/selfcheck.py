@@ -177,10 +177,14 @@ def cases(seed=0, path="reference"):
                                          kwargs={"approximate": "tanh"})),
     ]
     others = [
-        ("patchify", lambda: check_pair(patchify_forward, patchify_backward, {"x": r(2, 6, 4, 3)}, kwargs={"P": 2})),
-        ("class_token", lambda: check_pair(class_token_forward, class_token_backward, dict(x=r(2, 3, 4), x_class=r(4)))),
-        ("readout token", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "token"})),
-        ("readout gap", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)}, kwargs={"mode": "gap"})),
+        ("patchify", lambda: check_pair(patchify_forward, patchify_backward, {"x": r(2, 6, 4, 3)},
+                                        kwargs={"P": 2})),
+        ("class_token", lambda: check_pair(class_token_forward, class_token_backward,
+                                           dict(x=r(2, 3, 4), x_class=r(4)))),
+        ("readout token", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)},
+                                             kwargs={"mode": "token"})),
+        ("readout gap", lambda: check_pair(readout_forward, readout_backward, {"z": r(2, 4, 5)},
+                                           kwargs={"mode": "gap"})),
         ("pos_embed", lambda: check_pair(pos_embed_forward, pos_embed_backward, dict(z=r(2, 4, 5), E_pos=r(4, 5)))),
         ("dropout", lambda: check_pair(dropout_forward, dropout_backward, {"x": r(3, 8)},
                                        kwargs={"p": 0.4, "rng": _seeded(2), "train": True})),

@@ -2,12 +2,12 @@
 
 NumPy runs each elementwise operation (GELU, LayerNorm, softmax, the residual adds …) on one core;
 only matrix products use several, through the BLAS library.  The ViT treats every image on its own
-except where the parameter gradients are summed over the batch, so :func:`vitnp.vit_forward` can cut a
-batch of B images into shards (two per thread by default), run the clear forward and backward of each
-shard on a pool of ``threads`` threads, concatenate the logits and add up the shards' gradients.  NumPy releases Python's global lock
-inside every ufunc and matmul, so the shards really run side by side.  While they run, the BLAS library
-is set to one thread (two shards each asking for two BLAS threads would put four busy threads on two
-cores); it is restored afterwards.  The result equals the unsharded computation up to float rounding
+except where the parameter gradients are summed over the batch, so :func:`vitnp.fast.vit_forward` can cut
+a batch of B images into shards (two per thread by default), run the forward and backward of each shard
+on a pool of ``threads`` threads, concatenate the logits and add up the shards' gradients.  NumPy
+releases Python's global lock inside every ufunc and matmul, so the shards really run side by side.
+While they run, the BLAS library is set to one thread (two shards each asking for two BLAS threads would
+put four busy threads on two cores); it is restored afterwards.  The result equals the unsharded computation up to float rounding
 (the order in which the batch's gradient terms are added), see ``tests/test_fast.py``.
 
 Sharding is used only when it is safe and worth it: the BLAS thread count can be controlled (OpenBLAS,
@@ -30,7 +30,8 @@ Settings (all optional)::
     VITNP_THREADS=1          no sharding (default: the BLAS library's thread count)
     VITNP_MALLOC_TUNING=0    leave malloc as it is (default: tuned on the first forward pass)
 
-or in code: ``vitnp.parallel.configure(threads=…, malloc_tuning=…)``.
+or in code: ``vitnp.fast.parallel.configure(threads=…, malloc_tuning=…)``.  The reference model
+(:func:`vitnp.vit_forward`) uses none of this.
 """
 from __future__ import annotations
 

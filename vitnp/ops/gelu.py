@@ -10,7 +10,8 @@ default is the tanh form; PyTorch's ``nn.GELU`` and timm default to the exact fo
 erfc is computed from |x| with one exp and one polynomial:
 
 .. math::  \\mathrm{erfc}(a) = e^{-a^2}\\, t\\, S(w), \\qquad t = \\frac{1}{1 + p a}, \\quad w = 1 - t,
-           \\qquad a \\ge 0, \\qquad \\mathrm{erfc}(-a) = 2 - \\mathrm{erfc}(a), \\quad \\mathrm{erf} = 1 - \\mathrm{erfc}
+           \\qquad a \\ge 0, \\qquad \\mathrm{erfc}(-a) = 2 - \\mathrm{erfc}(a),
+           \\qquad \\mathrm{erf} = 1 - \\mathrm{erfc}
 
 The substitution maps a ∈ [0, ∞) onto w ∈ [0, 1), where S(w) = e^{a²} erfc(a) / t is smooth, equals 1
 at a = 0 and tends to p/√π as a → ∞ (Numerical Recipes' ``erfcc`` uses the same idea with p = ½).
