@@ -3,6 +3,8 @@
 softmax(x)_j = exp(x_j − max x) / Σ_i exp(x_i − max x): subtracting the maximum changes nothing
 mathematically and keeps exp from overflowing.  Rows that are −inf everywhere (a token allowed to
 attend nowhere) give zeros instead of NaN.
+
+The fast twin is :mod:`vitnp.fast.softmax`: the same functions, proven equal, with its measured gain.
 """
 import numpy as np
 
