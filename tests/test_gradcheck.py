@@ -14,18 +14,23 @@ import pytest
 import vitnp.fast
 import vitnp.ops
 from vitnp import selfcheck
-from vitnp.gradcheck import check_gradients, check_pair, numerical_gradient, rel_error
+from vitnp.gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair, numerical_gradient, rel_error
 from vitnp.ops.layernorm import layernorm_forward
 
-OP_TOL = 1e-7
-MODEL_TOL = 1e-6
+
+
+def test_the_tolerances_are_the_stated_ones():
+    """One definition (vitnp.gradcheck), stated here: 1e-7 for an op, 1e-6 for blocks and models."""
+    assert (OP_TOL, MODEL_TOL) == (1e-7, 1e-6)
+
 
 CASES = selfcheck.cases() + selfcheck.cases(path="fast")
 
 
 @pytest.mark.parametrize("name,tol,fn", CASES, ids=[c[0] for c in CASES])
 def test_gradient(name, tol, fn):
-    limit = OP_TOL if tol == selfcheck.OP_TOL else MODEL_TOL
+    assert tol in (OP_TOL, MODEL_TOL)
+    limit = tol
     errors = fn()
     assert errors, "the check compared nothing"
     bad = {k: e for k, e in errors.items() if not e <= limit}

@@ -11,14 +11,13 @@ import json
 import numpy as np
 import pytest
 
-import vitnp
 from vitnp import ViTConfig, count_params, fast, init_params, param_shapes, vit_backward, vit_forward
 from vitnp.fast import parallel
 from vitnp.checkpoint import jax_shapes, load_npz, resize_pos_embedding, save_npz, save_original, to_jax
-from vitnp.gradcheck import rel_error
+from vitnp.gradcheck import MODEL_TOL, rel_error
 from vitnp.selfcheck import check_model, hybrid_tiny_config
 
-GRAD_TOL = 1e-6
+GRAD_TOL = MODEL_TOL                 # 1e-6, vitnp.gradcheck's
 SHARD_TOL = 1e-12
 
 # The fields a vitnp config had before the hybrid existed, as an old config.json / checkpoint holds them.

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rel_error", "numerical_gradient", "check_gradients", "check_pair"]
+__all__ = ["OP_TOL", "MODEL_TOL", "rel_error", "numerical_gradient", "check_gradients", "check_pair"]
+
+# The tolerances on that relative error, in float64, used by the tests, the gradcheck suite and the notebooks.
+OP_TOL = 1e-7       # a single op
+MODEL_TOL = 1e-6    # the encoder block, the encoder, the whole model (errors add up over more steps)
 
 
 def rel_error(analytic, numeric, eps=1e-12) -> float:

@@ -19,7 +19,7 @@ from . import fast, model
 from .config import ViTConfig
 from .fast import attention as fast_attention, block as fast_block, gelu as fast_gelu
 from .fast import layernorm as fast_layernorm, linear as fast_linear, softmax as fast_softmax
-from .gradcheck import check_gradients, check_pair
+from .gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair
 from .model import init_params
 from .ops import attention, block, gelu, layernorm, linear, softmax
 from .ops.attention import causal_mask
@@ -41,8 +41,6 @@ _TWINS = {
                             linear=fast_linear, softmax=fast_softmax, model=fast),
 }
 
-OP_TOL = 1e-7       # single ops
-MODEL_TOL = 1e-6    # the encoder block, the encoder and the whole model
 
 
 def _seeded(seed):
