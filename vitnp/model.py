@@ -50,6 +50,7 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
     cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
     """
     x, rng, attn_mask = check_inputs(params, x, cfg, train, rng, attn_mask)
+    ### BEGIN SOLUTION
     c = {"cfg": cfg}
     z, c["embed"] = embed_forward(params, x, cfg, train=train, rng=rng)              # Eq 1: z₀ (B, T, D)
     z, c["attention"], c["blocks"] = encoder_forward(                                 # Eq 2–3, ℓ = 1 … L
@@ -57,6 +58,7 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
         attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)
     logits, c["head"] = head_forward(params, z, cfg)                                  # Eq 4: (B, K)
     return logits, c
+    ### END SOLUTION
 
 
 def vit_backward(dlogits, cache, *, input_grad=False):
@@ -82,6 +84,7 @@ def embed_forward(params, x, cfg: ViTConfig, *, train=False, rng=None):
 
     x: (B, H, W, C)   ->   z₀: (B, T, D), cache
     """
+    ### BEGIN SOLUTION
     c = {"cfg": cfg}
     if cfg.is_hybrid:                                                     # §3.1 hybrid: patches of a CNN map
         x, c["stem"] = conv_stack_forward(x, stem_layers(params, cfg), pool=cfg.stem_pool)   # (B, h, w, C_f)
@@ -95,6 +98,7 @@ def embed_forward(params, x, cfg: ViTConfig, *, train=False, rng=None):
         z = z + sincos_2d(cfg)                                           # … + a fixed table
     z, c["drop"] = dropout_forward(z, cfg.dropout, rng, train)
     return z, c
+    ### END SOLUTION
 
 
 def embed_backward(dz, cache, grads, *, input_grad=False):
@@ -123,10 +127,12 @@ def head_forward(params, z, cfg: ViTConfig):
 
     z: (B, T, D)   ->   logits: (B, K), cache
     """
+    ### BEGIN SOLUTION
     z, c_ln = layernorm_forward(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
     y, c_read = readout_forward(z, cfg.classifier)                        # (B, D)
     logits, c_lin = linear_forward(y, params["head.W"], params["head.b"])  # (B, K)
     return logits, (c_ln, c_read, c_lin)
+    ### END SOLUTION
 
 
 def head_backward(dlogits, cache, grads):

@@ -65,6 +65,7 @@ def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False):
 
 def attention_backward(dout, cache):
     """Gradients of out = softmax(q kᵀ / √D_h) v: returns dq, dk, dv, each (..., T, D_h)."""
+    ### BEGIN SOLUTION
     q, k, v, Ad, scale, c_soft, c_drop = cache
     dv = np.swapaxes(Ad, -1, -2) @ dout                             # out = Ad @ v
     dAd = dout @ np.swapaxes(v, -1, -2)                             # out = Ad @ v
@@ -73,6 +74,7 @@ def attention_backward(dout, cache):
     dq = (dS @ k) * scale                                           # S = (q @ kᵀ) * scale
     dk = (np.swapaxes(dS, -1, -2) @ q) * scale
     return dq, dk, dv
+    ### END SOLUTION
 
 
 def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
@@ -101,9 +103,11 @@ def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropo
 
 def msa_backward(dout, cache):
     """Returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D), dU_msa_bias (D,)."""
+    ### BEGIN SOLUTION
     c_qkv, c_att, c_out, heads = cache
     dsa, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = merge_heads(sa) U_msa + b
     dq, dk, dv = attention_backward(split_heads(dsa, heads), c_att)  # split_heads undoes merge_heads
     dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)   # q, k, v = split(qkv)
     dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv, c_qkv)          # qkv = z U_qkv + b
     return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias
+    ### END SOLUTION

@@ -45,6 +45,7 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
 
 def encoder_block_backward(dout, cache):
     """Returns dz (B, T, D) and a dict of the block's gradients, keys :data:`BLOCK_KEYS`."""
+    ### BEGIN SOLUTION
     c_ln1, c_msa, c_drop, c_ln2, c_mlp = cache
     g = {}
     dm, g["mlp.W1"], g["mlp.b1"], g["mlp.W2"], g["mlp.b2"] = mlp_backward(dout, c_mlp)   # m = MLP(m)
@@ -54,6 +55,7 @@ def encoder_block_backward(dout, cache):
     da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(da, c_msa)   # a = MSA(a)
     da, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(da, c_ln1)                     # a = LN(z)
     return dz1 + da, {k: g[k] for k in BLOCK_KEYS}   # z1 = a + z: both paths reach z (Eq 2's residual)
+    ### END SOLUTION
 
 
 def encoder_forward(z, blocks, heads, **kwargs):

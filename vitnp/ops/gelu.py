@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 
-__all__ = ["APPROXIMATIONS", "erf", "erfc", "gelu_forward", "gelu_backward"]
+__all__ = ["APPROXIMATIONS", "erf", "erfc", "gelu_forward", "gelu_backward", "gelu_exact_derivative",
+           "gelu_tanh_derivative"]
 
 APPROXIMATIONS = ("exact", "tanh")
 
@@ -119,16 +120,27 @@ def gelu_backward(dout, cache):
     dout: same shape as x   ->   dx: same shape
     """
     x, approximate = cache
-    if approximate == "exact":
-        phi_cdf = 0.5 * erfc(-x * _SQRT1_2)                          # Φ(x), as in the forward
-        with np.errstate(over="ignore"):                             # x² → inf: φ = 0
-            phi_pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI           # φ(x) = exp(−x²/2)/√(2π)
-        dydx = phi_cdf + x * phi_pdf                                 # out = x Φ(x):  Φ(x) + x φ(x)
-    else:
-        T = np.tanh(_SQRT_2_PI * (x + _C * x * x * x))               # tanh u, as in the forward
-        du_dx = _SQRT_2_PI * (1.0 + 3.0 * _C * x ** 2)               # u = √(2/π)(x + 0.044715 x³)
-        dydx = 0.5 * (1.0 + T) + 0.5 * x * (1.0 - T ** 2) * du_dx    # out = ½ x (1 + tanh u)
+    dydx = gelu_exact_derivative(x) if approximate == "exact" else gelu_tanh_derivative(x)
     return (dout * dydx).astype(dout.dtype, copy=False)
+
+
+def gelu_exact_derivative(x):
+    """d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2)/√(2π) the standard normal density."""
+    ### BEGIN SOLUTION
+    phi_cdf = 0.5 * erfc(-x * _SQRT1_2)                              # Φ(x), as in the forward
+    with np.errstate(over="ignore"):                                 # x² → inf: φ = 0
+        phi_pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI               # φ(x) = exp(−x²/2)/√(2π)
+    return phi_cdf + x * phi_pdf                                     # out = x Φ(x):  Φ(x) + x φ(x)
+    ### END SOLUTION
+
+
+def gelu_tanh_derivative(x):
+    """d/dx [½ x (1 + tanh u)], u = √(2/π)(x + 0.044715 x³)."""
+    ### BEGIN SOLUTION
+    T = np.tanh(_SQRT_2_PI * (x + _C * x * x * x))                   # tanh u, as in the forward
+    du_dx = _SQRT_2_PI * (1.0 + 3.0 * _C * x ** 2)                   # u = √(2/π)(x + 0.044715 x³)
+    return 0.5 * (1.0 + T) + 0.5 * x * (1.0 - T ** 2) * du_dx        # out = ½ x (1 + tanh u)
+    ### END SOLUTION
 
 
 # ---- where the erf coefficients come from ----------------------------------------------------------

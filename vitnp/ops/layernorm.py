@@ -24,10 +24,8 @@ def layernorm_forward(x, gamma, beta, eps=1e-6):
 
 
 def layernorm_backward(dout, cache):
-    """Gradients of out = γ ⊙ x̂ + β, x̂ = (x − μ)/σ: returns dx (..., D), dgamma (D,), dbeta (D,).
-
-    dx = (1/σ)(dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)) with dx̂ = dout ⊙ γ.
-    """
+    """Gradients of out = γ ⊙ x̂ + β, x̂ = (x − μ)/σ: returns dx (..., D), dgamma (D,), dbeta (D,)."""
+    ### BEGIN SOLUTION
     x_hat, inv_std, gamma = cache
     rows = tuple(range(dout.ndim - 1))                             # every axis but the last
     dgamma = (dout * x_hat).sum(rows)                              # out = gamma * x_hat + beta
@@ -37,3 +35,4 @@ def layernorm_backward(dout, cache):
                     - dx_hat.mean(-1, keepdims=True)               # and inv_std functions of x too
                     - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True))
     return dx, dgamma, dbeta
+    ### END SOLUTION

@@ -20,6 +20,7 @@ def linear_forward(x, W, b):
 
 def linear_backward(dout, cache):
     """Gradients of out = x W + b: returns dx (..., D_in), dW (D_in, D_out), db (D_out,)."""
+    ### BEGIN SOLUTION
     x, W = cache
     dx = dout @ W.T                               # out = x W:  ∂/∂x
     x_rows = x.reshape(-1, x.shape[-1])           # (R, D_in), R = every leading position (B·T rows)
@@ -27,3 +28,4 @@ def linear_backward(dout, cache):
     dW = x_rows.T @ d_rows                        # out = x W:  ∂/∂W, summed over the R rows
     db = d_rows.sum(0)                            # out = … + b:  b is added to every row
     return dx, dW, db
+    ### END SOLUTION

@@ -42,9 +42,11 @@ def softmax_cross_entropy(logits, labels, smoothing=0.0):
         raise ValueError(f"labels must lie in [0, {K}), got values from {labels.min()} to {labels.max()}")
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+    ### BEGIN SOLUTION
     log_p = log_softmax(logits)                                       # (B, K)
     target = np.full_like(log_p, smoothing / K)
-    target[np.arange(B), labels] += 1.0 - smoothing
+    target[np.arange(B), labels] += 1.0 - smoothing                   # (1 − s)·[c = label] + s/K
     loss = float(-(target * log_p).sum() / B)
-    dlogits = (np.exp(log_p) - target) * (1.0 / B)
+    dlogits = (np.exp(log_p) - target) * (1.0 / B)                    # (softmax − target) / B
     return loss, dlogits
+    ### END SOLUTION

@@ -21,6 +21,7 @@ def mlp_forward(x, W1, b1, W2, b2, gelu="exact", dropout=0.0, rng=None, train=Fa
 
 def mlp_backward(dout, cache):
     """Returns dx (..., D), dW1 (D, M), db1 (M,), dW2 (M, D), db2 (D,)."""
+    ### BEGIN SOLUTION
     c1, c_act, c_d1, c2, c_d2 = cache
     dout = dropout_backward(dout, c_d2)               # out = dropout(out)
     dh, dW2, db2 = linear_backward(dout, c2)          # out = h W2 + b2
@@ -28,3 +29,4 @@ def mlp_backward(dout, cache):
     dh = gelu_backward(dh, c_act)                     # h = GELU(h)
     dx, dW1, db1 = linear_backward(dh, c1)            # h = x W1 + b1
     return dx, dW1, db1, dW2, db2
+    ### END SOLUTION

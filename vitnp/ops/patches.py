@@ -29,9 +29,17 @@ def patchify_forward(x, P):
 
 
 def patchify_backward(dx_p, cache):
-    """dx = unflatten(dx_p): the same numbers moved back to where they came from."""
-    shape, P = cache
-    return unpatchify(dx_p, shape[1:3], P)
+    """dx = unflatten(dx_p): the same numbers moved back to where they came from.
+
+    dx_p: (B, N, P²C)   ->   dx: (B, H, W, C), the shape of patchify_forward's input
+    """
+    ### BEGIN SOLUTION
+    (B, H, W, C), P = cache
+    gh, gw = H // P, W // P
+    dx = dx_p.reshape(B, gh, gw, P, P, C)          # x_p = x_p.reshape(B, gh * gw, P * P * C)
+    dx = dx.transpose(0, 1, 3, 2, 4, 5)            # x_p = x_p.transpose(0, 1, 3, 2, 4, 5), its own inverse
+    return dx.reshape(B, H, W, C)                  # x_p = x.reshape(B, gh, P, gw, P, C)
+    ### END SOLUTION
 
 
 def unpatchify(x_p, image_hw, P):
@@ -41,6 +49,4 @@ def unpatchify(x_p, image_hw, P):
     gh, gw = H // P, W // P
     if gh * gw != N or PPC % (P * P):
         raise ValueError(f"unpatchify: {N} patches of length {PPC} do not tile a {H}x{W} image with P={P}")
-    C = PPC // (P * P)
-    x = x_p.reshape(B, gh, gw, P, P, C).transpose(0, 1, 3, 2, 4, 5)   # (B, gh, P, gw, P, C)
-    return x.reshape(B, H, W, C)
+    return patchify_backward(x_p, ((B, H, W, PPC // (P * P)), P))

@@ -20,7 +20,9 @@ def class_token_forward(x, x_class):
 
 def class_token_backward(dz, cache):
     """Returns dx (B, N, D) and dx_class (D,): x_class is shared by the batch, so its gradient sums."""
+    ### BEGIN SOLUTION
     return dz[:, 1:], dz[:, 0].sum(0)
+    ### END SOLUTION
 
 
 def readout_forward(z, mode):
@@ -37,6 +39,7 @@ def readout_forward(z, mode):
 
 def readout_backward(dy, cache):
     """Gradient of the readout: dz (B, T, D) is dy in row 0 ('token') or dy/T in every row ('gap')."""
+    ### BEGIN SOLUTION
     mode, shape = cache
     dz = np.zeros(shape, dtype=dy.dtype)
     if mode == "token":
@@ -44,3 +47,4 @@ def readout_backward(dy, cache):
     else:
         dz[:] = dy[:, None, :] * (1.0 / shape[1])
     return dz
+    ### END SOLUTION

@@ -1,0 +1,145 @@
+"""The course edition: every solution region is an exercise, the student edition has no solutions left, and
+the grader passes the instructor's tree, fails every exercise of the untouched student edition by id, and
+fails exactly the exercise with a planted bug."""
+import shutil
+
+import pytest
+
+import vitnp
+from vitnp import selfcheck
+from vitnp.course import answers
+from vitnp.course.build import build, cut_code, project_files
+from vitnp.course.exercises import BY_ID, EXERCISES
+from vitnp.course.grade import format_table, grade
+from vitnp.course.markers import MarkerError, find_code_regions, find_regions
+from vitnp.gradcheck import rel_error
+
+ROOT = answers.ANSWERS_FILE.parents[2]
+
+
+def _regions():
+    """{'path:function': number of regions} over the instructor's vitnp/ (the course package excluded)."""
+    found = {}
+    for rel in project_files(ROOT):
+        posix = rel.as_posix()
+        if posix.startswith("vitnp/") and rel.suffix == ".py" and not posix.startswith("vitnp/course/"):
+            for r in find_code_regions((ROOT / rel).read_text(encoding="utf-8"), posix):
+                found[f"{posix}:{r.function}"] = found.get(f"{posix}:{r.function}", 0) + 1
+    return found
+
+
+def test_every_region_is_one_exercise_and_every_exercise_one_region():
+    found = _regions()
+    assert set(found) == {e.where for e in EXERCISES}
+    assert all(n == 1 for n in found.values()), found
+    assert len(BY_ID) == len(EXERCISES)
+
+
+def test_exercises_name_real_checks_and_cover_the_required_ops():
+    names = {name for name, _, _ in selfcheck.cases()}
+    for e in EXERCISES:
+        assert e.points > 0 and e.statement and (e.gradchecks or e.answers), e.id
+        assert set(e.gradchecks) <= names, e.id
+        assert set(e.answers) <= set(answers.ANSWERS), e.id
+    required = ["patchify-backward", "linear-backward", "class-token-backward", "pos-embed-backward",
+                "layernorm-backward", "softmax-backward", "attention-backward", "msa-backward",
+                "gelu-exact-derivative", "gelu-tanh-derivative", "mlp-backward", "encoder-block-backward",
+                "cross-entropy", "vit-forward"]
+    assert set(required) <= set(BY_ID)
+
+
+def test_the_reference_reproduces_the_stored_answers():
+    stored = answers.load()
+    computed = answers.compute(vitnp)
+    assert set(stored) == set(computed)
+    for k, v in computed.items():
+        assert rel_error(v, stored[k]) <= answers.TOL, k
+
+
+def test_markers_are_checked():
+    with pytest.raises(MarkerError, match="never closed"):
+        find_regions("a\n### BEGIN SOLUTION\nb\n")
+    with pytest.raises(MarkerError, match="without"):
+        find_regions("### END SOLUTION\n")
+    with pytest.raises(MarkerError, match="inside a function"):
+        find_code_regions("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n")
+    with pytest.raises(MarkerError, match="not an exercise"):
+        cut_code("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n", "vitnp/ops/linear.py")
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    report = build(out, ROOT)
+    return out, report
+
+
+def test_student_edition_has_no_solutions(student):
+    out, report = student
+    assert sorted(report["exercises"]) == sorted(e.id for e in EXERCISES)
+    attention = (out / "vitnp/ops/attention.py").read_text()
+    assert "dS = softmax_backward(dA, c_soft)" not in attention
+    assert 'raise NotImplementedError("exercise attention-backward:' in attention.replace("'", '"')
+    for rel in project_files(out):
+        if rel.suffix in (".py", ".ipynb") and not rel.as_posix().startswith(("tests/", "vitnp/course/")):
+            text = (out / rel).read_text(encoding="utf-8")
+            assert "### BEGIN SOLUTION" not in text and "### END SOLUTION" not in text, rel
+    fast_ln = (out / "vitnp/fast/layernorm.py").read_text()
+    assert "einsum" not in fast_ln and "from ..ops.layernorm import" in fast_ln          # the twin is withheld
+    assert (ROOT / "vitnp/ops/attention.py").read_text().count("### BEGIN SOLUTION") == 2   # instructor's unchanged
+
+
+def test_build_refuses_an_existing_directory(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="exists already"):
+        build(tmp_path / "taken", ROOT)
+
+
+def test_grading_the_student_edition_fails_every_exercise_by_id(student):
+    rows = grade(student[0])
+    assert [r["id"] for r in rows] == [e.id for e in EXERCISES]
+    bad = [r for r in rows if r["passed"] or f"exercise {r['id']}:" not in (r["failure"] or "")]
+    assert not bad, format_table(bad)
+
+
+def test_grading_the_instructors_tree_passes_everything():
+    rows = grade(ROOT)
+    assert all(r["passed"] for r in rows), format_table(rows)
+    total = sum(e.points for e in EXERCISES)
+    assert f"total: {total} / {total} points, {len(EXERCISES)} of {len(EXERCISES)} exercises passed" in format_table(rows)
+
+
+def test_a_planted_bug_fails_exactly_its_exercise(tmp_path):
+    """softmax backward with only the diagonal of the Jacobian, y(1 − y) — a bug seen in public NumPy ViTs."""
+    copy = tmp_path / "copy"
+    for rel in project_files(ROOT):
+        if rel.as_posix().startswith("vitnp/"):
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, copy / rel)
+    path = copy / "vitnp/ops/softmax.py"
+    text = path.read_text()
+    right = "    return y * (dy - (dy * y).sum(axis, keepdims=True))"
+    assert right in text
+    path.write_text(text.replace(right, "    return dy * y * (1 - y)"))
+    rows = grade(copy)
+    failed = [r["id"] for r in rows if not r["passed"]]
+    assert failed == ["softmax-backward"], format_table(rows)
+    assert "relative error" in rows[[r["id"] for r in rows].index("softmax-backward")]["failure"]
+
+
+def test_a_modified_checker_is_refused(tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "vitnp", copy / "vitnp", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "vitnp/selfcheck.py").write_text((copy / "vitnp/selfcheck.py").read_text() + "\n# edited\n")
+    rows = grade(copy, ids=["linear-backward"])
+    assert not rows[0]["passed"] and "grading refused" in rows[0]["failure"]
+
+
+def test_nan_gradient_fails(tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "vitnp", copy / "vitnp", ignore=shutil.ignore_patterns("__pycache__"))
+    path = copy / "vitnp/ops/linear.py"
+    path.write_text(path.read_text().replace("    db = d_rows.sum(0)", "    db = d_rows.sum(0) * np.nan"
+                                             ).replace('"""\n\n\ndef linear_forward', '"""\nimport numpy as np\n\n\ndef linear_forward'))
+    rows = grade(copy, ids=["linear-backward"])
+    assert not rows[0]["passed"] and "relative error nan" in rows[0]["failure"]

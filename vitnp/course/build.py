@@ -1,0 +1,154 @@
+"""The student edition: ``python -m vitnp course build --out DIR``.
+
+It writes a complete, installable copy of the project in which
+
+- every solution region of the code under ``vitnp/`` is replaced by
+  ``raise NotImplementedError("exercise <id>: <statement>")`` (:mod:`vitnp.course.exercises`);
+- every solution region of a notebook cell is replaced by nbgrader's stub (``# YOUR CODE HERE`` and a raise in
+  code, ``YOUR ANSWER HERE`` in Markdown), the outputs of those cells are cleared, and the paired source in
+  ``notebooks/src/`` is written again from the cut notebook by jupytext;
+- the fast twins (:mod:`vitnp.fast`) of modules that hold exercises are withheld: their names are imported
+  from the reference, because their code would show the solutions.  The sharded model stays, so a student
+  trains at a good speed with their own ops;
+- nothing between markers survives (checked after the build; the build fails otherwise).
+
+The instructor's tree is only read.  The copy is built in a temporary directory beside ``DIR`` and renamed to
+``DIR`` at the end, so a failed build leaves nothing half-written; ``DIR`` must not exist yet.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .exercises import EXERCISES
+from .markers import BEGIN, END, MarkerError, code_stub, cut, find_code_regions, find_regions
+
+SKIP_DIRS = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build", "dist"}
+NOTEBOOK_CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+NOTEBOOK_TEXT_STUB = ["YOUR ANSWER HERE"]
+
+
+def project_files(root: Path) -> list:
+    """Paths (relative to ``root``) of the project: git's tracked and untracked-but-not-ignored files in a
+    git checkout, else every file outside build, cache and run directories."""
+    if (root / ".git").exists():
+        p = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True)
+        return sorted({Path(f) for f in p.stdout.decode().split("\0") if f and (root / f).is_file()})
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        out += [Path(dirpath, f).relative_to(root) for f in filenames]
+    return sorted(out)
+
+
+def cut_code(source: str, path: str) -> tuple:
+    """(source with every region replaced by its exercise's raise, [exercise ids])."""
+    by_where = {e.where: e for e in EXERCISES}
+    regions = find_code_regions(source, path)
+    ids = []
+    stubs = {}
+    for r in regions:
+        e = by_where.get(f"{path}:{r.function}")
+        if e is None:
+            raise MarkerError(f"{path}: the solution region in {r.function}() is not an exercise of "
+                              f"vitnp/course/exercises.py")
+        stubs[r.begin] = code_stub(e)(r)
+        ids.append(e.id)
+    return cut(source, regions, lambda r: stubs[r.begin]), ids
+
+
+def cut_notebook(nb) -> int:
+    """Cut the solution regions of a notebook (nbformat node) in place; returns the number of cells cut."""
+    n = 0
+    for cell in nb.cells:
+        regions = find_regions(cell.source, "cell")
+        if not regions:
+            continue
+        stub = NOTEBOOK_CODE_STUB if cell.cell_type == "code" else NOTEBOOK_TEXT_STUB
+        cell.source = cut(cell.source, regions, lambda r: [r.indent + line for line in stub])
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        n += 1
+    return n
+
+
+def _public_functions(source: str) -> set:
+    return {node.name for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
+
+
+def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
+    """The student edition's ``vitnp/fast/<module>.py``: the reference's functions under the fast names."""
+    names = sorted(_public_functions(fast_source) & _public_functions(reference_source))
+    return (f'"""Student edition: the fast twin of :mod:`vitnp.ops.{module}` is withheld (its code would show the\n'
+            f'solutions); these names run the reference, which you write."""\n'
+            f"from ..ops.{module} import {', '.join(names)}  # noqa: F401\n")
+
+
+def build(out, src=None) -> dict:
+    """Write the student edition of the project at ``src`` (default: the installed one) to ``out``.
+
+    Returns {'files': n, 'exercises': [ids], 'notebook_cells': n, 'withheld': [modules]}.
+    """
+    src = Path(src).resolve() if src is not None else Path(__file__).resolve().parents[2]
+    out = Path(out).resolve()
+    if out.exists():
+        raise ValueError(f"{out} exists already; the student edition is written to a new directory")
+    if out == src or src in out.parents:
+        raise ValueError(f"{out} is inside the project {src}; choose a directory outside it")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = _build_into(src, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _build_into(src: Path, dst: Path) -> dict:
+    import jupytext
+    import nbformat
+    report = {"files": 0, "exercises": [], "notebook_cells": 0, "withheld": []}
+    ex_modules = {Path(e.path).stem for e in EXERCISES if e.path.startswith("vitnp/ops/")}
+    for rel in project_files(src):
+        source_path, target = src / rel, dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        report["files"] += 1
+        posix = rel.as_posix()
+        if posix.startswith("vitnp/fast/") and rel.stem in ex_modules:
+            reference = (src / "vitnp" / "ops" / rel.name).read_text(encoding="utf-8")
+            target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), reference, rel.stem),
+                              encoding="utf-8")
+            report["withheld"].append(posix)
+        elif posix.startswith("vitnp/") and rel.suffix == ".py" and not posix.startswith("vitnp/course/"):
+            text, ids = cut_code(source_path.read_text(encoding="utf-8"), posix)
+            target.write_text(text, encoding="utf-8")
+            report["exercises"] += ids
+        elif posix.startswith("notebooks/") and rel.suffix == ".ipynb":
+            nb = nbformat.read(source_path, as_version=4)
+            report["notebook_cells"] += cut_notebook(nb)
+            nbformat.write(nb, target)
+            paired = src / "notebooks" / "src" / f"{rel.stem}.py"
+            if paired.is_file():
+                (dst / "notebooks" / "src").mkdir(parents=True, exist_ok=True)
+                jupytext.write(nb, dst / "notebooks" / "src" / f"{rel.stem}.py", fmt="py:percent")
+        elif posix.startswith("notebooks/src/") and rel.suffix == ".py":
+            continue                                        # written from its cut notebook above
+        else:
+            shutil.copy2(source_path, target)
+    missing = sorted({e.id for e in EXERCISES} - set(report["exercises"]))
+    if missing:
+        raise MarkerError(f"exercises without a solution region in the code: {', '.join(missing)}")
+    leftovers = [str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb")
+                 and not p.relative_to(dst).as_posix().startswith(("tests/", "vitnp/course/"))
+                 and any(line.strip().strip('",') in (BEGIN, END) or line.strip().strip('",').endswith(BEGIN)
+                         for line in p.read_text(encoding="utf-8").splitlines())]
+    if leftovers:
+        raise MarkerError(f"solution markers survived the build in {', '.join(leftovers)}")
+    return report
