@@ -40,6 +40,7 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
+
 # %% [markdown]
 # ## 1. An image is an H×W×C array
 #
@@ -115,6 +116,7 @@ print("patch 0 starts with", x_p[0, :6], "-> pixel (0,0) R,G,B then pixel (0,1) 
 print("patch 1 starts with", x_p[1, :3], "-> pixel (0,16): the next patch to the right")
 print("patch 3 starts with", x_p[3, :3], "-> pixel (16,0): the first patch of the second grid row")
 print("patch 0, number 48 =", x_p[0, 48], "-> pixel (1,0): the second row of the patch starts after 16·3 numbers")
+
 
 # %% [markdown]
 # The same flattening written the slow, obvious way: two loops over the grid, cut out each $P \times P \times C$ block and

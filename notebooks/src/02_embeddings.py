@@ -41,6 +41,7 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a - b).max()) if a.size else 0.0
 
+
 # %% [markdown]
 # ## A tiny configuration
 #
@@ -193,6 +194,7 @@ z0_hand = z + params["E_pos"][None, :, :]                                  # (1,
 print(f"z {z.shape} + E_pos {params['E_pos'].shape} -> z0 {z0.shape}")
 print("max |library − hand| =", f"{diff(z0, z0_hand):.1e}")
 assert diff(z0, z0_hand) < 1e-12
+
 
 # %% [markdown]
 # ### Fixed 2-D sine-cosine position embeddings

@@ -56,6 +56,7 @@ def softmax_by_hand(S):
     e = np.exp(S - S.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
+
 # %% [markdown]
 # ## The tiny configuration
 #
@@ -289,6 +290,7 @@ for name, arr in [("z", z), ("z U_qkv", qkv), ("q, k, v per head", qh), ("A per 
 
 msa_out, msa_A, _ = msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads)   # the same in one call
 assert diff(msa_out, msa_steps) == 0.0 and diff(msa_A, A_heads) == 0.0
+
 
 # %% [markdown]
 # The hand-written version follows the paper literally: a Python loop over the heads, each with its own

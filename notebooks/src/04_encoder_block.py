@@ -45,6 +45,7 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a - b).max()) if a.size else 0.0
 
+
 # %% [markdown]
 # ## The tiny configuration and $\mathbf{z}_0$
 #
@@ -297,6 +298,7 @@ print(f"z_L {zL.shape} -> LN -> y = row 0 {y.shape} -> logits {head.shape}")
 d4, dh = diff(y, y_hand), diff(head, head_hand)
 print(f"Eq 4: max |library − hand| = {d4:.1e};  head: {dh:.1e}")
 assert d4 < 1e-12 and dh < 1e-12
+
 
 # %% [markdown]
 # ## The whole ViT by hand

@@ -77,6 +77,7 @@ def show(name, errors, tol):
           + f"  (worst {worst:.1e}, tolerance {tol:.0e})")
     return worst
 
+
 # %% [markdown]
 # ## 1. Linear: $\mathbf{o} = \mathbf{x}\mathbf{W} + \mathbf{b}$
 #
@@ -395,6 +396,7 @@ shapes = vitnp.param_shapes(tiny_config())
 for name, err in default_errors.items():
     print(f"  {name:<22} {str(shapes[name]):<10} {err:.1e}")
 assert set(default_errors) == set(shapes) and max(default_errors.values()) < MODEL_TOL
+
 
 # %% [markdown]
 # ## 11. What a wrong backward looks like

@@ -45,6 +45,7 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
+
 # %% [markdown]
 # ## 1. The data
 #

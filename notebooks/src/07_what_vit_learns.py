@@ -118,6 +118,7 @@ def inputs(images_uint8):
     """uint8 (B, 28, 28, 1) → normalised float32 model inputs, as in training."""
     return ((images_uint8 / 255.0 - meta["norm_mean"]) / meta["norm_std"]).astype(cfg.np_dtype)
 
+
 # %% [markdown]
 # ## 2. Fig 7 left: the principal components of $\mathbf{E}$
 #
@@ -168,6 +169,7 @@ for block, (F, V, label) in enumerate(((filters, var, "trained"), (filters0, var
 fig.suptitle(f"Principal components of E as {P}×{P} filters: trained (rows 1–4) vs untrained (rows 5–8)")
 fig.tight_layout()
 plt.show()
+
 
 # %% [markdown]
 # How do we tell a learned filter from noise without squinting? Two numbers.
@@ -362,6 +364,7 @@ print(f"reference: uniform attention {uniform:.2f} px, nearest other patch {P} p
 print("trained, mean distance (px), rows = layers, columns = heads:\n", dist)
 print("untrained:\n", dist0)
 
+
 # %% [markdown]
 # A distance only says *where on average*. A head can score the uniform distance by attending evenly to everything,
 # or by attending sharply to a few patches spread around. The **entropy** of each query's attention,
@@ -502,6 +505,7 @@ fig.suptitle(("SYNTHETIC images: " if SYNTHETIC else "Test images: ")
              + "attention rollout (Fig 6) vs the last layer's class-token attention")
 fig.tight_layout()
 plt.show()
+
 
 # %% [markdown]
 # Is the rollout drawn to the garment? Looking at eight maps is easy to over-read, so we measure it over all the images

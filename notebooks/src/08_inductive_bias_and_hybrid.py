@@ -60,6 +60,7 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
+
 # %% [markdown]
 # ## 1. Inductive bias: what a CNN assumes and a ViT does not
 #
@@ -172,6 +173,7 @@ lib_logits, _ = vitnp.vit_forward(vit_params, x0, vit_cfg)
 print({k: v.shape for k, v in maps.items()}, "logits", logits.shape)
 print(f"ViT maps continued to the logits vs vit_forward: max |difference| = {diff(logits, lib_logits):.1e}")
 assert diff(logits, lib_logits) < 1e-10
+
 
 # %% [markdown]
 # Now shift by $s = 1 \dots 8$ pixels. For each map, $s' = \operatorname{round}(s/\text{stride})$ cells, and $e(s)$ is
@@ -304,6 +306,7 @@ for name, shape in param_shapes(hcfg).items():
     if name.startswith(("stem", "E", "x_class")):
         print(f"  {name:10} {shape}")
 print(f"parameters: {vitnp.count_params(hcfg):,}")
+
 
 # %% [markdown]
 # By hand: a 'same' convolution written as a sum over the $k \times k$ kernel offsets (each offset is one matrix

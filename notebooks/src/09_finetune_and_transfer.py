@@ -87,6 +87,7 @@ try:                                                          # the old paramete
 except ValueError as err:
     print("vit_forward(old params, 56×56 image):", str(err)[:150])
 
+
 # %% [markdown]
 # ## 2. Interpolating $\mathbf{E}_{pos}$ in 2-D, by hand
 #
@@ -190,6 +191,7 @@ near4, near8 = neighbourhood_similarity(sim4), neighbourhood_similarity(sim8)
 print(f"mean similarity with the 3×3 neighbourhood: trained 4×4 {near4:.2f} (all patches {sim4.mean():.2f});  "
       f"interpolated 8×8 {near8:.2f} (all patches {sim8.mean():.2f})")
 assert near8 > near4 and near8 > sim8.mean()                 # the interpolation makes neighbours alike
+
 
 # %% [markdown]
 # **The only hand-made 2-D structure.** The paper stresses a point worth repeating (§3.2, "Inductive bias"): "the
