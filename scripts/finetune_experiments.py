@@ -39,7 +39,6 @@ written atomically (temporary file, rename).  ``--figures DIR`` also writes ``DI
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -50,14 +49,18 @@ import numpy as np
 
 from vitnp.atomic import write_text
 from vitnp.config import ViTConfig
-from vitnp.data import load_fashion_mnist, normalize
+from vitnp.data import load_fashion_mnist, md5, normalize, prepare_data
 from vitnp.evaluate import checkpoint_view, evaluate_arrays
+from vitnp.fast.parallel import set_blas_threads
 from vitnp.finetune import adapt_params
 from vitnp.model import vit_forward
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, clip_grad_norm, warmup_cosine
+from vitnp.plots import figure, save_figure
 from vitnp.presets import HParams
-from vitnp.train import load_checkpoint, parse_classes, prepare_data, set_blas_threads, train
+from vitnp.rundir import checkpoint_classes
+from vitnp.train import load_checkpoint, train
+from vitnp.train_cli import parse_classes
 
 FORMAT = "vitnp-finetune-experiments/1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,7 +148,7 @@ def check_args(args) -> dict:
 
 
 def classes_arg(flag, text) -> tuple:
-    """vitnp.train.parse_classes, with the flag's own name in the error message."""
+    """vitnp.train_cli.parse_classes, with the flag's own name in the error message."""
     try:
         return parse_classes(text)
     except ValueError as err:
@@ -161,7 +164,7 @@ def write_atomic(path, text: str) -> None:
 
 def md5_of_file(path) -> str:
     with open(path, "rb") as f:
-        return hashlib.md5(f.read(), usedforsecurity=False).hexdigest()
+        return md5(f.read())
 
 
 def classes_text(classes) -> str:
@@ -310,10 +313,6 @@ def eval_part(params, cfg, images, labels, meta):
 
 
 # ---- the hyper-parameters of each part (explicit, so that a change of a preset changes nothing here) ------
-def checkpoint_classes(meta) -> list:
-    return list(meta["data"].get("classes") or (meta["hparams"] or {}).get("classes") or [])
-
-
 def res_hparams(s, meta, epochs) -> HParams:
     """Fine-tuning at the higher resolution, and training on at the base size: the same settings."""
     return HParams(epochs=epochs, batch_size=s["batch_size"], lr=s["res_lr"], warmup_epochs=s["res_warmup"],
@@ -514,8 +513,7 @@ def summarise(res: Results, seeds) -> None:
 def transfer_figure(data: dict):
     """Left: test accuracy vs optimiser step on the target classes, fine-tune vs scratch (and probe), one
     thin line per seed and the mean; right: the resolution experiment's four accuracies."""
-    from vitnp.plots import _figure
-    fig = _figure(12, 4.4)
+    fig = figure(12, 4.4)
     ax, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
     t = data.get("transfer", {})
     styles = {"finetune": ("tab:blue", "-", "fine-tuned"), "finetune_alt_lr": ("tab:blue", "--", "fine-tuned"),
@@ -571,7 +569,6 @@ def transfer_figure(data: dict):
 
 
 def publish(res: Results, out_dir, figures_dir) -> None:
-    from vitnp.plots import save_figure
     save_figure(transfer_figure(res.data), os.path.join(out_dir, "transfer.png"))
     if figures_dir:
         os.makedirs(figures_dir, exist_ok=True)

@@ -24,7 +24,7 @@ moment (and the slower-per-step CNN would see fewer images).  Steps, not epochs:
 would give the N=1000 runs 60 times less compute than the N=60000 runs.  With a fixed S every model sees
 S·B images whatever N is, so N=1000 means many passes over few images, N=60000 few passes over many.
 
-The subset of N images is drawn once per seed (:func:`vitnp.train.prepare_data`, ``train_subset``), so every
+The subset of N images is drawn once per seed (:func:`vitnp.data.prepare_data`, ``train_subset``), so every
 model trains on the same images, and the subsets are nested (the 1000 images are among the 5000).  Test
 accuracy is that of the last step (no early stopping: choosing the best step on the test split would flatter
 every model); train accuracy is measured afterwards on the clean (unaugmented) training images, at most
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import hashlib
 import json
 import math
 import multiprocessing
@@ -58,6 +57,7 @@ import time
 import numpy as np
 
 from vitnp.atomic import write_text
+from vitnp.data import AUGMENTATIONS
 
 FORMAT = "vitnp-inductive-bias/1"
 RESULTS, FIGURE = "results.json", "inductive_bias.png"
@@ -81,7 +81,7 @@ def model_configs() -> dict:
 
 def describe_models(names) -> dict:
     """name -> {'kind', 'describe', 'config', 'params'}: what results.json records about each model."""
-    from vitnp.train import describe_model, model_spec
+    from vitnp.models import describe_model, model_spec
     cfgs = model_configs()
     return {n: {"kind": model_spec(cfgs[n]).kind, "describe": describe_model(cfgs[n]),
                 "config": cfgs[n].to_dict(), "params": model_spec(cfgs[n]).count(cfgs[n])} for n in names}
@@ -104,11 +104,7 @@ def load_data(data_dir, verify=True):
 
 def data_fingerprint(data) -> dict:
     """Sizes and MD5s of the four arrays: a resumed sweep must use the same data."""
-    def md5(*arrays):
-        h = hashlib.md5(usedforsecurity=False)
-        for a in arrays:
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+    from vitnp.data import md5
     tr_x, tr_y, te_x, te_y = data
     return {"n_train_available": int(len(tr_x)), "n_test": int(len(te_x)),
             "train_md5": md5(tr_x, tr_y), "test_md5": md5(te_x, te_y)}
@@ -144,59 +140,50 @@ def recipe(steps: int, *, batch_size=128, lr=3e-3, warmup=0.05, weight_decay=0.0
 def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True, *, data=None) -> dict:
     """Train ``model`` for ``settings['steps']`` AdamW steps on the seeded subset of ``n_train`` images.
 
-    The loop is vitnp.train's step (:func:`vitnp.train.train_step`: forward, smoothed cross-entropy,
-    backward, clipping, AdamW) on batches from :func:`vitnp.data.iterate_batches`, epoch after epoch over
-    the subset until S steps are done; η follows :func:`vitnp.optim.warmup_cosine` over those S steps.
-    ``data`` (train_x, train_y, test_x, test_y) uint8 arrays replace the files of ``data_dir``.
-    Returns the run's record for results.json (see :func:`main`).
+    The loop is vitnp's (:func:`vitnp.fit.fit` with ``total_steps=S``: forward, smoothed cross-entropy,
+    backward, clipping, AdamW on batches from :func:`vitnp.data.iterate_batches`, epoch after epoch over the
+    subset until S steps are done, then one evaluation on the test split); η follows
+    :func:`vitnp.optim.warmup_cosine` over those S steps.  ``data`` (train_x, train_y, test_x, test_y) uint8
+    arrays replace the files of ``data_dir``.  Returns the run's record for results.json (see :func:`main`).
     """
-    from vitnp.fast import parallel
-    from vitnp.data import iterate_batches
+    from vitnp.data import prepare_data
     from vitnp.evaluate import evaluate_arrays
-    from vitnp.optim import AdamW, warmup_cosine
-    from vitnp.train import make_augment, model_spec, prepare_data, set_blas_threads, train_step
+    from vitnp.fast.parallel import configure, set_blas_threads
+    from vitnp.fit import TrainState, fit
+    from vitnp.models import model_spec
     t_start = time.perf_counter()
     set_blas_threads(1)                                        # one core per run (module docstring)
-    parallel.configure(threads=1)
+    configure(threads=1)
     cfg = model_configs()[model]
     spec = model_spec(cfg)
     hp = hparams_for(settings, n_train)
     data = load_data(data_dir, verify) if data is None else data
     splits = prepare_data(data, cfg, hp)                       # the seeded subset of n_train images
     x, y = splits["train"]
-    te_x, te_y = splits["test"]
     S, B, W = settings["steps"], settings["batch_size"], settings["warmup_steps"]
 
-    params = spec.init(cfg, hp.seed)
-    opt = AdamW(params, hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps, weight_decay=hp.weight_decay)
-    augment = make_augment(hp)
-    data_rng = np.random.default_rng([hp.seed, 1])             # order and augmentation, as vitnp.train
-    drop_rng = np.random.default_rng([hp.seed, 2])
-    step, last_losses = 0, []
-    t_train = time.perf_counter()
-    while step < S:                                            # one pass over the subset per iteration
-        for xb, yb in iterate_batches(x, y, B, shuffle=True, rng=data_rng, drop_last=True, augment=augment,
-                                      dtype=cfg.np_dtype):      # xb (B, 28, 28, 1) normalised, yb (B,)
-            lr = warmup_cosine(step, S, W, hp.lr, hp.final_lr)
-            loss_sum, _, _ = train_step(params, opt, xb, yb, cfg, lr=lr, label_smoothing=hp.label_smoothing,
-                                        clip=hp.clip_grad_norm, rng=drop_rng)
-            last_losses = (last_losses + [loss_sum / len(yb)])[-50:]
-            step += 1
-            if step == S:
-                break
-    train_seconds = time.perf_counter() - t_train
+    last_losses = []                                           # the training loss of the last 50 steps
+
+    def record_loss(info):
+        last_losses.append(info["loss"])
+        del last_losses[:-50]
+
+    state = TrainState.start(spec.init(cfg, hp.seed), hp)     # the RNGs seeded as vitnp.train seeds them
+    run = fit(state, cfg, hp, splits, total_steps=S, eval_every=S, warmup_steps=W, callback=record_loss)
+    if run.status != "completed":                              # Ctrl-C: no record of a cut-short run
+        raise KeyboardInterrupt
     if not all(math.isfinite(v) for v in last_losses):
         raise FloatingPointError(f"{model}, N={n_train}: the training loss is not finite")
 
-    test = evaluate_arrays(params, cfg, te_x, te_y, batch_size=500)
+    test, images_per_s = run.last_eval, run.history[-1]["images_per_s"]   # the test split after step S
     n_eval = min(len(x), settings["train_eval"])
     pick = np.sort(np.random.default_rng([hp.seed, 5]).permutation(len(x))[:n_eval])
-    train = evaluate_arrays(params, cfg, x[pick], y[pick], batch_size=500)
+    train = evaluate_arrays(run.params, cfg, x[pick], y[pick], batch_size=500)
     return {"model": model, "n_train": int(n_train), "steps": S, "batch_size": B,
             "epochs": round(S * B / n_train, 3), "test_acc": test["accuracy"], "test_loss": test["loss"],
             "train_acc": train["accuracy"], "train_loss": train["loss"], "n_train_eval": int(n_eval),
             "final_train_loss": float(np.mean(last_losses)), "params": spec.count(cfg),
-            "train_seconds": round(train_seconds, 2), "images_per_s": round(S * B / train_seconds, 1),
+            "train_seconds": round(S * B / images_per_s, 2), "images_per_s": images_per_s,
             "wall_seconds": round(time.perf_counter() - t_start, 2)}
 
 
@@ -206,7 +193,7 @@ def _run_task(task):
 
 
 def _worker_init():
-    from vitnp.train import set_blas_threads
+    from vitnp.fast.parallel import set_blas_threads
     set_blas_threads(1)
 
 
@@ -239,11 +226,9 @@ def _differences(old: dict, new: dict, prefix=""):
 
 def results_figure(results):
     """Test (solid) and train (dashed) accuracy against N, log x axis, one colour per model."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    fig = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    from vitnp.plots import figure
+    fig = figure(7.5, 4.8)
     ax = fig.subplots()
     s = results["settings"]
     sizes = sorted({r["n_train"] for r in results["runs"]})
@@ -374,10 +359,11 @@ def build_parser():
                    help="linear warm-up over this fraction of the steps, then cosine decay to 0 (default: %(default)s)")
     g.add_argument("--weight-decay", type=_rate, default=0.05, help="AdamW's decoupled decay (default: %(default)s)")
     g.add_argument("--label-smoothing", type=_rate, default=0.1, help="(default: %(default)s)")
-    g.add_argument("--clip", type=_rate, default=1.0, help="global gradient-norm clipping (0: off; default: %(default)s)")
-    g.add_argument("--augment", choices=("none", "crop", "flip", "crop+flip"), default="flip",
-                   help="(default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="fixes the subsets, initialisation and batch order (default: %(default)s)")
+    g.add_argument("--clip", type=_rate, default=1.0,
+                   help="global gradient-norm clipping (0: off; default: %(default)s)")
+    g.add_argument("--augment", choices=AUGMENTATIONS, default="flip", help="(default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="fixes the subsets, initialisation and batch order (default: %(default)s)")
     g.add_argument("--train-eval", type=_positive_int, default=5000, metavar="N",
                    help="measure train accuracy on at most this many training images (default: %(default)s)")
     return p

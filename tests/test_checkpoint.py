@@ -1,12 +1,13 @@
-"""vitnp.checkpoint: the original ViT checkpoint layout, exact round trips, and safe .npz files."""
+"""vitnp.checkpoint: the original ViT checkpoint layout and exact round trips; vitnp.npz: safe .npz files."""
 import os
 import zipfile
 
 import numpy as np
 import pytest
 
-from vitnp import checkpoint
-from vitnp.checkpoint import from_jax, jax_shapes, load_npz, save_npz, to_jax
+from vitnp import npz
+from vitnp.checkpoint import from_jax, jax_shapes, to_jax
+from vitnp.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, param_shapes
 
 CONFIGS = {
@@ -349,13 +350,13 @@ def test_load_closes_the_file(tmp_path):
 
 
 def _fail_in_writer(monkeypatch, exc):
-    real = checkpoint._write_npz
+    real = npz._write_npz
 
     def half_then_crash(f, arrays):
         real(f, arrays)
         f.truncate(f.tell() // 2)
         raise exc
-    monkeypatch.setattr(checkpoint, "_write_npz", half_then_crash)
+    monkeypatch.setattr(npz, "_write_npz", half_then_crash)
 
 
 def _fail_in(name, exc):

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from vitnp.__main__ import main
-from vitnp.checkpoint import load_npz, save_npz
+from vitnp.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, count_params
 from vitnp.data import FASHION_MNIST_CLASSES, write_idx
-from vitnp.evaluate import image_to_input, predict_proba, resize_area
+from vitnp.evaluate import image_to_input, predict_proba
+from vitnp.resample import resize_area
 from vitnp.train import load_checkpoint
 
 TINY_FLAGS = ["--preset", "fast", "--epochs", "2", "--batch-size", "16", "--train-subset", "0", "--dim", "16",
@@ -496,3 +497,36 @@ def test_evaluate_arrays_checks_its_inputs(run):
         evaluate_arrays(params, cfg, x, labels - 1)
     with pytest.raises(TypeError, match="integer"):
         evaluate_arrays(params, cfg, x, labels.astype(np.float64))
+
+
+# ---- --reference: the clear model instead of the fast path -----------------------------------------------
+def test_train_evaluate_and_predict_with_the_reference_model(run, tmp_path, capsys, monkeypatch):
+    """`train --reference` (1 epoch, no sharding) gives the fast path's metrics up to float32 rounding, and
+    `evaluate --reference` / `predict --reference` print what the fast path prints."""
+    from vitnp.fast import parallel
+    monkeypatch.setitem(parallel._settings, "threads", 1)            # no shards: the same order of sums
+    flags = ["--data", run["data"], *TINY_FLAGS, "--epochs", "1"]
+    lines = {}
+    for name, extra in (("fast", []), ("ref", ["--reference"])):
+        code, _, err = run_main(capsys, "train", "--out", tmp_path / name, *flags, *extra)
+        assert code == 0, err
+        lines[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        impl = json.loads((tmp_path / name / "config.json").read_text())["implementation"]
+        assert impl["reference"] == (name == "ref")
+    (fast,), (ref,) = lines["fast"], lines["ref"]
+    for key in ("train_loss", "test_loss"):
+        assert ref[key] == pytest.approx(fast[key], rel=1e-4), key
+    assert (ref["train_acc"], ref["test_acc"], ref["step"]) == (fast["train_acc"], fast["test_acc"], fast["step"])
+
+    printed = {}
+    for extra in ([], ["--reference"]):
+        code, out, err = run_main(capsys, "evaluate", run["out"] / "best.npz", "--data", run["data"], "--no-verify",
+                                  "--quiet", *extra)
+        assert code == 0, err
+        printed[bool(extra)] = [line for line in out.splitlines() if "accuracy" in line]
+    assert printed[True] == printed[False] and printed[True][0].startswith("test accuracy: ")
+
+    png = tmp_path / "shirt.png"
+    mpimg.imsave(png, np.random.default_rng(2).random((28, 28)), cmap="gray")
+    outs = [run_main(capsys, "predict", run["out"] / "best.npz", png, *extra) for extra in ([], ["--reference"])]
+    assert outs[0][0] == outs[1][0] == 0 and outs[0][1] == outs[1][1] and "%" in outs[0][1]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vitnp import data
+from vitnp.data import fashion_mnist
 from vitnp.data import (
     FASHION_MNIST_CLASSES, MEAN, STD, iterate_batches, load_fashion_mnist, normalize, random_crop,
     random_hflip, read_idx, resize_images, select_classes, train_val_split, write_idx,
@@ -213,7 +214,7 @@ def test_missing_labels_file_is_named(tmp_path):
 
 
 def test_env_var_and_default_location(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEFAULT_ROOT", str(tmp_path / "debian"))
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", str(tmp_path / "debian"))
     monkeypatch.delenv("VITNP_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="debian"):
         load_fashion_mnist()
@@ -485,7 +486,7 @@ def test_resize_images_keeps_constants_copies_and_validates():
         assert out.shape[1:3] == ((size, size) if np.isscalar(size) else size) and (out == 77).all()
     same = data.resize_images(flat, 28)
     assert not np.shares_memory(same, flat)
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(TypeError, match="uint8"):
         data.resize_images(flat.astype(np.float32), 56)
     with pytest.raises(ValueError, match="uint8 images"):
         data.resize_images(flat[0], 56)
@@ -534,8 +535,8 @@ def test_normalize_takes_mean_and_std():
 
 
 def test_resize_images_uses_the_one_interpolation_matrix():
-    """data.resize_images and checkpoint.resize_grid(align_corners=False) share the matrix: same numbers."""
-    from vitnp.checkpoint import resize_grid
+    """data.resize_images and resample.resize_grid(align_corners=False) share the matrix: same numbers."""
+    from vitnp.resample import resize_grid
     x = np.random.default_rng(1).integers(0, 256, (1, 5, 7, 1), dtype=np.uint8)
     grid = resize_grid(x[0, :, :, 0].astype(np.float64), (9, 11), align_corners=False)
     assert np.array_equal(resize_images(x, (9, 11))[0, :, :, 0], np.clip(np.floor(grid + 0.5), 0, 255))

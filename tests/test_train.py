@@ -1,7 +1,9 @@
-"""vitnp.train: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C mid-epoch, time budget),
-an interrupted checkpoint write leaves the previous checkpoint intact, and bad checkpoints fail clearly.
-Then the extensions: fine-tuning from a checkpoint (init_from, at 56×56 and with new classes, resumable
-bit-exactly), class subsets, resizing the data to the model's image size, and the CNN in the same trainer.
+"""vitnp.train, vitnp.fit, vitnp.rundir: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C
+mid-epoch, time budget), an interrupted checkpoint write leaves the previous checkpoint intact, and bad
+checkpoints fail clearly.  Then the extensions: fine-tuning from a checkpoint (init_from, at 56×56 and with
+new classes, resumable bit-exactly), class subsets, resizing the data to the model's image size, the CNN in
+the same trainer, the loop with a budget in steps (fit's total_steps, eval_every), and training with the
+reference model (--reference) instead of the fast path.
 
 Everything runs on small synthetic uint8 images in memory or in a temp dir: no network, no real data.
 """
@@ -13,16 +15,19 @@ import numpy as np
 import pytest
 
 import vitnp.train as train_module
-from vitnp import ViTConfig, init_params, vit_forward
-from vitnp.checkpoint import load_npz, save_npz
+from vitnp import ViTConfig, finetune, init_params, vit_forward
+from vitnp.cnn import CNNConfig
+from vitnp.data import prepare_data, resize_images
 from vitnp.evaluate import evaluate_arrays
+from vitnp.fast import parallel
+from vitnp.finetune import adapt_params
+from vitnp.fit import TrainState, fit, train_step
+from vitnp.models import MODELS, model_spec
+from vitnp.npz import load_npz, save_npz
 from vitnp.optim import AdamW
 from vitnp.presets import PRESETS, HParams, get_preset
-from vitnp.cnn import CNNConfig
-from vitnp.data import resize_images
-from vitnp.finetune import adapt_params
-from vitnp.train import FORMAT, MODELS, load_checkpoint, model_spec, prepare_data, save_checkpoint, train, \
-    train_step
+from vitnp.rundir import FORMAT, load_checkpoint, save_checkpoint
+from vitnp.train import train
 
 # A tiny ViT with dropout (so the dropout RNG must be restored too) and crop+flip augmentation (so must the
 # data RNG): 64 training images in batches of 16 = 4 steps per epoch.
@@ -231,7 +236,7 @@ def test_resume_refuses_other_settings_or_data(reference, tmp_path):
 
 def test_bad_data_are_refused():
     x, y, tx, ty = DATA
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(TypeError, match="uint8"):
         train(TINY, TINY_HP, data=(x.astype(np.float32), y, tx, ty))
     with pytest.raises(ValueError, match="config needs 28x28x1"):             # images of another size are
         train(TINY, TINY_HP, data=(np.repeat(x, 3, axis=3), y, tx, ty))       # resized; channels must match
@@ -328,8 +333,8 @@ def test_presets_are_valid_and_hparams_validate():
 
 def test_blas_thread_setter_validates():
     with pytest.raises(ValueError):
-        train_module.set_blas_threads(0)
-    assert train_module.set_blas_threads(1) in (True, False)
+        parallel.set_blas_threads(0)
+    assert parallel.set_blas_threads(1) in (True, False)
 
 
 # ---- class subsets and image size ---------------------------------------------------------------------
@@ -509,13 +514,13 @@ def test_init_from_is_read_once(reference, tmp_path, monkeypatch):
     """The command line reads --init-from once (its config and its weights), not twice."""
     from vitnp.__main__ import main
     calls = []
-    real = train_module._load_init
+    real = finetune.load_init
 
     def counting(path):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(train_module, "_load_init", counting)
+    monkeypatch.setattr(finetune, "load_init", counting)
     data = tmp_path / "data"
     data.mkdir()
     from vitnp.data import write_idx
@@ -537,10 +542,11 @@ def test_shrinking_the_data_by_more_than_2x_is_refused():
     assert half["train"][0].shape == (64, 14, 14, 1)
 
 
-def test_the_models_table_lives_in_vitnp_models_and_is_still_importable_from_train():
-    from vitnp import cnn, config, model, models
-    assert train_module.MODELS is models.MODELS and train_module.model_spec is models.model_spec
-    assert train_module.ModelSpec is models.ModelSpec and train_module.describe_model is models.describe_model
+def test_the_names_notebooks_import_from_train_are_the_ones_of_their_modules():
+    from vitnp import cnn, config, model, models, rundir
+    assert train_module.model_spec is models.model_spec and train_module.describe_model is models.describe_model
+    assert train_module.train_step is train_step and train_module.load_checkpoint is rundir.load_checkpoint
+    assert train_module.save_checkpoint is rundir.save_checkpoint
     assert model.check_arrays is config.check_arrays is cnn.check_arrays          # one implementation
     assert models.describe_model(TINY) == "ViT P=7 D=16 L=1 k=2 M=32 K=10"
     assert models.describe_model(TINY.replace(stem_channels=(4,), stem_pool=1)).endswith(" stem=4")
@@ -553,3 +559,90 @@ def test_save_checkpoint_takes_class_names_as_names(tmp_path):
     with pytest.raises(TypeError, match="class_names"):
         save_checkpoint(tmp_path / "c.npz", params, TINY, class_names=["y"] * 10)
     assert not (tmp_path / "c.npz").exists()
+
+
+# ---- the loop on its own: a budget in steps, evaluations every k steps ---------------------------------
+def test_fit_evaluates_every_k_steps_without_changing_the_training(reference):
+    """Evaluations draw no random numbers: evaluating every 2 steps ends with the parameters of the
+    reference run, which evaluated once per epoch; the metrics lines are per evaluation."""
+    _, ref = reference
+    splits = prepare_data(DATA, TINY, TINY_HP)
+    state = TrainState.start(init_params(TINY, seed=TINY_HP.seed), TINY_HP)
+    run = fit(state, TINY, TINY_HP, splits, eval_every=2)
+    assert run.status == "completed" and [line["step"] for line in run.history] == [2, 4, 6, 8, 10, 12]
+    assert [line["epoch"] for line in run.history] == [0.5, 1, 1.5, 2, 2.5, 3]
+    assert_same_arrays(run.params, ref.params)
+    assert run.history[-1]["test_acc"] == ref.history[-1]["test_acc"]
+    assert (state.epoch, state.batch, state.step) == (3, 0, 12)
+
+
+def test_fit_with_total_steps_is_the_loop_written_out():
+    """fit(total_steps=S, warmup_steps=W) is S steps of train_step on iterate_batches, epoch after epoch, with
+    warm-up + cosine over S steps: what scripts/inductive_bias.py did by hand before it called fit."""
+    from vitnp.data import augmentation, iterate_batches
+    from vitnp.optim import warmup_cosine
+    hp, S, W = TINY_HP, 10, 3                                          # 4 steps per epoch: 2.5 epochs
+    splits = prepare_data(DATA, TINY, hp)
+    run = fit(TrainState.start(init_params(TINY, seed=hp.seed), hp), TINY, hp, splits, total_steps=S,
+              eval_every=S, warmup_steps=W)
+    assert [(line["step"], line["epoch"]) for line in run.history] == [(10, 2.5)]
+    params = init_params(TINY, seed=hp.seed)
+    opt = AdamW(params, hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps, weight_decay=hp.weight_decay)
+    data_rng, drop_rng = np.random.default_rng([hp.seed, 1]), np.random.default_rng([hp.seed, 2])
+    step = 0
+    while step < S:
+        for x, y in iterate_batches(*splits["train"], hp.batch_size, rng=data_rng, drop_last=True,
+                                    augment=augmentation(hp.augment, hp.crop_padding)):
+            train_step(params, opt, x, y, TINY, lr=warmup_cosine(step, S, W, hp.lr, hp.final_lr),
+                       label_smoothing=hp.label_smoothing, clip=hp.clip_grad_norm, rng=drop_rng)
+            step += 1
+            if step == S:
+                break
+    assert_same_arrays(run.params, params)
+    assert run.last_eval["accuracy"] == evaluate_arrays(params, TINY, *splits["test"])["accuracy"]
+
+
+def test_fit_refuses_what_it_cannot_do(tmp_path):
+    from vitnp.rundir import RunDir
+    splits = prepare_data(DATA, TINY, TINY_HP)
+    state = TrainState.start(init_params(TINY), TINY_HP)
+    run_dir = RunDir(tmp_path, TINY, TINY_HP, names=[str(k) for k in range(10)], data_info={})
+    with pytest.raises(ValueError, match="epoch ends"):
+        fit(state, TINY, TINY_HP, splits, eval_every=3, run_dir=run_dir)
+    with pytest.raises(ValueError, match="eval_every"):
+        fit(state, TINY, TINY_HP, splits, eval_every=0)
+    assert state.step == 0 and not os.listdir(tmp_path)
+
+
+# ---- --reference: the reference model trains like the fast path ------------------------------------------
+def test_reference_training_gives_the_fast_paths_numbers(tmp_path, monkeypatch):
+    """One epoch with the reference model (vitnp.model) and one with the fast path (vitnp.fast), sharding off:
+    the same losses and accuracies up to float32 rounding; config.json says which one trained."""
+    monkeypatch.setitem(parallel._settings, "threads", 1)            # no shards: the same order of sums
+    cfg, hp = TINY.replace(dropout=0.0), TINY_HP.replace(epochs=1)
+    steps = {}
+
+    def losses(name):
+        return lambda info: steps.setdefault(name, []).append(info["loss"])
+
+    fast = train(cfg, hp, out_dir=tmp_path / "fast", data=DATA, plots=False, callback=losses("fast"))
+    ref = train(cfg, hp, out_dir=tmp_path / "ref", data=DATA, plots=False, callback=losses("ref"), reference=True)
+    assert len(steps["ref"]) == len(steps["fast"]) == 4
+    np.testing.assert_allclose(steps["ref"], steps["fast"], rtol=1e-4)
+    a, b = fast.history[0], ref.history[0]
+    for key in ("train_loss", "test_loss"):
+        assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert b["train_acc"] == a["train_acc"] and b["test_acc"] == a["test_acc"]
+    for name, forward in (("fast", "vitnp.fast.model.vit_forward"), ("ref", "vitnp.model.vit_forward")):
+        impl = json.loads((tmp_path / name / "config.json").read_text())["implementation"]
+        assert impl["forward"] == forward and impl["reference"] == (name == "ref")
+
+
+def test_a_resumed_run_may_switch_to_the_reference_model(tmp_path):
+    hp = TINY_HP.replace(epochs=2)
+    train(TINY, hp, out_dir=tmp_path, data=DATA, plots=False, stop_after_epoch=1)
+    run = train(out_dir=tmp_path, data=DATA, plots=False, resume=True, reference=True)
+    assert run.status == "completed" and len(run.history) == 2
+    assert json.loads((tmp_path / "config.json").read_text())["implementation"]["reference"] is True
+    cnn = train(CNNConfig(channels=(4, 8)), hp.replace(epochs=1), data=DATA, reference=True)   # one implementation
+    assert cnn.status == "completed"

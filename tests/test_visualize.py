@@ -1,12 +1,13 @@
 """`python -m vitnp visualize`: end to end on a tiny checkpoint made here and a tiny PNG, the --index path on
 synthetic IDX files, a hybrid ViT, and one-line errors.  No network, no Fashion-MNIST needed."""
+import dataclasses
 import os
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from vitnp import ViTConfig, analysis, init_params, vit_forward
+from vitnp import ViTConfig, analysis, init_params, model, models, vit_forward
 from vitnp import visualize as vis
 from vitnp.__main__ import main
 from vitnp.data import write_idx
@@ -259,13 +260,13 @@ def test_a_56_pixel_model_gets_its_inputs_as_in_training(files, tmp_path, monkey
     params = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in init_params(cfg).items()}
     save_checkpoint(ckpt, params, cfg, names=NAMES, data_info={"classes": [], "source_size": [28, 28]})
     seen = []
-    real = vis.vit_forward
+    real = models.MODELS["vit"].forward                                              # the fast path
 
     def spy(p, x, c, **kw):
         seen.append(x.copy())
         return real(p, x, c, **kw)
 
-    monkeypatch.setattr(vis, "vit_forward", spy)
+    monkeypatch.setitem(models.MODELS, "vit", dataclasses.replace(models.MODELS["vit"], forward=spy))
     vis.visualize(ckpt, [files["png"]], tmp_path / "out", indices=[3, 5], data=files["data"], verify=False,
                   log=lambda s: None)
     x = np.concatenate(seen)                                                         # (3, 56, 56, 1)
@@ -289,3 +290,19 @@ def test_save_figure_fsyncs_before_the_rename(tmp_path, monkeypatch):
     plots.save_figure(plots.curves_figure([]), tmp_path / "c.png")
     assert events[:2] == ["fsync", "replace"] and os.listdir(tmp_path) == ["c.png"]
     assert_valid_png(tmp_path / "c.png")
+
+
+def test_the_fast_path_draws_and_reference_draws_the_same(files, tmp_path, monkeypatch, capsys):
+    """visualize runs vitnp.fast's forward; --reference runs vitnp.model's, with the same predictions."""
+    calls = []
+    real_fast, real_ref = models.MODELS["vit"].forward, model.vit_forward
+    monkeypatch.setitem(models.MODELS, "vit", dataclasses.replace(
+        models.MODELS["vit"], forward=lambda *a, **kw: calls.append("fast") or real_fast(*a, **kw)))
+    monkeypatch.setattr(model, "vit_forward", lambda *a, **kw: calls.append("reference") or real_ref(*a, **kw))
+    printed = {}
+    for flags in ([], ["--reference"]):
+        calls.clear()
+        assert main(["visualize", files["ckpt"], files["png"], "--out", str(tmp_path / "out"), *flags]) == 0
+        printed[bool(flags)] = [line for line in capsys.readouterr().out.splitlines() if "wrote" not in line]
+        assert calls == ["reference" if flags else "fast"]
+    assert printed[True] == printed[False] and printed[True][0].startswith("shirt.png: class")

@@ -44,7 +44,7 @@ def _bench(args):
 
 
 def _train(args):
-    from .train import train_cli
+    from .train_cli import train_cli
     return _guarded(train_cli, args)
 
 
@@ -84,7 +84,7 @@ def main(argv=None):
     add_bench_arguments(p)
     p.set_defaults(func=_bench)
     from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
-    from .train import add_train_arguments
+    from .train_cli import add_train_arguments
     p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory "
                                      "(resumable)",
                        description="Train a ViT, a hybrid ViT (--stem) or the CNN baseline (--model cnn) on "

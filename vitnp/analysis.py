@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import resize_grid
+from .resample import resize_grid
 from .config import ViTConfig
 from .ops.posemb import sincos_2d
 

@@ -39,27 +39,30 @@ original checkpoint key                             vitnp name                  
 A hybrid config (``cfg.stem_channels``, paper §3.1) has no place in this layout: the original hybrid
 checkpoints store a ResNet stem (``conv_root``, ``gn_root``, ``block{i}/…``) with group norms and
 bottleneck units, which vitnp's small conv → ReLU → pool stem is not.  :func:`to_jax`, :func:`from_jax`,
-:func:`jax_shapes` and :func:`save_original` refuse a hybrid config; keep hybrids in :func:`save_npz` files.
+:func:`jax_shapes` and :func:`save_original` refuse a hybrid config; keep hybrids in
+:func:`vitnp.npz.save_npz` files (the training checkpoints of :mod:`vitnp.rundir` are such files).
 
 The ``pre_logits`` layer of the ImageNet-21k pre-training files (a hidden tanh layer in the head) has no
 vitnp counterpart; :func:`from_jax` refuses it with a message saying so.
 
-:func:`save_npz` and :func:`load_npz` read and write any dict of arrays, atomically and without pickle.
+The files themselves are read and written by :func:`vitnp.npz.load_npz` and :func:`vitnp.npz.save_npz`
+(atomic, no pickle).  E_pos for a new patch grid (§3.2) is interpolated here too, as in the reference code,
+with the bilinear matrices of :mod:`vitnp.resample`.
 """
 from __future__ import annotations
 
 import os
 import re
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from .atomic import atomic_write
 from .config import ViTConfig, param_shapes, shape_fields
 from .model import check_params
+from .npz import load_npz, save_npz
+from .resample import resize_grid
 
-__all__ = ["jax_shapes", "to_jax", "from_jax", "save_npz", "load_npz"]
+__all__ = ["jax_shapes", "to_jax", "from_jax"]
 
 _QKV = ("query", "key", "value")
 
@@ -246,178 +249,17 @@ def _hint(key, cfg: ViTConfig) -> str:
     return ""
 
 
-# ---- safe .npz files -------------------------------------------------------------------------------
-_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")   # a zip's first entry; the end record of an empty zip
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def save_npz(path, arrays: Mapping) -> None:
-    """Write ``arrays`` to the ``.npz`` file ``path`` atomically, without pickle.
-
-    The archive is written to a temporary file in the same directory, flushed and ``os.fsync``-ed, then
-    moved over ``path`` with ``os.replace``; a crash or error at any point leaves an existing ``path``
-    untouched and removes the temporary file.  ``path`` is used as given (no '.npz' is appended).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    arrays : mapping of str to array_like
-        Keys are the member names (may contain '/'); values keep their dtype, shape and byte order.
-
-    Raises
-    ------
-    TypeError
-        If a key is not a non-empty string, or an array holds Python objects (it would need pickle).
-    """
-    checked = _checked_for_saving(arrays)
-    with atomic_write(path, "wb") as f:
-        _write_npz(f, checked)
-
-
-def _checked_for_saving(arrays) -> dict:
-    if not isinstance(arrays, Mapping):
-        raise TypeError(f"save_npz: expected a mapping of name -> array, got {type(arrays).__name__}")
-    checked = {}
-    for key, value in arrays.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"save_npz: array names must be non-empty strings, got {key!r}")
-        try:
-            array = np.asarray(value)
-        except ValueError as err:   # ragged nested lists
-            raise TypeError(f"save_npz: {key!r} is not a regular array: {err}") from err
-        if array.dtype.hasobject:
-            raise TypeError(f"save_npz: {key!r} has dtype {array.dtype} (Python objects), which needs "
-                            f"pickle; object arrays are refused")
-        checked[key] = array
-    return checked
-
-
-def _write_npz(f, arrays: dict) -> None:
-    """An .npz is a zip archive holding one ``{key}.npy`` file per array."""
-    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for key, array in arrays.items():
-            with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-
-
-class _PickleRefused(ValueError):
-    pass
-
-
-def load_npz(path) -> dict:
-    """Read every array of the ``.npz`` file ``path`` into memory, refusing pickled data.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    dict[str, ndarray]
-        Member name (without '.npy') → array, in archive order; the file is closed on return.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If ``path`` is not an .npz archive, is truncated or corrupt, or holds a pickled (object) array.
-    """
-    path = os.fspath(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"load_npz: no such file: {path!r}") from None
-    with f:
-        magic = f.read(len(_NPY_MAGIC))
-        f.seek(0)
-        if magic.startswith(_NPY_MAGIC):
-            raise ValueError(f"load_npz: {path!r} is a single .npy array, not an .npz archive")
-        if not magic.startswith(_ZIP_MAGICS):
-            raise ValueError(f"load_npz: {path!r} is not an .npz archive (it does not start as a zip file)")
-        try:
-            with np.load(f, allow_pickle=False) as archive:
-                return {name: _read_member(archive, name) for name in archive.files}
-        except _PickleRefused as err:
-            raise ValueError(f"load_npz: {path!r}: {err}") from None
-        except Exception as err:   # whatever the parser trips over in bytes we did not write
-            raise ValueError(f"load_npz: {path!r} is truncated or corrupt "
-                             f"({type(err).__name__}: {err})") from err
-
-
-def _read_member(archive, name: str) -> np.ndarray:
-    try:
-        value = archive[name]
-    except ValueError as err:
-        # numpy's read_array says "Object arrays cannot be loaded when allow_pickle=False".
-        if "allow_pickle" in str(err):
-            raise _PickleRefused(f"{name!r} is a pickled (object) array; pickled arrays are refused") from None
-        raise
-    if not isinstance(value, np.ndarray):   # numpy hands back the raw bytes of a non-.npy member
-        raise ValueError(f"member {name!r} is not a .npy array")
-    return value
-
-
 # ---- higher-resolution fine-tuning: resizing E_pos ----------------------------------------------------
-__all__ += ["resize_grid", "resize_pos_table", "resize_pos_embedding", "load_original", "save_original"]
-
-
-def _interp_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
-    """(n_out, n_in) matrix of 1-D linear interpolation weights; each row sums to 1.
-
-    ``align_corners=True``: output i samples input position i·(n_in − 1)/(n_out − 1), so the first and
-    last samples sit exactly on the first and last inputs (scipy.ndimage.zoom with order=1, which the
-    reference code uses for E_pos).  ``False``: pixel centres line up, position (i + ½)·n_in/n_out − ½,
-    clamped to the ends (cv2.resize, PIL, torch's align_corners=False), right for upsampling images.
-    """
-    out = np.arange(n_out, dtype=np.float64)
-    if align_corners:
-        src = out * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
-    else:
-        src = np.clip((out + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
-    lo = np.clip(np.floor(src).astype(int), 0, n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo                                   # in [0, 1]; 0 when lo = hi at the last input
-    M = np.zeros((n_out, n_in))
-    np.add.at(M, (np.arange(n_out), lo), 1.0 - frac)
-    np.add.at(M, (np.arange(n_out), hi), frac)
-    return M
-
-
-def resize_grid(grid, new_hw, *, align_corners=True) -> np.ndarray:
-    """Bilinear resize of a (h, w, ...) array to (new_h, new_w, ...), separably: rows, then columns.
-
-    Parameters
-    ----------
-    grid : (h, w) or (h, w, D) array
-    new_hw : (new_h, new_w)
-    align_corners : see :func:`_interp_matrix` (True: corners map to corners)
-
-    Returns
-    -------
-    (new_h, new_w[, D]) float64 array.  A function that is linear in (row, col) stays exactly linear.
-    """
-    grid = np.asarray(grid, dtype=np.float64)
-    if grid.ndim not in (2, 3):
-        raise ValueError(f"resize_grid: expected a (h, w) or (h, w, D) array, got shape {grid.shape}")
-    new_h, new_w = (int(n) for n in new_hw)
-    if new_h < 1 or new_w < 1:
-        raise ValueError(f"resize_grid: the new size must be positive, got {new_hw}")
-    M_h = _interp_matrix(grid.shape[0], new_h, align_corners)      # (new_h, h)
-    M_w = _interp_matrix(grid.shape[1], new_w, align_corners)      # (new_w, w)
-    g = grid if grid.ndim == 3 else grid[..., None]
-    g = np.moveaxis(g, 2, 0)                                       # (D, h, w)
-    out = M_h @ g @ M_w.T                                          # (D, new_h, new_w)
-    out = np.moveaxis(out, 0, 2)                                   # (new_h, new_w, D)
-    return out if grid.ndim == 3 else out[..., 0]
+__all__ += ["resize_pos_table", "resize_pos_embedding", "load_original", "save_original"]
 
 
 def resize_pos_table(E_pos, old_cfg: ViTConfig, new_cfg: ViTConfig) -> np.ndarray:
     """E_pos (T_old, D) of ``old_cfg`` interpolated in 2-D to the patch grid of ``new_cfg`` (paper §3.2).
 
     The class token's row (classifier 'token') is kept; the N patch rows are laid out on ``old_cfg.grid``,
-    row-major, and resized bilinearly and corner-aligned (:func:`resize_grid`) to ``new_cfg.grid``.  Only
-    the grids, ``dim`` and ``classifier`` are read: :func:`resize_pos_embedding` checks the rest.
+    row-major, and resized bilinearly and corner-aligned (:func:`vitnp.resample.resize_grid`) to
+    ``new_cfg.grid``.  Only the grids, ``dim`` and ``classifier`` are read: :func:`resize_pos_embedding`
+    checks the rest.
 
     E_pos : (T_old, D)   ->   (T_new, D) float64
     """

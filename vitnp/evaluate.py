@@ -11,13 +11,15 @@ Python API
 ----------
 evaluate_arrays(params, cfg, images, labels)  -> dict: loss, accuracy, predictions, per_class, confusion
 predict_proba(params, cfg, x)                 -> (B, K) softmax probabilities of normalised images
+cross_entropy_sum(logits, labels)             -> Σ −log softmax, float64: the loss every report uses
 load_image(path)                              -> float array in [0, 1], (H, W, C) as stored in the file
 image_to_input(image, cfg, mean, std)         -> ((H, W, C) float32 model input, inverted: bool)
 param_groups(params)                          -> [(group, count)] for ``info``
 
-``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :data:`vitnp.models.MODELS`.  A checkpoint
-trained on a class subset (``--classes``) is evaluated on the same classes, relabelled the same way, and
-one trained at another image size (``--image-size``) gets the test images resized as in training.
+``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :func:`vitnp.models.model_spec`: the fast
+path, or with ``reference=True`` (``--reference``) the clear reference model, equal up to float32 rounding.
+A checkpoint trained on a class subset (``--classes``) is evaluated on the same classes, relabelled the same
+way, and one trained at another image size (``--image-size``) gets the test images resized as in training.
 
 A bad path, a corrupt file or a checkpoint whose arrays do not match its config raises FileNotFoundError or
 ValueError with a one-line message; the commands print it as ``error: …`` and exit with status 2.
@@ -30,32 +32,24 @@ import sys
 import numpy as np
 
 from .config import ViTConfig
-from .data import MEAN, STD, load_fashion_mnist, normalize, resize_images, select_classes
+from .data import MEAN, STD, check_images, load_fashion_mnist, normalize, resize_images, select_classes
+from .fast.parallel import set_blas_threads
 from .models import describe_model, model_spec
+from .ops.loss import log_softmax
+from .resample import resize_area
+from .rundir import checkpoint_classes, load_checkpoint
 
 __all__ = ["evaluate_arrays", "predict_proba", "cross_entropy_sum", "load_image", "image_to_input",
            "param_groups", "checkpoint_view"]
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
-def _log_softmax(logits):
-    """log softmax(z)_k = z_k − max z − log Σ_j exp(z_j − max z), in float64.   (B, K) -> (B, K)"""
-    z = logits.astype(np.float64)
-    z -= z.max(1, keepdims=True)                                          # shift: exp cannot overflow
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
-def _softmax(logits):
-    """Softmax probabilities in float64, exp of :func:`_log_softmax`.   (B, K) -> (B, K), rows sum to 1"""
-    return np.exp(_log_softmax(logits))
-
-
 def cross_entropy_sum(logits, labels) -> float:
     """Σ_b −log softmax(logits_b)[y_b] in float64 (no label smoothing): the loss we report.
 
     logits: (B, K)   labels: (B,) ints   ->   float (a sum; divide by B for the mean)
     """
-    log_p = _log_softmax(logits)                                          # (B, K)
+    log_p = log_softmax(logits.astype(np.float64))                        # (B, K)
     return float(-log_p[np.arange(len(labels)), labels].sum())
 
 
@@ -66,7 +60,7 @@ def _batches_of_inputs(images, batch_size, mean, std, dtype):
 
 
 def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, std=None,
-                    progress=False, desc="eval"):
+                    progress=False, desc="eval", reference=False):
     """Loss and accuracy of the model on uint8 images, in batches, with dropout off (``train=False``).
 
     Parameters
@@ -78,6 +72,7 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
     batch_size : int                     memory and speed; results change only by float32 rounding
     mean, std : float                    default: Fashion-MNIST's (vitnp.data.MEAN, STD)
     progress : bool                      show a tqdm bar
+    reference : bool                     the reference model instead of the fast path (the ViT's)
 
     Returns
     -------
@@ -88,23 +83,15 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
     Raises
     ------
     TypeError    images not uint8 (e.g. already normalised floats); labels not integers.
-    ValueError   as many labels as images needed; labels outside 0 … K−1; batch_size < 1.
+    ValueError   images not of the model's (H, W, C); as many labels as images needed; labels outside
+                 0 … K−1 (:func:`vitnp.data.check_images`); batch_size < 1.
     """
-    forward = model_spec(cfg).forward
+    forward = model_spec(cfg, reference=reference).forward
     mean = MEAN if mean is None else mean
     std = STD if std is None else std
-    images, labels = np.asarray(images), np.asarray(labels)
     K = cfg.num_classes
-    if images.dtype != np.uint8:
-        raise TypeError(f"evaluate_arrays expects uint8 pixels 0..255, got {images.dtype} (already normalised? "
-                        f"it normalises them itself)")
-    if labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels) if labels.ndim == 1 else labels.shape} labels")
-    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= K):
-        raise ValueError(f"labels must lie in 0..{K - 1} (the model has {K} classes), got "
-                         f"{labels.min()}..{labels.max()}")
+    labels = check_images(images, labels, what="evaluate_arrays", channels=cfg.in_channels, size=cfg.image_size,
+                          num_classes=K)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     preds = np.empty(len(labels), np.int64)
@@ -133,13 +120,14 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
             "predictions": preds, "per_class": per_class, "confusion": confusion}
 
 
-def predict_proba(params, cfg, x, batch_size=500):
-    """Softmax probabilities (B, K) of normalised float images x (B, H, W, C), dropout off (ViT or CNN)."""
-    forward = model_spec(cfg).forward
+def predict_proba(params, cfg, x, batch_size=500, *, reference=False):
+    """Softmax probabilities (B, K), float64, of normalised float images x (B, H, W, C), dropout off (ViT or
+    CNN; ``reference``: the ViT's reference model instead of the fast path)."""
+    forward = model_spec(cfg, reference=reference).forward
     out = []
     for i in range(0, len(x), batch_size):
-        logits, _ = forward(params, x[i:i + batch_size], cfg, train=False)
-        out.append(_softmax(logits))
+        logits, _ = forward(params, x[i:i + batch_size], cfg, train=False)           # (b, K)
+        out.append(np.exp(log_softmax(logits.astype(np.float64))))
     return np.concatenate(out)
 
 
@@ -166,22 +154,6 @@ def load_image(path):
     if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or min(a.shape[:2]) < 1:
         raise ValueError(f"{path}: unsupported image shape {a.shape}")
     return a
-
-
-def _area_matrix(n_in, n_out):
-    """(n_out, n_in) weights of area resampling: output pixel i averages the input interval
-    [i·s, (i+1)·s), s = n_in / n_out, each input pixel weighted by its overlap (anti-aliased when shrinking)."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)                 # (n_out + 1,)
-    lo, hi = edges[:-1, None], edges[1:, None]                    # (n_out, 1)
-    j = np.arange(n_in)[None, :]                                  # (1, n_in)
-    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)   # (n_out, n_in)
-    return overlap / overlap.sum(1, keepdims=True)
-
-
-def resize_area(a, hw):
-    """Resize (H, W, C) to (h, w, C) by area averaging: out[..., c] = R_y · a[..., c] · R_xᵀ."""
-    ry, rx = _area_matrix(a.shape[0], hw[0]), _area_matrix(a.shape[1], hw[1])   # (h, H), (w, W)
-    return np.einsum("hH,HWc,wW->hwc", ry, a, rx, optimize=True)               # (h, w, C)
 
 
 def image_to_input(image, cfg, mean, std, invert="auto", *, source_size=None):
@@ -289,6 +261,14 @@ def add_evaluate_arguments(p):
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="cores to use (BLAS and batch-shard threads); default 0 = NumPy's default, one per core")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_reference_argument(p)
+
+
+def add_reference_argument(p):
+    """``--reference``, for every command that runs the model."""
+    p.add_argument("--reference", action="store_true",
+                   help="run the clear reference model (vitnp.model) instead of the fast path (vitnp.fast); the "
+                        "numbers agree up to float32 rounding")
 
 
 def add_predict_arguments(p):
@@ -298,6 +278,7 @@ def add_predict_arguments(p):
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="invert light-background images to Fashion-MNIST's light-on-black (default: auto, "
                         "when the image border is mostly light)")
+    add_reference_argument(p)
 
 
 def add_info_arguments(p):
@@ -310,7 +291,6 @@ def _pct(x):
 
 def evaluate_cli(args) -> int:
     """``python -m vitnp evaluate``: test accuracy and per-class accuracy of a checkpoint."""
-    from .train import load_checkpoint, set_blas_threads      # here: vitnp.train imports this module
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads:
@@ -318,11 +298,10 @@ def evaluate_cli(args) -> int:
     params, cfg, meta = load_checkpoint(args.checkpoint)
     images, labels = load_fashion_mnist(args.data, args.split, verify=not args.no_verify)
     images, labels = checkpoint_view(images, labels, cfg, meta)
-    _check_data_fits(cfg, images, labels)
     r = evaluate_arrays(params, cfg, images, labels, batch_size=args.batch_size, mean=meta["norm_mean"],
-                        std=meta["norm_std"], progress=not args.quiet)
+                        std=meta["norm_std"], progress=not args.quiet, reference=args.reference)
     names = meta["class_names"]
-    classes = _classes(meta)
+    classes = checkpoint_classes(meta)
     print(f"checkpoint: {args.checkpoint} (epoch {meta['epoch']}, step {meta['step']})")
     source = meta["data"].get("source_size")
     resized = source is not None and tuple(source) != tuple(cfg.image_size)
@@ -339,20 +318,15 @@ def evaluate_cli(args) -> int:
     return 0
 
 
-def _classes(meta) -> list:
-    """The original class indices a checkpoint was trained on ([] = all)."""
-    return list(meta["data"].get("classes") or (meta["hparams"] or {}).get("classes") or [])
-
-
 def checkpoint_view(images, labels, cfg, meta):
     """A data split as the checkpoint's model saw it in training: only its classes, relabelled 0 … k−1 in
     the training order (:func:`vitnp.data.select_classes`), and resized to its image size
-    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.train.load_checkpoint`.
+    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.rundir.load_checkpoint`.
 
     images : uint8 (N, h, w, C), labels : (N,)  ->  uint8 (n, H, W, C), int64 (n,)
     Shrinking by more than 2× raises ValueError (:func:`vitnp.data.resize_images` would alias).
     """
-    classes = _classes(meta)
+    classes = checkpoint_classes(meta)
     if classes:
         images, labels = select_classes(images, labels, classes)
     if tuple(images.shape[1:3]) != tuple(cfg.image_size):
@@ -360,18 +334,8 @@ def checkpoint_view(images, labels, cfg, meta):
     return images, labels
 
 
-def _check_data_fits(cfg, images, labels):
-    H, W = cfg.image_size
-    if images.shape[1:] != (H, W, cfg.in_channels):
-        raise ValueError(f"the model expects {H}x{W}x{cfg.in_channels} images, the data are "
-                         f"{'x'.join(map(str, images.shape[1:]))}")
-    if len(labels) and labels.max() >= cfg.num_classes:
-        raise ValueError(f"the data have label {labels.max()}, the model only {cfg.num_classes} classes")
-
-
 def predict_cli(args) -> int:
     """``python -m vitnp predict``: the top classes of each image file."""
-    from .train import load_checkpoint
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     params, cfg, meta = load_checkpoint(args.checkpoint)
@@ -382,7 +346,7 @@ def predict_cli(args) -> int:
         x, inverted = image_to_input(load_image(path), cfg, meta["norm_mean"], meta["norm_std"], args.invert,
                                      source_size=source_size)
         inputs.append((path, x, inverted))
-    probs = predict_proba(params, cfg, np.stack([x for _, x, _ in inputs]))   # (B, K)
+    probs = predict_proba(params, cfg, np.stack([x for _, x, _ in inputs]), reference=args.reference)   # (B, K)
     top = min(args.top, cfg.num_classes)
     for (path, _, inverted), p in zip(inputs, probs):
         order = np.argsort(-p, kind="stable")[:top]
@@ -393,7 +357,6 @@ def predict_cli(args) -> int:
 
 def info_cli(args) -> int:
     """``python -m vitnp info``: what a checkpoint holds (a ViT or a CNN)."""
-    from .train import load_checkpoint
     params, cfg, meta = load_checkpoint(args.checkpoint)
     vit = isinstance(cfg, ViTConfig)
     print(f"checkpoint: {args.checkpoint} ({os.path.getsize(args.checkpoint):,} bytes, {meta['format']})")
@@ -418,7 +381,7 @@ def info_cli(args) -> int:
     if total != model_spec(cfg).count(cfg):       # cannot happen: load_checkpoint validated every shape
         raise ValueError(f"{args.checkpoint}: the parameter groups hold {total:,} numbers, the config "
                          f"{model_spec(cfg).count(cfg):,}")
-    classes = _classes(meta)
+    classes = checkpoint_classes(meta)
     print(f"classes: {', '.join(meta['class_names'])}"
           + (f" (Fashion-MNIST classes {','.join(map(str, classes))}, relabelled 0..{len(classes) - 1})"
              if classes else ""))

@@ -16,6 +16,10 @@ one in at most two places:
 Everything else is copied unchanged (bit for bit, as new arrays), and must have the same shape in both
 configs.  The CNN baseline (:mod:`vitnp.cnn`) can be adapted the same way: a new zero head for new classes.
 
+A training run starts from a checkpoint with ``train(..., init_from=PATH)`` (``--init-from``):
+:func:`load_init` reads and hashes the checkpoint once, and :func:`adapt_init` adapts its weights and says
+what was adapted, for the run's ``config.json`` and checkpoints.
+
 >>> from vitnp import ViTConfig, init_params
 >>> old = ViTConfig(image_size=28, patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32)
 >>> new = old.replace(image_size=56, num_classes=5)          # N: 16 -> 64 patches; K: 10 -> 5
@@ -25,13 +29,17 @@ configs.  The CNN baseline (:mod:`vitnp.cnn`) can be adapted the same way: a new
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .checkpoint import resize_pos_table
 from .config import ARITHMETIC_FIELDS, ViTConfig, shape_fields
+from .data import md5
 from .models import model_spec
+from .rundir import load_checkpoint
 
-__all__ = ["adapt_params", "pos_table_changes", "ARITHMETIC_FIELDS"]
+__all__ = ["adapt_params", "pos_table_changes", "ARITHMETIC_FIELDS", "load_init", "adapt_init"]
 
 # A fine-tuned model may change the fields of vitnp.config.ARITHMETIC_FIELDS freely (they change how the
 # arithmetic is done, not what the parameters mean; dtype: the arrays are cast).  image_size and num_classes
@@ -129,3 +137,44 @@ def _why(name, old_cfg, new_cfg) -> str:
                 f"on the image size; fine-tune at the old size, or with other classes, which get a new head "
                 f"(--classes; in Python also adapt_params(..., reset_head=True))")
     return sizes
+
+
+# ---- a training run's initial weights (init_from) ------------------------------------------------------
+def load_init(path) -> dict:
+    """The checkpoint a run starts from, read and validated (:func:`vitnp.rundir.load_checkpoint`) and hashed,
+    once: {'path', 'md5', 'params', 'cfg', 'meta'}.  Errors say which option they concern (``init_from``)."""
+    path = os.fspath(path)
+    try:
+        params, cfg, meta = load_checkpoint(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"init_from: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"init_from: {err}") from None
+    with open(path, "rb") as f:
+        digest = md5(f.read())
+    return {"path": path, "md5": digest, "params": params, "cfg": cfg, "meta": meta}
+
+
+def adapt_init(source, cfg, names, seed):
+    """(params for ``cfg``, a JSON record of where they came from and what was adapted).
+
+    ``source`` is :func:`load_init`'s dict.  The head is new (zeros) when the source's class names differ
+    from this run's ``names`` (other classes, another order, or another number of them); E_pos is
+    interpolated when the patch grid changes (:func:`adapt_params`).
+    """
+    old_cfg, meta = source["cfg"], source["meta"]
+    new_head = meta["class_names"] != list(names)
+    try:
+        params = adapt_params(source["params"], old_cfg, cfg, seed=seed, reset_head=new_head)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"init_from {source['path']}: {err}") from None
+    adapted = []
+    if pos_table_changes(old_cfg, cfg):
+        adapted.append("E_pos interpolated from the {}x{} to the {}x{} patch grid".format(*old_cfg.grid, *cfg.grid))
+    if new_head:
+        adapted.append(f"new zero head for {len(names)} classes")
+    info = {"path": source["path"], "md5": source["md5"], "model": model_spec(old_cfg).kind,
+            "config": old_cfg.to_dict(), "epoch": meta["epoch"], "step": meta["step"],
+            "class_names": meta["class_names"], "classes": meta["data"].get("classes", []),
+            "adapted": "; ".join(adapted) or "nothing (same shapes and classes)"}
+    return params, info

@@ -1,8 +1,9 @@
 """PNG plots of a training run, drawn with matplotlib's Agg canvas.
 
-The figures are built as ``matplotlib.figure.Figure`` objects on a ``FigureCanvasAgg``: no pyplot, no
-global backend switch, so calling these from a notebook leaves its inline plots alone. Every ``save_*``
-writes to a temporary file beside the target, fsyncs it and renames it, so a PNG is never half-written.
+The figures are built as ``matplotlib.figure.Figure`` objects on a ``FigureCanvasAgg`` (:func:`figure`, which
+every figure of vitnp and its scripts starts from): no pyplot, no global backend switch, so calling these
+from a notebook leaves its inline plots alone. :func:`save_figure` writes to a temporary file beside the
+target, fsyncs it and renames it, so a PNG is never half-written.
 
     curves_figure(history)                                   loss and accuracy per epoch (train, test, val)
     confusion_figure(confusion, class_names)                 rows: true class, columns: predicted
@@ -10,19 +11,20 @@ writes to a temporary file beside the target, fsyncs it and renames it, so a PNG
 """
 from __future__ import annotations
 
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .atomic import atomic_write
 
-__all__ = ["curves_figure", "confusion_figure", "predictions_figure", "save_figure"]
+__all__ = ["figure", "curves_figure", "confusion_figure", "predictions_figure", "save_figure"]
 
 
-def _figure(width, height, layout="constrained"):
+def figure(width, height, layout="constrained"):
+    """An empty Figure of ``width`` × ``height`` inches at 100 dpi on an Agg canvas (renders to PNG without a
+    display); ``layout`` is matplotlib's layout engine ('constrained', or None for a fixed grid)."""
     fig = Figure(figsize=(width, height), dpi=100, layout=layout)
-    FigureCanvasAgg(fig)                                     # Agg: renders to PNG without a display
+    FigureCanvasAgg(fig)
     return fig
 
 
@@ -39,7 +41,7 @@ def curves_figure(history):
     history : list of dicts with ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
         and optionally ``val_loss``, ``val_acc`` (the lines of ``metrics.jsonl``).
     """
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
     for split, style in (("train", "o-"), ("val", "s--"), ("test", "^-")):
@@ -62,7 +64,7 @@ def confusion_figure(confusion, class_names):
     """The K×K confusion matrix (counts; rows true class, columns predicted), with row-normalised colours."""
     confusion = np.asarray(confusion)
     K = len(confusion)
-    fig = _figure(1.0 + 0.6 * K, 0.6 + 0.55 * K)
+    fig = figure(1.0 + 0.6 * K, 0.6 + 0.55 * K)
     ax = fig.subplots()
     rows = confusion.sum(1, keepdims=True)
     frac = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)   # (K, K)
@@ -87,7 +89,7 @@ def predictions_figure(images, labels, predictions, class_names, cols=5):
     """
     n = len(images)
     rows = -(-n // cols)
-    fig = _figure(2.0 * cols, 2.2 * rows, layout=None)              # a fixed grid: no layout engine needed
+    fig = figure(2.0 * cols, 2.2 * rows, layout=None)              # a fixed grid: no layout engine needed
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / (2.2 * rows), hspace=0.45)
     for ax in axes:

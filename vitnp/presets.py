@@ -22,8 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 from .config import ViTConfig
-
-AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
+from .data.batches import AUGMENTATIONS
 
 
 @dataclasses.dataclass(frozen=True)

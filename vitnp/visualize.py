@@ -30,7 +30,9 @@ Python API
 ----------
 visualize(checkpoint, images, out_dir, *, indices, data, ...)  -> list of the PNG paths written
 rollout_figure, distance_figure, pos_similarity_figure, filters_figure  -> matplotlib Figures (no pyplot)
-The numbers come from :mod:`vitnp.analysis`.
+The numbers come from :mod:`vitnp.analysis`, the forward passes from the fast path (:mod:`vitnp.fast`), or
+with ``reference=True`` (``--reference``) from the reference model (:mod:`vitnp.model`): the attention maps
+agree up to float32 rounding.
 """
 from __future__ import annotations
 
@@ -38,16 +40,15 @@ import math
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from . import analysis
 from .config import ViTConfig
-from .data import FASHION_MNIST_CLASSES, load_fashion_mnist, normalize, resize_images
-from .evaluate import _classes, _softmax, image_to_input, load_image
-from .model import vit_forward
-from .plots import save_figure
-from .train import load_checkpoint
+from .data import FASHION_MNIST_CLASSES, check_images, load_fashion_mnist, normalize, resize_images
+from .evaluate import add_reference_argument, image_to_input, load_image
+from .models import model_spec
+from .ops.loss import log_softmax
+from .plots import figure, save_figure
+from .rundir import checkpoint_classes, load_checkpoint
 
 __all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_figure", "filters_figure",
            "FILES", "add_visualize_arguments", "visualize_cli"]
@@ -55,12 +56,6 @@ __all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_fig
 FILES = ("rollout.png", "attention_distance.png", "pos_embedding_similarity.png", "filters.png")
 MAX_SHOWN = 16            # rollout.png shows at most this many images; all of them count in the distances
 CHUNK = 64                # images per forward pass (the attention maps of a chunk are held in memory)
-
-
-def _figure(width, height):
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)                                   # Agg: renders to PNG without a display
-    return fig
 
 
 def _no_ticks(ax):
@@ -87,7 +82,7 @@ def rollout_figure(pictures, rollout, titles, per_row=4):
     B = len(pictures)
     cols = min(B, per_row)
     rows = math.ceil(B / cols)
-    fig = _figure(2.3 * 2 * cols, 2.5 * rows + 0.4)
+    fig = figure(2.3 * 2 * cols, 2.5 * rows + 0.4)
     axes = np.asarray(fig.subplots(rows, 2 * cols, squeeze=False))   # (rows, 2·cols)
     im = None
     for b in range(rows * cols):
@@ -116,7 +111,7 @@ def distance_figure(dist, cfg: ViTConfig, n_images):
     dist : (L, k) pixels, :func:`vitnp.analysis.mean_attention_distance`
     """
     L, k = dist.shape
-    fig = _figure(6.5, 4.2)
+    fig = figure(6.5, 4.2)
     ax = fig.subplots()
     layers = np.arange(1, L + 1)
     shift = 0.25 / max(k - 1, 1)                                  # heads side by side, not on top of each other
@@ -148,7 +143,7 @@ def pos_similarity_figure(S, cfg: ViTConfig):
         for c in range(gw):
             mosaic[r * (gh + 1):r * (gh + 1) + gh, c * (gw + 1):c * (gw + 1) + gw] = S[r, c]
     side = min(9.0, 2.0 + 0.45 * max(gh, gw) ** 1.3)
-    fig = _figure(side + 1.2, side)
+    fig = figure(side + 1.2, side)
     ax = fig.subplots()
     im = ax.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1)
     ax.set_xticks(np.arange(gw) * (gw + 1) + (gw - 1) / 2, [str(c + 1) for c in range(gw)])
@@ -173,7 +168,7 @@ def filters_figure(filters, variance, per_row=7):
     k, P, _, C = filters.shape
     cols = min(k, per_row)
     rows = math.ceil(k / cols)
-    fig = _figure(1.35 * cols, 1.45 * rows + 0.5)
+    fig = figure(1.35 * cols, 1.45 * rows + 0.5)
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
     for i, ax in enumerate(axes.ravel()):
         _no_ticks(ax)
@@ -201,9 +196,8 @@ def _test_images(indices, data, verify, cfg):
     for i in indices:
         if not 0 <= i < n:
             raise ValueError(f"--index {i} is out of range: the test set has {n} images (0..{n - 1})")
-    if images.shape[3] != cfg.in_channels:
-        raise ValueError(f"the model expects {cfg.in_channels}-channel images, the Fashion-MNIST test images "
-                         f"have {images.shape[3]}; give image files instead of --index")
+    check_images(images, what="--index: the Fashion-MNIST test images (give image files instead)",
+                 channels=cfg.in_channels)
     idx = np.asarray(indices, dtype=np.int64)
     images, labels = images[idx], labels[idx]
     if images.shape[1:3] != tuple(cfg.hw):
@@ -212,7 +206,7 @@ def _test_images(indices, data, verify, cfg):
 
 
 def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=None, verify=True, invert="auto",
-              upsample="nearest", n_filters=28, log=print) -> list:
+              upsample="nearest", n_filters=28, log=print, reference=False) -> list:
     """Write the four PNGs of the module docstring for one checkpoint; returns the paths written.
 
     Parameters
@@ -227,6 +221,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     upsample : 'nearest' | 'bilinear', how the rollout's patch grid is spread over the pixels
     n_filters : how many principal components of E to draw (at most min(P²C, D))
     log : where the one-line messages go (``print``; a no-op to keep quiet)
+    reference : run the reference model (:func:`vitnp.model.vit_forward`) instead of the fast path
 
     Every image is read before anything is written, so a bad file leaves ``out_dir`` untouched.
     A CNN checkpoint is refused with a ValueError (it has no attention to draw).
@@ -245,7 +240,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     if not isinstance(cfg, ViTConfig):
         raise ValueError(f"{os.fspath(checkpoint)}: visualize needs a ViT checkpoint; this one holds a CNN")
     mean, std, names = meta["norm_mean"], meta["norm_std"], meta["class_names"]
-    trained = _classes(meta)                                     # original class indices; [] = all of them
+    trained = checkpoint_classes(meta)                           # original class indices; [] = all of them
     source_size = meta["data"].get("source_size")                # e.g. 28x28 for a model trained at 56x56
 
     # 1. every input, read and checked first: x normalised (B, H, W, C), pictures in [0, 1] for display
@@ -263,10 +258,11 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     B = len(x)
 
     # 2. forward passes in chunks: probabilities, rollout maps, distances summed over the images
+    forward = model_spec(cfg, reference=reference).forward
     probs, rollouts, dist_sum = [], [], 0.0
     for s in range(0, B, CHUNK):
-        logits, cache = vit_forward(params, x[s:s + CHUNK], cfg, train=False)      # (b, K)
-        probs.append(_softmax(logits))                                              # (b, K) float64
+        logits, cache = forward(params, x[s:s + CHUNK], cfg, train=False)          # (b, K)
+        probs.append(np.exp(log_softmax(logits.astype(np.float64))))                # (b, K) softmax, float64
         maps = analysis.attention_maps(cache)                                       # L × (b, k, T, T)
         rollouts.append(analysis.attention_rollout(maps, cfg, upsample=upsample))  # (b, H, W)
         dist_sum = dist_sum + analysis.mean_attention_distance(maps, cfg) * len(logits)
@@ -328,10 +324,12 @@ def add_visualize_arguments(p) -> None:
                    help="rollout map over the pixels: one block per patch (default) or interpolated")
     p.add_argument("--filters", type=int, default=28, metavar="K",
                    help="principal components of E to draw (default 28, as the paper's Fig 7)")
+    add_reference_argument(p)
 
 
 def visualize_cli(args) -> int:
     """``python -m vitnp visualize``: the four PNGs."""
     visualize(args.checkpoint, args.images, args.out, indices=args.index, data=args.data,
-              verify=not args.no_verify, invert=args.invert, upsample=args.upsample, n_filters=args.filters)
+              verify=not args.no_verify, invert=args.invert, upsample=args.upsample, n_filters=args.filters,
+              reference=args.reference)
     return 0

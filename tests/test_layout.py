@@ -1,0 +1,194 @@
+"""The package's shape: no import cycles, no module over 500 lines, and scripts that use only public names.
+
+The import graph is read from the source with ``ast`` (nothing is imported): every ``import`` and
+``from … import`` anywhere in a module, including inside functions, is an edge to the vitnp module it
+names.  Importing ``a.b.c`` also runs the ``__init__`` of the packages ``a.b`` and ``a``, so that is an edge
+too, except to the importer's own packages (Python has started those already).  A cycle is a strongly
+connected component of more than one module.
+
+Each check is also run on a small made-up package that breaks it, so that each is seen to fail.
+"""
+import ast
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 500
+
+
+# ---- reading the source ------------------------------------------------------------------------------
+def modules(package_dir) -> dict:
+    """Dotted module name -> path, for every .py file under ``package_dir`` (a package's is its __init__)."""
+    package_dir = Path(package_dir)
+    out = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = list(path.relative_to(package_dir.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _is_package(name, mods) -> bool:
+    return mods.get(name, Path()).name == "__init__.py"
+
+
+def imported_names(name, path, mods) -> set:
+    """The dotted names a module imports (absolute, within the package or not), at any depth of the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    here = name if _is_package(name, mods) else name.rpartition(".")[0]     # what `from .` means
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                origin = ".".join(base + ([node.module] if node.module else []))
+            else:
+                origin = node.module
+            found.add(origin)
+            found.update(f"{origin}.{alias.name}" for alias in node.names)    # `from pkg import submodule`
+    return found
+
+
+def import_graph(package_dir) -> dict:
+    """module -> set of the package's modules it imports (see the module docstring)."""
+    mods = modules(package_dir)
+    graph = {}
+    for name, path in mods.items():
+        edges = set()
+        for target in imported_names(name, path, mods):
+            while target and target not in mods:                 # `from pkg.mod import function` -> pkg.mod
+                target = target.rpartition(".")[0]
+            while target:                                        # ... and the packages above it
+                if not (name == target or name.startswith(target + ".")):
+                    edges.add(target)
+                target = target.rpartition(".")[0]
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph) -> list:
+    """The import cycles of ``graph``: sorted lists of modules (strongly connected components, Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def long_modules(package_dir, limit=MAX_LINES) -> dict:
+    """path -> line count of the modules longer than ``limit`` lines."""
+    out = {}
+    for path in modules(package_dir).values():
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if n > limit:
+            out[str(path.relative_to(ROOT) if ROOT in path.parents else path)] = n
+    return out
+
+
+def private_uses(script, package="vitnp") -> list:
+    """What a script takes from ``package`` that is not public: ``from vitnp.x import _y``, a module path
+    with a ``_name`` part, or any ``obj._attribute`` (a private attribute of anything)."""
+    tree = ast.parse(Path(script).read_text(encoding="utf-8"), filename=str(script))
+    found = []
+
+    def private(part):
+        return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+    for node in ast.walk(tree):
+        where = f"{Path(script).name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == package:
+            names = node.module.split(".") + [alias.name for alias in node.names]
+            found += [f"{where}: from {node.module} import {part}" for part in names if private(part)]
+        elif isinstance(node, ast.Import):
+            found += [f"{where}: import {alias.name}" for alias in node.names
+                      if alias.name.split(".")[0] == package and any(map(private, alias.name.split(".")))]
+        elif isinstance(node, ast.Attribute) and private(node.attr):
+            found.append(f"{where}: .{node.attr}")
+    return found
+
+
+# ---- the checks on vitnp -----------------------------------------------------------------------------
+def test_vitnp_has_no_import_cycles():
+    graph = import_graph(ROOT / "vitnp")
+    assert {"vitnp.train", "vitnp.evaluate", "vitnp.fit", "vitnp.data", "vitnp.data.batches"} <= set(graph)
+    assert "vitnp.rundir" in graph["vitnp.evaluate"] and "vitnp.evaluate" in graph["vitnp.fit"]   # edges seen
+    assert cycles(graph) == []
+
+
+def test_no_vitnp_module_is_over_500_lines():
+    assert long_modules(ROOT / "vitnp") == {}
+
+
+def test_scripts_use_only_public_names():
+    scripts = sorted((ROOT / "scripts").glob("*.py"))
+    assert scripts
+    problems = [p for script in scripts for p in private_uses(script)]
+    assert problems == []
+
+
+# ---- each check can fail ------------------------------------------------------------------------------
+def _write(root, files: dict):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_checks_catch_a_made_up_package(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "def f():\n    from .b import g      # a function-level import still counts\n    return g\n",
+        "pkg/b.py": "from . import a\n\ndef g():\n    return a\n",
+        "pkg/sub/__init__.py": "from .leaf import x\n",
+        "pkg/sub/leaf.py": "x = 1\n",                                   # its package imports it: no cycle
+        "pkg/d.py": "from .sub.leaf import x\n",
+        "pkg/sub/other.py": "from ..d import x\n",                      # d -> pkg.sub (its __init__) -> ... no
+        "pkg/long.py": "x = 1\n" * (MAX_LINES + 1),
+        "pkg/ok.py": "x = 1\n" * MAX_LINES,
+        "script.py": ("from pkg.a import _hidden\nimport pkg._private\nfrom pkg import settings\n"
+                      "settings._cache.clear()\nfrom pkg.b import g\nprint(g.__name__)\n"),
+    })
+    graph = import_graph(tmp_path / "pkg")
+    assert "pkg.sub" in graph["pkg.d"] and "pkg.sub.leaf" in graph["pkg.d"]
+    assert "pkg.sub" not in graph["pkg.sub.other"]                     # its own package: no edge
+    assert cycles(graph) == [["pkg.a", "pkg.b"]]
+    assert cycles({"x": {"y"}, "y": {"z"}, "z": set()}) == []
+    assert cycles({"x": {"x"}, "y": {"z"}, "z": {"y", "x"}}) == [["x"], ["y", "z"]]
+    assert list(long_modules(tmp_path / "pkg").values()) == [MAX_LINES + 1]
+    found = private_uses(tmp_path / "script.py", package="pkg")
+    assert found == ["script.py:1: from pkg.a import _hidden", "script.py:2: import pkg._private",
+                     "script.py:4: ._cache"], found
+
+
+def test_a_package_that_imports_its_importer_is_a_cycle(tmp_path):
+    """pkg.x imports pkg.sub.y, which runs pkg/sub/__init__.py, which imports pkg.x: a real cycle."""
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/x.py": "from .sub.y import v\n",
+                      "pkg/sub/__init__.py": "from ..x import v\n", "pkg/sub/y.py": "v = 1\n"})
+    assert cycles(import_graph(tmp_path / "pkg")) == [["pkg.sub", "pkg.x"]]
+    assert os.path.isfile(tmp_path / "pkg" / "sub" / "y.py")
