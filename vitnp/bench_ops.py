@@ -9,12 +9,14 @@ states.  The whole-model gain (shards in threads and malloc tuning included) is 
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
 import numpy as np
 
 from . import fast, ops
+from .atomic import write_text
 from .fast import parallel
 from .ops.block import BLOCK_KEYS
 
@@ -82,7 +84,6 @@ def time_ops(rounds=7, steps=3, log=print) -> list:
 
 def run_ops(args, machine, log) -> int:
     """The ``bench --ops`` command: print (and optionally write as JSON) the per-op table."""
-    from .bench import _write_json
     log(f"[ops] base28 activations: B={B}, T={T}, D={D}, k={HEADS}, M={M}, float32; BLAS 1 thread; "
         f"{args.rounds} rounds, reference and fast alternating")
     rows = time_ops(rounds=args.rounds, steps=args.steps or 3, log=log)
@@ -94,5 +95,5 @@ def run_ops(args, machine, log) -> int:
               f"{r['ratio']:>5.2f}×")
     print(f"gain = reference time / fast time (medians); CPU: {machine['cpu']}")
     if args.json:
-        _write_json(args.json, {"machine": machine, "ops": rows})
+        write_text(args.json, json.dumps({"machine": machine, "ops": rows}, indent=1, default=float))
     return 0

@@ -126,7 +126,7 @@ p_hand = {k: v.copy() for k, v in p_lib.items()}
 xb, yb = rng.standard_normal((4, 8, 8, 1)), rng.integers(0, 10, 4)
 lr, wd, b1, b2, eps, clip = 1e-2, 0.05, 0.9, 0.999, 1e-8, 0.5
 opt = AdamW(p_lib, lr, betas=(b1, b2), eps=eps, weight_decay=wd)
-train_step(p_lib, opt, xb, yb, tcfg, lr=lr, label_smoothing=0.1, clip=clip)   # library, in place
+train_step(p_lib, opt, xb, yb, tcfg, lr=lr, label_smoothing=0.1, clip=clip, reference=True)   # library, in place
 
 out, cache = vitnp.vit_forward(p_hand, xb, tcfg, train=True)
 grads = vitnp.vit_backward(softmax_cross_entropy(out, yb, 0.1)[1], cache)

@@ -346,7 +346,7 @@ z0 = np.concatenate([cls, tokens], axis=1) + hparams["E_pos"]   # Eq 1: (B, N+1,
 print(f"x_p {x_p.shape} -> x_p E {tokens.shape} -> z0 {z0.shape}")
 
 lib_logits, cache = vitnp.vit_forward(hparams, xb, hcfg)
-lib_x_p = cache["E"][0]                                       # the library's patch vectors, the input of E
+lib_x_p = cache["embed"]["E"][0]                              # the library's patch vectors, the input of E
 blocks = [{k: hparams[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(hcfg.depth)]
 zL, _, _ = encoder_forward(z0, blocks, hcfg.heads, gelu=hcfg.gelu, eps=hcfg.ln_eps)          # Eq 2–3
 y, _ = layernorm_forward(zL[:, 0], hparams["ln_f.gamma"], hparams["ln_f.beta"], hcfg.ln_eps)  # Eq 4
