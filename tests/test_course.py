@@ -1,7 +1,11 @@
 """The course edition: every solution region is an exercise, the student edition has no solutions left, and
 the grader passes the instructor's tree, fails every exercise of the untouched student edition by id, and
 fails exactly the exercise with a planted bug."""
+import os
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
@@ -89,10 +93,34 @@ def test_student_edition_has_no_solutions(student):
     assert (ROOT / "vitnp/ops/attention.py").read_text().count("### BEGIN SOLUTION") == 2   # instructor's unchanged
 
 
-def test_build_refuses_an_existing_directory(tmp_path):
+def test_build_refuses_an_existing_directory_and_a_non_project(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(ValueError, match="exists already"):
         build(tmp_path / "taken", ROOT)
+    with pytest.raises(ValueError, match="is not the vitnp project"):
+        build(tmp_path / "new", ROOT / "vitnp")
+    assert not (tmp_path / "new").exists()
+
+
+def test_student_edition_is_installable_and_runs_its_cli(student, tmp_path):
+    """The copy builds a wheel (with the known answers inside) and its own CLI lists the exercises."""
+    out, _ = student
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(out),
+                    "-w", str(tmp_path)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("vitnp-*.whl"))
+    assert "vitnp/course/answers.npz" in zipfile.ZipFile(wheel).namelist()
+    p = subprocess.run([sys.executable, "-m", "vitnp", "course", "list"], cwd=out, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(out)})
+    assert p.returncode == 0 and "attention-backward" in p.stdout, p.stderr
+
+
+def test_course_cli_exit_codes(student, capsys):
+    from vitnp.__main__ import main
+    assert main(["course", "grade", "--root", str(student[0]), "--exercise", "linear-backward"]) == 1
+    assert "0 / 2 points" in capsys.readouterr().out
+    assert main(["course", "grade", "--exercise", "linear-backward"]) == 0            # the instructor's tree
+    assert main(["course", "grade", "--exercise", "no-such-exercise"]) == 2
+    assert "unknown exercise" in capsys.readouterr().err
 
 
 def test_grading_the_student_edition_fails_every_exercise_by_id(student):

@@ -68,6 +68,11 @@ def _visualize(args):
     return _guarded(visualize_cli, args)
 
 
+def _course(args):
+    from .course.cli import run
+    return _guarded(run, args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m vitnp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +115,13 @@ def main(argv=None):
                                    "for a checkpoint and some images into DIR.")
     add_visualize_arguments(p)
     p.set_defaults(func=_visualize)
+    from .course.cli import add_arguments as add_course_arguments
+    p = sub.add_parser("course", help="the course edition: build the student copy, grade a copy, list exercises",
+                       description="The course edition (docs/course.md): `build --out DIR` writes the student copy "
+                                   "with the solutions cut out, `grade [--root DIR]` grades a copy on the gradient "
+                                   "checks, `list` lists the exercises.")
+    add_course_arguments(p)
+    p.set_defaults(func=_course)
     args = parser.parse_args(argv)
     return args.func(args)
 

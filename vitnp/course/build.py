@@ -97,6 +97,9 @@ def build(out, src=None) -> dict:
     """
     src = Path(src).resolve() if src is not None else Path(__file__).resolve().parents[2]
     out = Path(out).resolve()
+    if not (src / "setup.cfg").is_file() or not (src / "vitnp" / "__init__.py").is_file():
+        raise ValueError(f"{src} is not the vitnp project (no setup.cfg and vitnp/ there); pass --src with the "
+                         f"project's root (a checkout, not an installed package)")
     if out.exists():
         raise ValueError(f"{out} exists already; the student edition is written to a new directory")
     if out == src or src in out.parents:
