@@ -27,6 +27,6 @@ if [ -n "${VITNP_MAX_MINUTES:-}" ]; then
 fi
 "$PY" -m vitnp train --preset fmnist --out "$run_dir" ${budget[@]+"${budget[@]}"}
 [ -f "$run_dir/best.npz" ] ||
-    { echo "error: no epoch finished within the budget, so there is no $run_dir/best.npz to evaluate" >&2; exit 1; }
+    { echo "error: no epoch finished within the training budget, so there is no $run_dir/best.npz to evaluate (VITNP_MAX_MINUTES: give it 2 or more)" >&2; exit 1; }
 "$PY" -m vitnp evaluate "$run_dir/best.npz"
 echo "Plots: $run_dir/curves.png, $run_dir/confusion.png, $run_dir/predictions.png"
