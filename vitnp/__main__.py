@@ -38,39 +38,23 @@ def _guarded(command, args):
         return 130
 
 
-def _bench(args):
-    from .bench import run
-    return run(args)
+def _lazy(module, function, guarded=True):
+    """The handler of a command whose code lives in ``vitnp.<module>.<function>``, imported only when it runs
+    (so ``python -m vitnp --help`` stays fast); expected errors go through :func:`_guarded`."""
+    def handler(args):
+        import importlib
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return _guarded(command, args) if guarded else command(args)
+    return handler
 
 
-def _train(args):
-    from .train_cli import train_cli
-    return _guarded(train_cli, args)
-
-
-def _evaluate(args):
-    from .evaluate import evaluate_cli
-    return _guarded(evaluate_cli, args)
-
-
-def _predict(args):
-    from .evaluate import predict_cli
-    return _guarded(predict_cli, args)
-
-
-def _info(args):
-    from .evaluate import info_cli
-    return _guarded(info_cli, args)
-
-
-def _visualize(args):
-    from .visualize import visualize_cli
-    return _guarded(visualize_cli, args)
-
-
-def _course(args):
-    from .course.cli import run
-    return _guarded(run, args)
+_bench = _lazy("bench", "run", guarded=False)
+_train = _lazy("train_cli", "train_cli")
+_evaluate = _lazy("evaluate", "evaluate_cli")
+_predict = _lazy("evaluate", "predict_cli")
+_info = _lazy("evaluate", "info_cli")
+_visualize = _lazy("visualize", "visualize_cli")
+_course = _lazy("course.cli", "run")
 
 
 def main(argv=None):
