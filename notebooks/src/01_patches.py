@@ -336,3 +336,104 @@ assert vitnp.ViTConfig.variant("B/16").num_patches == 196
 # a fixed permutation of the pixels: patches row-major over the grid, each flattened in (row, column, channel) order.
 # `vitnp.ops.patches.patchify_forward` equals the two-loop version exactly, and `unpatchify` undoes it exactly.
 # Next, [02_embeddings](02_embeddings.ipynb) turns each patch vector into a $D$-dimensional token.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises on the two orders of section 2. In the student edition (`python -m vitnp course build`) the model
+# answers are cut out; the locked cell after each code exercise fails until your answer is right.
+#
+# * **Exercise nb01-pixel-address** (2 points) — where does pixel $(r, c)$, channel $k$ land in $\mathbf{x}_p$?
+#   Write the function that answers it for every pixel at once.
+# * **Exercise nb01-q-flatten-order** (2 points) — inline question: what would change if each patch were flattened
+#   in (channel, row, column) order instead?
+# * **Exercise nb01-flatten-order** (1 point) — check your answer to the question: flatten in the other order and
+#   find the $\mathbf{E}$ that gives the same tokens.
+
+# %% [markdown]
+# **Exercise nb01-pixel-address** (2 points). Write `patch_address(r, c, k, W, C, P)`: the index $i$ of the patch that
+# holds pixel $(r, c)$, channel $k$ of an image of width $W$ with $C$ channels, and the position $m$ of that number
+# inside $\mathbf{x}_p^i$, so that `x_p[i, m] == x[r, c, k]` for `x_p = patchify_forward(x[None], P)[0][0]`. Use integer
+# arithmetic (`//`, `%`) only, so that the function works on whole arrays of indices.
+
+# %% nbgrader={"grade": false, "grade_id": "nb01-pixel-address", "locked": false, "schema_version": 3, "solution": true}
+def patch_address(r, c, k, W, C, P):
+    """(i, m) with x_p[i, m] == x[r, c, k]; r, c, k may be integer arrays of the same shape."""
+    ### BEGIN SOLUTION
+    i = (r // P) * (W // P) + c // P          # grid row, then grid column: row-major over the grid
+    m = ((r % P) * P + c % P) * C + k         # row inside the patch, column inside the patch, channel
+    return i, m
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb01-pixel-address-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+for shape, p in (((48, 48, 3), 16), ((8, 12, 2), 4), ((28, 28, 1), 7)):
+    image = np.random.default_rng(1).standard_normal(shape)                # (H, W, C)
+    patches = patchify_forward(image[None], p)[0][0]                       # (N, P²C)
+    rr, cc, kk = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")   # every pixel and channel
+    i, m = patch_address(rr, cc, kk, shape[1], shape[2], p)
+    assert np.array_equal(patches[i, m], image), f"a number is not at its address: {shape} image, P = {p}"
+    print(f"{shape[0]}×{shape[1]}×{shape[2]} image, P = {p}: all {image.size} numbers found at their address")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb01-q-flatten-order", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb01-q-flatten-order** (2 points). Suppose vitnp flattened each patch in (channel, row, column) order
+# instead of (row, column, channel). Could the ViT still compute exactly the same functions? What would be different
+# in a trained model, and what else in the project would have to change?
+#
+# ### BEGIN SOLUTION
+# **The same functions.** The new patch vector holds the same $P^2C$ numbers in another fixed order:
+# $\tilde{\mathbf{x}}_p = \mathbf{x}_p \Pi$ for one permutation matrix $\Pi$, the same for every patch. Since
+# $\Pi\Pi^\top = I$, the projection with its rows permuted gives exactly the old tokens,
+# $\tilde{\mathbf{x}}_p\,(\Pi^\top\mathbf{E}) = \mathbf{x}_p\mathbf{E}$, and nothing after Eq 1 looks inside a patch.
+# Training does not tell the two apart either: with $\bar{\mathbf{o}}$ the gradient of the tokens,
+# $$\frac{\partial L}{\partial(\Pi^\top\mathbf{E})} = \tilde{\mathbf{x}}_p^\top \bar{\mathbf{o}}
+# = \Pi^\top (\mathbf{x}_p^\top \bar{\mathbf{o}}) = \Pi^\top \frac{\partial L}{\partial\mathbf{E}},$$
+# so a run started from $\Pi^\top\mathbf{E}_0$ stays the row-permuted twin of the run started from $\mathbf{E}_0$,
+# step by step. Only the meaning of $\mathbf{E}$'s rows changes.
+#
+# **What would have to change** is everything that reads $\mathbf{E}$ as a $P \times P \times C$ filter: $\mathbf{E}$
+# would no longer be the stride-$P$ convolution kernel reshaped (notebook 02), so loading the original checkpoints'
+# `embedding/kernel` of shape $(P, P, C, D)$ would need `kernel.transpose(2, 0, 1, 3).reshape(P*P*C, D)` instead of a
+# plain reshape (`vitnp.checkpoint.from_jax` and `to_jax`), and drawing $\mathbf{E}$'s columns as filters (notebook 07)
+# would need the same transpose. The next exercise checks the identity and the gradient numerically.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb01-flatten-order** (1 point). Write `patchify_crc(x, P)`, which flattens each patch in (channel, row,
+# column) order (patches still row-major over the grid), and `permute_rows(E, P, C)`, which reorders the rows of
+# $\mathbf{E}$ so that `patchify_crc(x, P) @ permute_rows(E, P, C)` equals vitnp's $\mathbf{x}_p\mathbf{E}$.
+
+# %% nbgrader={"grade": false, "grade_id": "nb01-flatten-order", "locked": false, "schema_version": 3, "solution": true}
+def patchify_crc(x, P):
+    """(B, H, W, C) -> (B, N, C·P·P): patches row-major, each flattened in (channel, row, column) order."""
+    ### BEGIN SOLUTION
+    B, H, W, C = x.shape
+    gh, gw = H // P, W // P
+    blocks = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 5, 2, 4)     # (B, gh, gw, C, P, P)
+    return blocks.reshape(B, gh * gw, C * P * P)
+    ### END SOLUTION
+
+
+def permute_rows(E, P, C):
+    """E (P²C, D) for (row, column, channel) patches -> the same projection for (channel, row, column) patches."""
+    ### BEGIN SOLUTION
+    D = E.shape[1]
+    return E.reshape(P, P, C, D).transpose(2, 0, 1, 3).reshape(C * P * P, D)    # row (r, c, k) -> row (k, r, c)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb01-flatten-order-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+rng_t = np.random.default_rng(6)
+x_t, E_t = rng_t.standard_normal((2, 12, 8, 3)), rng_t.standard_normal((4 * 4 * 3, 5))   # P = 4, C = 3, D = 5
+x_p_t = patchify_forward(x_t, 4)[0]                                                    # (2, 6, 48)
+crc = patchify_crc(x_t, 4)
+assert crc.shape == x_p_t.shape
+assert crc[0, 0, 1] == x_t[0, 0, 1, 0] and crc[0, 0, 16] == x_t[0, 0, 0, 1]    # next column; then the next channel
+assert np.array_equal(np.sort(crc, -1), np.sort(x_p_t, -1))                   # the same numbers in each patch
+tokens_crc = crc @ permute_rows(E_t, 4, 3)
+g_t = rng_t.standard_normal((2, 6, 5))                                        # an upstream gradient
+dE = x_p_t.reshape(-1, 48).T @ g_t.reshape(-1, 5)                              # ∂L/∂E for L = Σ (x_p E) ⊙ g
+dE_crc = crc.reshape(-1, 48).T @ g_t.reshape(-1, 5)                            # ∂L/∂(Πᵀ E)
+print(f"max |x̃_p (Πᵀ E) − x_p E| = {diff(tokens_crc, x_p_t @ E_t):.1e};  "
+      f"max |∂L/∂(Πᵀ E) − Πᵀ ∂L/∂E| = {diff(dE_crc, permute_rows(dE, 4, 3)):.1e}")
+assert diff(tokens_crc, x_p_t @ E_t) < 1e-12 and diff(dE_crc, permute_rows(dE, 4, 3)) < 1e-12

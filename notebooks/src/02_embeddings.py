@@ -332,3 +332,101 @@ assert diff(logits, logits_from_hand_z0) < 1e-12
 # **Summary.** Eq 1 in three steps: $\mathbf{x}_p\mathbf{E}$ (a stride-$P$ convolution in disguise), the class token in
 # front, position embeddings added. Every step matched a hand-written version to ~$10^{-16}$, and the model's own forward
 # pass starts from the same $\mathbf{z}_0$. Next: [03_attention](03_attention.ipynb), what the encoder does with these tokens.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises on what Eq 1 tells the encoder about position. In the student edition
+# (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise fails
+# until your answer is right.
+#
+# * **Exercise nb02-q-bag-of-patches** (2 points) — inline question: without $\mathbf{E}_{pos}$, what does a ViT see
+#   of an image whose patches have been shuffled?
+# * **Exercise nb02-bag-of-patches** (2 points) — shuffle the patches of an image, and check your answer on the
+#   library's model.
+# * **Exercise nb02-sincos-shift** (2 points) — write the matrix that shifts the sine-cosine table by $k$ grid rows.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb02-q-bag-of-patches", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb02-q-bag-of-patches** (2 points). Take a ViT with no position embeddings (`pos_embedding='none'`), cut
+# an image into its $N$ patches, put them back in another order, and classify both images. Argue from Eq 1–4 that the
+# logits are the same, whatever the weights. Does this still hold with `classifier='gap'`? With learned
+# $\mathbf{E}_{pos}$?
+#
+# ### BEGIN SOLUTION
+# Let $\pi$ be the permutation of the patches. **Eq 1**: $\mathbf{x}_p\mathbf{E}$ acts on each patch alone, so the
+# patch tokens come out permuted by $\pi$, and without $\mathbf{E}_{pos}$ nothing else depends on the place; the class
+# token stays in row 0. **Eq 2–3**: every block is permutation-equivariant. LayerNorm and the MLP act on each token
+# alone. In attention, permuting the tokens permutes the rows of $\mathbf{q}$, $\mathbf{k}$ and $\mathbf{v}$, so
+# $\mathbf{q}\mathbf{k}^\top$ has its rows *and* columns permuted, the row-wise softmax commutes with that, and
+# $A\mathbf{v}$ comes out with its rows permuted (section 3 checked one block). Row 0 is never moved, so
+# $\mathbf{z}_L^0$, **Eq 4**'s $\mathbf{y} = LN(\mathbf{z}_L^0)$ and the logits are exactly the same, up to rounding.
+# With `'gap'`, $\mathbf{y}$ is the mean of the patch tokens after the final LayerNorm, and a mean does not depend
+# on the order either: same logits. With learned $\mathbf{E}_{pos}$ a moved patch gets the position vector of its *new*
+# place, so the tokens are no longer a permutation of the old ones, and the logits change. Without position
+# embeddings a ViT is a bag-of-patches model: it cannot tell an image from any rearrangement of its patches. (The
+# paper's ablation, Appendix D.4, calls this input "a bag of patches"; in its Table 8, ViT-B/16 without position
+# embeddings scores 0.614 against 0.642 with the 1-D ones, in ImageNet 5-shot linear accuracy.)
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb02-bag-of-patches** (2 points). Write `shuffle_patches(x, P, perm)`: the images `x` (B, H, W, C) with
+# their patches rearranged, so that patch `perm[i]` of the original becomes patch $i$ of the result. Use reshapes and
+# transposes (notebook 01). The test then classifies both images with three models.
+
+# %% nbgrader={"grade": false, "grade_id": "nb02-bag-of-patches", "locked": false, "schema_version": 3, "solution": true}
+def shuffle_patches(x, P, perm):
+    """(B, H, W, C) images with their N = HW/P² patches rearranged: patch perm[i] moves to place i."""
+    ### BEGIN SOLUTION
+    B, H, W, C = x.shape
+    gh, gw = H // P, W // P
+    blocks = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, gh * gw, P, P, C)
+    blocks = blocks[:, perm]                                            # (B, N, P, P, C), new order
+    return blocks.reshape(B, gh, gw, P, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb02-bag-of-patches-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+rng_t = np.random.default_rng(4)
+perm_t = rng_t.permutation(N)
+x_shuffled = shuffle_patches(x, P, perm_t)
+assert x_shuffled.shape == x.shape and not np.array_equal(x_shuffled, x)
+assert np.array_equal(patchify_forward(x_shuffled, P)[0], patchify_forward(x, P)[0][:, perm_t])   # moved, unchanged
+for pos, readout, same in (("none", "token", True), ("none", "gap", True), ("learned", "token", False)):
+    c = cfg.replace(pos_embedding=pos, classifier=readout)
+    p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
+    before, after = vitnp.vit_forward(p_t, x, c)[0], vitnp.vit_forward(p_t, x_shuffled, c)[0]
+    print(f"pos_embedding={pos!r:10} classifier={readout!r:8} "
+          f"max |logits(shuffled) − logits| = {diff(after, before):.1e}")
+    assert diff(before[0], before[1]) > 1e-3                            # the model does tell the two images apart
+    assert (diff(after, before) < 1e-12) == same
+
+# %% [markdown]
+# **Exercise nb02-sincos-shift** (2 points). Section 3 claims that in the sine-cosine table a shift by $k$ grid rows
+# is the same linear map everywhere in the image. Write `row_shift_matrix(k, D)`: the $D \times D$ matrix $R_k$ with
+# $\text{PE}(r + k, c) = \text{PE}(r, c)\,R_k$ for every grid position (rows of `sincos_2d` are row vectors). Hint:
+# $\sin(a + b)$ and $\cos(a + b)$.
+
+# %% nbgrader={"grade": false, "grade_id": "nb02-sincos-shift", "locked": false, "schema_version": 3, "solution": true}
+def row_shift_matrix(k, D):
+    """(D, D) matrix R_k with PE(r + k, c) = PE(r, c) R_k for the table of sincos_2d (width D)."""
+    ### BEGIN SOLUTION
+    q = D // 4
+    omega = 10000.0 ** (-np.arange(q) / q)                     # the D/4 frequencies
+    cos, sin = np.cos(k * omega), np.sin(k * omega)
+    R = np.eye(D)                                              # the column half (last D/2) does not move
+    j = np.arange(q)
+    R[j, j], R[q + j, j] = cos, sin                            # sin((r+k)ω) = sin(rω) cos(kω) + cos(rω) sin(kω)
+    R[j, q + j], R[q + j, q + j] = -sin, cos                   # cos((r+k)ω) = cos(rω) cos(kω) − sin(rω) sin(kω)
+    return R
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb02-sincos-shift-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+cfg_t = vitnp.ViTConfig(image_size=224, patch_size=16, in_channels=3, dim=64, heads=4, mlp_dim=128, dtype="float64")
+grid_t = sincos_2d(cfg_t)[1:].reshape(14, 14, 64)                        # (row, column, D), the class token dropped
+for k_t in (1, 3, 13):
+    R_t = row_shift_matrix(k_t, 64)
+    d = diff(grid_t[k_t:], grid_t[:-k_t] @ R_t)                           # PE(r + k, c) against PE(r, c) R_k
+    print(f"k = {k_t:2d}: max |PE(r + k, c) − PE(r, c) R_k| = {d:.1e}, "
+          f"max |R_k R_kᵀ − I| = {diff(R_t @ R_t.T, np.eye(64)):.1e}")
+    assert d < 1e-12 and diff(R_t @ R_t.T, np.eye(64)) < 1e-12              # … and R_k is a rotation

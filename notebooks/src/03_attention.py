@@ -354,3 +354,113 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # their concatenation with $\mathbf{U}_{msa}$. A causal mask turns the same machinery into a decoder's self-attention. Every
 # step matched a hand-written loop. Next: [04_encoder_block](04_encoder_block.ipynb), where attention meets LayerNorm, the MLP and
 # the residual connections.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises on Eq 5–8. In the student edition (`python -m vitnp course build`) the model answers are cut out;
+# the locked cell after each code exercise fails until your answer is right.
+#
+# * **Exercise nb03-q-score-variance** (2 points) — inline question: the variance of a query–key score, and the scale
+#   that keeps it at 1.
+# * **Exercise nb03-sqrt-dh** (2 points) — the $\sqrt{D_h}$ experiment at the head widths of Table 1 and of our
+#   presets, and with inputs whose variance is not 1.
+# * **Exercise nb03-heads-layout** (2 points) — assemble vitnp's $\mathbf{U}_{qkv}$ from the paper's per-head
+#   matrices.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb03-q-score-variance", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb03-q-score-variance** (2 points). Let the $D_h$ components of $\mathbf{q}$ and $\mathbf{k}$ be
+# independent, with mean 0 and variances $\sigma_q^2$ and $\sigma_k^2$. Derive the mean and the variance of the score
+# $\mathbf{q}\cdot\mathbf{k}$. Which factor should replace $1/\sqrt{D_h}$ to keep the scaled score's variance at 1? How
+# large are the unscaled scores of a ViT-B head when $\sigma_q = \sigma_k = 1$?
+#
+# ### BEGIN SOLUTION
+# Each term $q_m k_m$ has mean $\mathbb{E}[q_m]\,\mathbb{E}[k_m] = 0$ and variance
+# $\mathbb{E}[q_m^2 k_m^2] - 0 = \mathbb{E}[q_m^2]\,\mathbb{E}[k_m^2] = \sigma_q^2\sigma_k^2$ (independence). The $D_h$
+# terms are independent, so their variances add:
+# $$\mathbb{E}[\mathbf{q}\cdot\mathbf{k}] = 0, \qquad
+# \operatorname{Var}(\mathbf{q}\cdot\mathbf{k}) = D_h\,\sigma_q^2\sigma_k^2 .$$
+# The factor that brings the variance back to 1 is $1/(\sigma_q\sigma_k\sqrt{D_h})$; with unit variances it is Eq 6's
+# $1/\sqrt{D_h}$. Every Table 1 model has $D_h = D/k = 64$ except ViT-H ($1280/16 = 80$), so a ViT-B head without the
+# scale would see scores with a standard deviation of $\sqrt{64} = 8$. The experiment above measures it: for
+# $D_h = 64$ its table prints a standard deviation of about 8 for the unscaled scores, and a largest weight of about
+# 0.84 per row on average (uniform attention would give 1/16). The next exercise checks the case $\sigma \ne 1$.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb03-sqrt-dh** (2 points). Write `saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0)`: the
+# experiment above for one head width. Draw `n_rows` queries and `n_rows` × `T` keys with independent components of
+# standard deviation `sigma`, multiply the scores by `scale`, and return three numbers: the standard deviation of the
+# scaled scores, the mean over rows of the largest softmax weight, and the mean norm of the gradient that
+# `softmax_backward` passes back for a random upstream gradient. The test runs it at the head widths
+# `ViTConfig.variant(v).head_dim` of Table 1 and of the `fast` and `fmnist` presets.
+
+# %% nbgrader={"grade": false, "grade_id": "nb03-sqrt-dh", "locked": false, "schema_version": 3, "solution": true}
+def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):
+    """(std of the scaled scores, mean max weight per row, mean ‖∂L/∂scores‖ per row) for head width Dh."""
+    ### BEGIN SOLUTION
+    rng_s = np.random.default_rng(seed)
+    q_s = sigma * rng_s.standard_normal((n_rows, 1, Dh))                  # one query per row
+    k_s = sigma * rng_s.standard_normal((n_rows, T, Dh))                  # T keys per row
+    scores = (q_s @ k_s.transpose(0, 2, 1))[:, 0] * scale               # (n_rows, T)
+    a, cache = softmax_forward(scores)
+    grad = softmax_backward(rng_s.standard_normal(scores.shape), cache)
+    return scores.std(), a.max(axis=1).mean(), np.linalg.norm(grad, axis=1).mean()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb03-sqrt-dh-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+from vitnp.presets import get_preset
+
+used = sorted({vitnp.ViTConfig.variant(v).head_dim for v in ("Ti", "S", "B", "L", "H/14")}
+              | {get_preset(p)[0].head_dim for p in ("fast", "fmnist")})
+assert used == [16, 64, 80]
+n_t = 200 if FAST else 1000
+print(f"{'D_h':>4} | {'std':>6} {'max weight':>10} {'|grad|':>7} (scaled) | {'std':>6} {'max weight':>10} "
+      f"{'|grad|':>7} (unscaled) | std, σ = 2, scale 1/(σ²√D_h)")
+scaled_max = []
+for Dh_t in used:
+    s_std, s_max, s_grad = saturation(Dh_t, 1 / np.sqrt(Dh_t), n_rows=n_t)
+    u_std, u_max, u_grad = saturation(Dh_t, 1.0, n_rows=n_t)
+    sigma_std = saturation(Dh_t, 1 / (4 * np.sqrt(Dh_t)), sigma=2.0, n_rows=n_t)[0]
+    print(f"{Dh_t:>4} | {s_std:6.3f} {s_max:10.3f} {s_grad:7.3f}          | {u_std:6.2f} {u_max:10.3f} {u_grad:7.3f}"
+          f"            | {sigma_std:.3f}")
+    assert abs(s_std - 1) < 0.1 and abs(u_std / np.sqrt(Dh_t) - 1) < 0.1 and abs(sigma_std - 1) < 0.1
+    if Dh_t >= 64:
+        assert u_max > 0.8 and u_grad < 0.7 * s_grad         # unscaled: nearly one-hot, less gradient
+    scaled_max.append(s_max)
+assert max(scaled_max) - min(scaled_max) < 0.05              # scaled: equally soft at every width
+
+# %% [markdown]
+# **Exercise nb03-heads-layout** (2 points). The paper gives head $h$ its own projections (Eq 5), and the original
+# checkpoints store `query/kernel` as a $(D, k, D_h)$ array. Write `assemble_U_qkv(Wq, Wk, Wv)`: from three
+# $(k, D, D_h)$ arrays, head $h$'s query, key and value projections, build vitnp's $(D, 3D)$ `U_qkv` (the Eq 8 section:
+# columns $[\,\mathbf{q} \mid \mathbf{k} \mid \mathbf{v}\,]$, head by head inside each block), so that `msa_forward`
+# computes exactly the per-head attention.
+
+# %% nbgrader={"grade": false, "grade_id": "nb03-heads-layout", "locked": false, "schema_version": 3, "solution": true}
+def assemble_U_qkv(Wq, Wk, Wv):
+    """Three (k, D, D_h) per-head projections -> U_qkv (D, 3D), columns [q | k | v], heads in order in each block."""
+    ### BEGIN SOLUTION
+    k_heads, D_in, Dh_in = Wq.shape
+    return np.concatenate([W.transpose(1, 0, 2).reshape(D_in, k_heads * Dh_in) for W in (Wq, Wk, Wv)], axis=1)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb03-heads-layout-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+from vitnp.checkpoint import to_jax
+
+rng_t = np.random.default_rng(8)
+Wq, Wk, Wv = (rng_t.standard_normal((heads, D, Dh)) / np.sqrt(D) for _ in range(3))   # (k, D, D_h) each
+U_out = rng_t.standard_normal((D, D)) / np.sqrt(D)
+U_t = assemble_U_qkv(Wq, Wk, Wv)
+assert U_t.shape == (D, 3 * D)
+per_head = [softmax_by_hand(z @ Wq[h] @ (z @ Wk[h]).transpose(0, 2, 1) / np.sqrt(Dh)) @ (z @ Wv[h])
+            for h in range(heads)]                                                    # Eq 5–7, head by head
+expected = np.concatenate(per_head, axis=-1) @ U_out                                  # Eq 8
+got, _, _ = msa_forward(z, U_t, np.zeros(3 * D), U_out, np.zeros(D), heads)
+print(f"msa_forward with the assembled U_qkv: max |library − per-head loop| = {diff(got, expected):.1e}")
+assert diff(got, expected) < 1e-12
+params_t = dict(vitnp.init_params(cfg, seed=0), **{"blocks.0.U_qkv": U_t})
+query_kernel = to_jax(params_t, cfg)["Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"]
+assert np.array_equal(query_kernel, Wq.transpose(1, 0, 2))                            # the checkpoint's (D, k, D_h)

@@ -360,3 +360,107 @@ assert d < 1e-8
 # $(B, T, D)$; Eq 4 normalises and reads the class token (or averages the patches) and a linear head gives the logits. A ViT
 # written only with NumPy matched `vitnp.vit_forward` for both readouts. Next: [05_backprop](05_backprop.ipynb), the
 # backward pass of every one of these steps.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: the parameter counts of the paper's Table 1 by hand, and the other readout. In the student edition
+# (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise fails until
+# your answer is right.
+#
+# * **Exercise nb04-table1** (3 points) — count the parameters of a ViT by hand, group by group, and check them on
+#   every model of Table 1.
+# * **Exercise nb04-q-table1** (2 points) — inline question: the count of one block as a polynomial in $D$, which part
+#   of ViT-B/16 the blocks hold, and Table 1's 307M for ViT-L.
+# * **Exercise nb04-gap-readout** (2 points) — the readout of `classifier='gap'`, by hand.
+
+# %% [markdown]
+# **Exercise nb04-table1** (3 points). Write `vit_param_groups(L, D, M, P, C, K, N, classifier='token')`: the number of
+# parameters of a ViT with learned $\mathbf{E}_{pos}$ and a linear head, in three groups: `'embedding'` (Eq 1:
+# $\mathbf{E}$ with its bias, $\mathbf{x}_\text{class}$, $\mathbf{E}_{pos}$), `'blocks'` (all $L$ encoder blocks,
+# Eq 2–3) and `'head'` (the final LayerNorm of Eq 4 and the linear head). $N$ is the number of patches; with
+# `classifier='gap'` there is no class token. Count from the shapes in this notebook and in notebooks 02–03, not
+# with `vitnp.param_shapes`.
+
+# %% nbgrader={"grade": false, "grade_id": "nb04-table1", "locked": false, "schema_version": 3, "solution": true}
+def vit_param_groups(L, D, M, P, C, K, N, classifier="token"):
+    """{'embedding': …, 'blocks': …, 'head': …}: the parameter counts of a plain ViT, by group."""
+    ### BEGIN SOLUTION
+    T = N + 1 if classifier == "token" else N                       # tokens: E_pos has one row per token
+    embedding = (P * P * C * D + D) + (D if classifier == "token" else 0) + T * D   # E and bias, x_class, E_pos
+    block = (2 * D + 2 * D                                          # two LayerNorms: γ and β each
+             + 3 * D * D + 3 * D                                    # U_qkv and its bias (Eq 5)
+             + D * D + D                                            # U_msa and its bias (Eq 8)
+             + D * M + M + M * D + D)                               # MLP: W1, b1, W2, b2 (Eq 3)
+    if M == 4 * D:                                                  # Table 1's MLP width: nb04-q-table1's polynomial
+        assert block == 12 * D * D + 13 * D
+    head = 2 * D + D * K + K                                        # final LayerNorm, head W and b
+    return {"embedding": embedding, "blocks": L * block, "head": head}
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb04-table1-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+def library_groups(c):
+    """The same three groups, summed from vitnp.param_shapes."""
+    sizes = {k: int(np.prod(s)) for k, s in vitnp.param_shapes(c).items()}
+    blocks_t = sum(v for k, v in sizes.items() if k.startswith("blocks."))
+    head_t = sum(sizes[k] for k in ("ln_f.gamma", "ln_f.beta", "head.W", "head.b"))
+    return {"embedding": sum(sizes.values()) - blocks_t - head_t, "blocks": blocks_t, "head": head_t}
+
+
+table1 = {"Ti": 5_717_416, "S": 22_050_664, "B": 86_567_656, "L": 304_326_632, "H/14": 632_045_800}
+for name, c in [(f"ViT-{v}", vitnp.ViTConfig.variant(v)) for v in (*table1, "B/32")] + [("this notebook's", cfg),
+                                                                                        ("its 'gap' twin", cfg_gap)]:
+    groups = vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
+                              c.num_patches, c.classifier)
+    assert groups == library_groups(c), f"{name}: {groups} != {library_groups(c)}"
+    print(f"{name:<16} {sum(groups.values()):>12,} parameters")
+assert all(sum(vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
+                                c.num_patches).values()) == n
+           for c, n in ((vitnp.ViTConfig.variant(v), n) for v, n in table1.items()))
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb04-q-table1", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb04-q-table1** (2 points). With the MLP width $M = 4D$ of every Table 1 model, write the parameter count
+# of one encoder block as a polynomial in $D$. Which share of ViT-B/16's 86,567,656 parameters do its 12 blocks hold,
+# and where are the rest? Table 1 lists ViT-L with 307M parameters: what is the exact count at 224×224 with 1000
+# classes?
+#
+# ### BEGIN SOLUTION
+# Per block: two LayerNorms $4D$; $\mathbf{U}_{qkv}$ and its bias $3D^2 + 3D$; $\mathbf{U}_{msa}$ and its bias
+# $D^2 + D$; the MLP $DM + M + MD + D = 8D^2 + 5D$. In all
+# $$12D^2 + 13D \quad\text{per block},$$
+# two thirds of it in the MLP. For ViT-B ($D = 768$) that is 7,087,872, and the 12 blocks hold 85,054,464 parameters,
+# 98.25 % of 86,567,656. The rest: $\mathbf{E}$ with its bias $16 \cdot 16 \cdot 3 \cdot 768 + 768 = 590{,}592$,
+# $\mathbf{x}_\text{class}$ 768, $\mathbf{E}_{pos}$ $197 \cdot 768 = 151{,}296$ (embedding: 742,656), the final
+# LayerNorm 1,536 and the head $768 \cdot 1000 + 1000 = 769{,}000$. Since the count grows as $12LD^2$, the patch size
+# and the image size hardly matter: ViT-B/32 has 88,224,232, a larger $\mathbf{E}$ (patch vectors four times longer)
+# and a shorter $\mathbf{E}_{pos}$ (50 tokens instead of 197). ViT-L/16
+# at 224×224 with 1000 classes has exactly 304,326,632 parameters; Table 1's "307M" is about 1 % more than this
+# configuration's count.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb04-gap-readout** (2 points). With `classifier='gap'` (Appendix D.3) there is no class token: Eq 4
+# becomes the mean of the $N$ output tokens after the final LayerNorm. Write `gap_readout(zL, gamma, beta, eps)`:
+# $\mathbf{y} = \frac1N\sum_i LN(\mathbf{z}_L)_i$ with the hand-written `layernorm_by_hand` of this notebook (the
+# LayerNorm first, then the mean). The test runs the 'gap' model of the last section with it and compares the logits.
+
+# %% nbgrader={"grade": false, "grade_id": "nb04-gap-readout", "locked": false, "schema_version": 3, "solution": true}
+def gap_readout(zL, gamma, beta, eps=1e-6):
+    """y = mean over the N tokens of LN(z_L): (B, N, D) -> (B, D)."""
+    ### BEGIN SOLUTION
+    return layernorm_by_hand(zL, gamma, beta, eps).mean(axis=1)      # normalise each token, then average
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb04-gap-readout-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+x_p_gap, _ = patchify_forward(x, cfg_gap.patch_size)
+z0_gap = x_p_gap @ params_gap["E"] + params_gap["E_bias"] + params_gap["E_pos"]        # Eq 1 without x_class: (B, N, D)
+blocks_gap = [{k: params_gap[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg_gap.depth)]
+zL_gap, _, _ = encoder_forward(z0_gap, blocks_gap, heads, gelu=cfg_gap.gelu, eps=eps)  # Eq 2–3
+y_gap = gap_readout(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)
+y_lib, _ = readout_forward(layernorm_forward(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)[0], "gap")
+logits_t = y_gap @ params_gap["head.W"] + params_gap["head.b"]
+print(f"y {y_gap.shape}: max |hand − readout_forward| = {diff(y_gap, y_lib):.1e};  "
+      f"logits: max |hand − vit_forward| = {diff(logits_t, logits_gap):.1e}")
+assert diff(y_gap, y_lib) < 1e-12 and diff(logits_t, logits_gap) < 1e-12

@@ -5,8 +5,10 @@
 #
 # Training needs the gradient of the loss with respect to every parameter. vitnp computes it by hand: every operation is a
 # pair `*_forward(inputs) -> (out, cache)` and `*_backward(dout, cache) -> dinputs`, and the model's backward calls them in
-# reverse order. This notebook derives each backward (chain rule, with shapes), writes the result in NumPy, and checks it
-# twice: against the library's backward, and against **numerical derivatives** with `vitnp.gradcheck`.
+# reverse order. This notebook derives each backward (chain rule, with shapes) and checks the library's with
+# **numerical derivatives** (`vitnp.gradcheck`). Writing the backwards out in NumPy, and deriving the hardest one, is
+# yours: four exercises (listed at the end) check your versions twice, against numerical derivatives and against the
+# library's backward.
 #
 # **The contract of a backward.** Let $L$ be the scalar loss and $\mathbf{o} = f(\mathbf{x})$ one operation inside it.
 # The backward receives $\bar{\mathbf{o}} = \partial L / \partial \mathbf{o}$ (same shape as $\mathbf{o}$, the *upstream
@@ -70,6 +72,25 @@ def diff(a, b):
     return float(np.abs(a - b).max()) if a.size else 0.0
 
 
+def compare(name, forward, backward, hand, inputs, **kwargs):
+    """Errors of a hand-written backward ``hand(g, *inputs) -> gradients`` for L = Σ forward(*inputs) ⊙ g, g random:
+    (relative error against centred differences in float64, max |difference| from the library's ``backward``)."""
+    arrays = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
+    out, *_, cache = forward(*arrays.values(), **kwargs)
+    g = np.random.default_rng(1).standard_normal(np.shape(out))
+    mine = hand(g, *arrays.values())
+    mine = mine if isinstance(mine, tuple) else (mine,)
+    assert len(mine) == len(arrays), f"{name}: {len(mine)} gradients for {len(arrays)} inputs"
+    numeric = max(check_gradients(lambda: float((forward(*arrays.values(), **kwargs)[0] * g).sum()), arrays,
+                                  dict(zip(arrays, mine))).values())
+    print(f"{name}: your backward against centred differences {numeric:.1e}", end="", flush=True)
+    library = backward(g, cache)
+    library = library if isinstance(library, tuple) else (library,)
+    d = max(diff(a, m) for a, m in zip(library, mine))
+    print(f", against the library's {d:.1e}")
+    return numeric, d
+
+
 def show(name, errors, tol):
     """Print the gradient check's relative error per input; return the worst."""
     worst = max(errors.values())
@@ -97,13 +118,8 @@ x, W, b = r(2, 3, 5), r(5, 4), r(4)
 out, cache = linear_forward(x, W, b)
 g = r(*out.shape)                                                          # upstream gradient
 dx, dW, db = linear_backward(g, cache)
-dx_hand = g @ W.T                                                          # (2, 3, 5)
-dW_hand = x.reshape(-1, 5).T @ g.reshape(-1, 4)                            # (5, 4): summed over all 6 rows
-db_hand = g.reshape(-1, 4).sum(axis=0)                                     # (4,)
 print(f"x {x.shape}, W {W.shape}, b {b.shape} -> out {out.shape};  dx {dx.shape}, dW {dW.shape}, db {db.shape}")
-d = max(diff(dx, dx_hand), diff(dW, dW_hand), diff(db, db_hand))
-print(f"linear backward: max |library − hand| = {d:.1e}")
-assert d < 1e-12
+assert (dx.shape, dW.shape, db.shape) == (x.shape, W.shape, b.shape)      # each gradient has its input's shape
 assert show("linear", check_pair(linear_forward, linear_backward, dict(x=x, W=W, b=b)), OP_TOL) < OP_TOL
 
 # %% [markdown]
@@ -118,14 +134,7 @@ x = r(2, 6, 4, 3)
 x_p, cache = patchify_forward(x, 2)
 g = r(*x_p.shape)
 dx = patchify_backward(g, cache)
-index = np.arange(x.size, dtype=np.float64).reshape(x.shape)
-source = patchify_forward(index, 2)[0].reshape(-1).astype(int)           # slot of x_p <- position in x
-dx_hand = np.empty(x.size)
-dx_hand[source] = g.reshape(-1)                                            # send each gradient back to its pixel
 print(f"x {x.shape} -> x_p {x_p.shape};  dx {dx.shape}")
-d = diff(dx, dx_hand.reshape(x.shape))
-print(f"patchify backward: max |library − hand| = {d:.1e}")
-assert d == 0.0
 assert show("patchify", check_pair(patchify_forward, patchify_backward, {"x": x}, kwargs={"P": 2}), OP_TOL) < OP_TOL
 
 # %% [markdown]
@@ -146,10 +155,7 @@ X, x_class = r(3, 4, 5), r(5)
 z, cache = class_token_forward(X, x_class)
 g = r(*z.shape)
 dX, dcls = class_token_backward(g, cache)
-d = max(diff(dX, g[:, 1:]), diff(dcls, g[:, 0].sum(axis=0)))
 print(f"X {X.shape}, x_class {x_class.shape} -> z {z.shape};  dX {dX.shape}, dx_class {dcls.shape}")
-print(f"class token backward: max |library − hand| = {d:.1e}")
-assert d < 1e-12
 assert show("class_token", check_pair(class_token_forward, class_token_backward, dict(X=X, x_class=x_class)),
             OP_TOL) < OP_TOL
 
@@ -157,10 +163,67 @@ z, E_pos = r(3, 4, 5), r(4, 5)
 z0, cache = pos_embed_forward(z, E_pos)
 g = r(*z0.shape)
 dz, dE = pos_embed_backward(g, cache)
-d = max(diff(dz, g), diff(dE, g.sum(axis=0)))
-print(f"position embedding backward: max |library − hand| = {d:.1e}")
-assert d < 1e-12
+print(f"z {z.shape}, E_pos {E_pos.shape} -> z0 {z0.shape};  dz {dz.shape}, dE_pos {dE.shape}")
 assert show("pos_embed", check_pair(pos_embed_forward, pos_embed_backward, dict(z=z, E_pos=E_pos)), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# **Exercise nb05-copy-backwards** (2 points). Write the backwards of sections 1–3 in NumPy, from the formulas above:
+# `linear_backward_by_hand(g, x, W)` returns $\bar{\mathbf{x}}, \bar{\mathbf{W}}, \bar{\mathbf{b}}$;
+# `patchify_backward_by_hand(g, image_shape, P)` sends every number of $\bar{\mathbf{x}}_p$ back to its pixel (hint:
+# flatten the array $0, 1, 2, \ldots$ as in notebook 01 to learn where each number came from);
+# `class_token_backward_by_hand(g)` and `pos_embed_backward_by_hand(g)` return the gradients of both inputs. The
+# locked cell checks each against centred differences and against the library's backward.
+
+# %% nbgrader={"grade": false, "grade_id": "nb05-copy-backwards", "locked": false, "schema_version": 3, "solution": true}
+def linear_backward_by_hand(g, x, W):
+    """o = x W + b, g = ∂L/∂o (…, D_out)  ->  dx (…, D_in), dW (D_in, D_out), db (D_out,)."""
+    ### BEGIN SOLUTION
+    D_in, D_out = W.shape
+    dx = g @ W.T                                                           # (…, D_in)
+    dW = x.reshape(-1, D_in).T @ g.reshape(-1, D_out)                      # summed over every row n
+    db = g.reshape(-1, D_out).sum(axis=0)
+    return dx, dW, db
+    ### END SOLUTION
+
+
+def patchify_backward_by_hand(g, image_shape, P):
+    """x_p = patchify(x, P), g = ∂L/∂x_p (B, N, P²C)  ->  dx of shape image_shape (B, H, W, C)."""
+    ### BEGIN SOLUTION
+    index = np.arange(np.prod(image_shape), dtype=np.float64).reshape(image_shape)
+    source = patchify_forward(index, P)[0].reshape(-1).astype(int)        # slot of x_p <- position in x
+    dx = np.empty(index.size)
+    dx[source] = g.reshape(-1)                                             # each gradient back to its pixel
+    return dx.reshape(image_shape)
+    ### END SOLUTION
+
+
+def class_token_backward_by_hand(g):
+    """z = [x_class; X], g = ∂L/∂z (B, N+1, D)  ->  dX (B, N, D), dx_class (D,)."""
+    ### BEGIN SOLUTION
+    return g[:, 1:], g[:, 0].sum(axis=0)                                   # x_class is used by all B images
+    ### END SOLUTION
+
+
+def pos_embed_backward_by_hand(g):
+    """z0 = z + E_pos, g = ∂L/∂z0 (B, T, D)  ->  dz (B, T, D), dE_pos (T, D)."""
+    ### BEGIN SOLUTION
+    return g, g.sum(axis=0)                                                # E_pos is used by all B images
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb05-copy-backwards-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+rt = np.random.default_rng(11)                                 # its own generator: the sections' numbers stay put
+errors = [compare("linear", linear_forward, linear_backward, lambda g, x, W, b: linear_backward_by_hand(g, x, W),
+                  dict(x=rt.standard_normal((2, 3, 5)), W=rt.standard_normal((5, 4)), b=rt.standard_normal(4))),
+          compare("patchify", patchify_forward, patchify_backward,
+                  lambda g, x: patchify_backward_by_hand(g, x.shape, 2), dict(x=rt.standard_normal((2, 6, 4, 3))), P=2),
+          compare("class token", class_token_forward, class_token_backward,
+                  lambda g, X, x_class: class_token_backward_by_hand(g),
+                  dict(X=rt.standard_normal((3, 4, 5)), x_class=rt.standard_normal(5))),
+          compare("position embedding", pos_embed_forward, pos_embed_backward,
+                  lambda g, z, E_pos: pos_embed_backward_by_hand(g),
+                  dict(z=rt.standard_normal((3, 4, 5)), E_pos=rt.standard_normal((4, 5))))]
+assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
 
 # %% [markdown]
 # ## 4. Softmax
@@ -171,22 +234,15 @@ assert show("pos_embed", check_pair(pos_embed_forward, pos_embed_backward, dict(
 # $$\bar{s}_i = \sum_j \bar{a}_j\, a_j (\delta_{ij} - a_i) = a_i\Big(\bar{a}_i - \sum_j \bar{a}_j a_j\Big),
 # \qquad \bar{\mathbf{s}} = \mathbf{a} \odot \big(\bar{\mathbf{a}} - (\bar{\mathbf{a}}\cdot\mathbf{a})\big).$$
 #
-# $O(T)$ per row instead of the $O(T^2)$ Jacobian. The hand version below *does* build the Jacobian, row by row, to show the
-# two agree.
+# $O(T)$ per row instead of the $O(T^2)$ Jacobian. (Exercise nb05-softmax-attention below *does* build the Jacobian,
+# row by row, to show that the two agree.)
 
 # %%
 s = 3 * r(2, 3, 5)
 a, cache = softmax_forward(s)
 g = r(*a.shape)
 ds = softmax_backward(g, cache)
-ds_hand = np.empty_like(s)
-for idx in np.ndindex(s.shape[:-1]):                                      # one row at a time
-    row = a[idx]
-    jacobian = np.diag(row) - np.outer(row, row)                           # (5, 5)
-    ds_hand[idx] = jacobian.T @ g[idx]
-d = diff(ds, ds_hand)
-print(f"softmax backward: max |library − hand (explicit Jacobian)| = {d:.1e}")
-assert d < 1e-12
+print(f"s {s.shape} -> a {a.shape};  ds {ds.shape}")
 assert show("softmax", check_pair(softmax_forward, softmax_backward, {"s": s}), OP_TOL) < OP_TOL
 
 # %% [markdown]
@@ -207,16 +263,53 @@ q, k, v = r(2, 2, 5, 3), r(2, 2, 5, 3), r(2, 2, 5, 3)
 out, A, cache = attention_forward(q, k, v)
 g = r(*out.shape)
 dq, dk, dv = attention_backward(g, cache)
-c = 1 / np.sqrt(q.shape[-1])
-dA = g @ v.swapaxes(-1, -2)
-dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))
-d = max(diff(dv, A.swapaxes(-1, -2) @ g), diff(dq, c * dS @ k), diff(dk, c * dS.swapaxes(-1, -2) @ q))
-print(f"q, k, v {q.shape} -> out {out.shape}, A {A.shape}")
-print(f"attention backward: max |library − hand| = {d:.1e}")
-assert d < 1e-12
+print(f"q, k, v {q.shape} -> out {out.shape}, A {A.shape};  dq, dk, dv {dq.shape}")
 assert show("attention", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v)), OP_TOL) < OP_TOL
 assert show("attention, causal mask", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v),
                                                  kwargs={"mask": causal_mask(5)}), OP_TOL) < OP_TOL
+
+# %% [markdown]
+# **Exercise nb05-softmax-attention** (3 points). Write `softmax_backward_by_hand(g, s)`, which computes
+# $\mathbf{a} = \operatorname{softmax}(\mathbf{s})$ along the last axis, builds the $T \times T$ Jacobian of every row
+# and multiplies (slow, but literally section 4's derivation), and `attention_backward_by_hand(g, q, k, v)`, which
+# computes $A$ itself and returns $\bar{\mathbf{q}}, \bar{\mathbf{k}}, \bar{\mathbf{v}}$ by section 5's formulas.
+
+# %% nbgrader={"grade": false, "grade_id": "nb05-softmax-attention", "locked": false, "schema_version": 3, "solution": true}
+def softmax_backward_by_hand(g, s):
+    """a = softmax(s) over the last axis, g = ∂L/∂a  ->  ds, with the explicit Jacobian of each row."""
+    ### BEGIN SOLUTION
+    a = np.exp(s - s.max(axis=-1, keepdims=True))
+    a /= a.sum(axis=-1, keepdims=True)
+    ds = np.empty_like(s)
+    for idx in np.ndindex(s.shape[:-1]):                                  # one row at a time
+        row = a[idx]
+        jacobian = np.diag(row) - np.outer(row, row)                       # ∂a_j/∂s_i = a_j(δ_ij − a_i), symmetric
+        ds[idx] = jacobian.T @ g[idx]
+    return ds
+    ### END SOLUTION
+
+
+def attention_backward_by_hand(g, q, k, v):
+    """o = softmax(q kᵀ/√D_h) v, g = ∂L/∂o (…, T, D_h)  ->  dq, dk, dv (…, T, D_h)."""
+    ### BEGIN SOLUTION
+    c = 1 / np.sqrt(q.shape[-1])
+    S = q @ k.swapaxes(-1, -2) * c                                         # (…, T, T)
+    A = np.exp(S - S.max(axis=-1, keepdims=True))
+    A /= A.sum(axis=-1, keepdims=True)
+    dv = A.swapaxes(-1, -2) @ g                                            # o = A v
+    dA = g @ v.swapaxes(-1, -2)
+    dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))                   # A = softmax(S)
+    return c * dS @ k, c * dS.swapaxes(-1, -2) @ q, dv                     # S = c q kᵀ
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb05-softmax-attention-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+rt = np.random.default_rng(12)
+errors = [compare("softmax", softmax_forward, softmax_backward, softmax_backward_by_hand,
+                  {"s": 3 * rt.standard_normal((2, 3, 5))}),
+          compare("attention", attention_forward, attention_backward, attention_backward_by_hand,
+                  {name: rt.standard_normal((2, 2, 5, 3)) for name in "qkv"})]
+assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
 
 # %% [markdown]
 # ## 6. Multi-head self-attention (Eq 5–8)
@@ -234,23 +327,39 @@ assert show("msa (2 heads)", errors, OP_TOL) < OP_TOL
 errors = check_pair(msa_forward, msa_backward, msa_in, kwargs={"heads": 3, "mask": causal_mask(5)})
 assert show("msa (3 heads, causal mask)", errors, OP_TOL) < OP_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-q-layernorm-backward", "locked": false, "points": 3, "schema_version": 3, "solution": true}
 # ## 7. LayerNorm
 #
 # Per token, with $\sigma = \sqrt{\operatorname{var}(\mathbf{x}) + \epsilon}$, $\hat{\mathbf{x}} = (\mathbf{x} - \mu)/\sigma$ and
 # $\mathbf{o} = \boldsymbol\gamma \odot \hat{\mathbf{x}} + \boldsymbol\beta$. The parameters are easy:
 # $\bar{\boldsymbol\gamma} = \sum_n \bar{\mathbf{o}}_n \odot \hat{\mathbf{x}}_n$, $\bar{\boldsymbol\beta} = \sum_n \bar{\mathbf{o}}_n$,
 # and $\bar{\hat{\mathbf{x}}} = \bar{\mathbf{o}} \odot \boldsymbol\gamma$. The input is harder, because $\mu$ and $\sigma$
-# depend on all of $\mathbf{x}$: with $\partial\mu/\partial x_i = 1/D$ and $\partial\sigma/\partial x_i = \hat{x}_i/(D)$,
+# depend on all of $\mathbf{x}$. Shapes: $\bar{\mathbf{x}}$ like $\mathbf{x}$ $(\ldots, D)$; $\bar{\boldsymbol\gamma},
+# \bar{\boldsymbol\beta}$ $(D)$.
+#
+# **Exercise nb05-q-layernorm-backward** (3 points). Derive $\bar{\mathbf{x}}$ from $\bar{\hat{\mathbf{x}}}$ for one
+# token: first $\partial\mu/\partial x_i$ and $\partial\sigma/\partial x_i$, then the Jacobian
+# $\partial\hat{x}_j/\partial x_i$, then $\bar{\mathbf{x}}$ written with means over the token's $D$ features, without
+# the Jacobian. Exercise nb05-layernorm-gelu-ce (after section 10) checks your result numerically.
+#
+# ### BEGIN SOLUTION
+# $\mu = \frac1D\sum_j x_j$ gives $\partial\mu/\partial x_i = 1/D$. The variance is a mean of squares,
+# $\sigma^2 = \frac1D\sum_j (x_j - \mu)^2 + \epsilon$, so
+# $2\sigma\,\partial\sigma/\partial x_i = \frac2D\sum_j (x_j - \mu)(\delta_{ij} - \frac1D) = \frac2D(x_i - \mu)$: the
+# $\frac1D$ term vanishes because $\sum_j (x_j - \mu) = 0$. Hence
+# $\partial\sigma/\partial x_i = (x_i - \mu)/(D\sigma) = \hat{x}_i/D$, and the quotient rule on
+# $\hat{x}_j = (x_j - \mu)/\sigma$ gives
 #
 # $$\frac{\partial \hat{x}_j}{\partial x_i} = \frac{1}{\sigma}\Big(\delta_{ij} - \frac1D - \frac{\hat{x}_i\hat{x}_j}{D}\Big)
 # \quad\Longrightarrow\quad
+# \bar{x}_i = \sum_j \bar{\hat{x}}_j\,\frac{\partial \hat{x}_j}{\partial x_i}, \qquad
 # \bar{\mathbf{x}} = \frac{1}{\sigma}\Big(\bar{\hat{\mathbf{x}}} - \operatorname{mean}(\bar{\hat{\mathbf{x}}})
 # - \hat{\mathbf{x}}\,\operatorname{mean}(\bar{\hat{\mathbf{x}}} \odot \hat{\mathbf{x}})\Big).$$
 #
-# The two subtracted terms are the price of normalising: the gradient has no component that would shift the token's mean
-# or scale its spread. Shapes: $\bar{\mathbf{x}}$ like $\mathbf{x}$ $(\ldots, D)$; $\bar{\boldsymbol\gamma}, \bar{\boldsymbol\beta}$ $(D)$.
-# The hand version builds the $D\times D$ Jacobian of each token.
+# The two subtracted terms are the price of normalising: the gradient has no component that would shift the token's
+# mean ($\sum_i \bar{x}_i = 0$ exactly) or scale its spread ($\sum_i \bar{x}_i\hat{x}_i = 0$ up to the effect of
+# $\epsilon$).
+# ### END SOLUTION
 
 # %%
 x, gamma, beta = 2 * r(2, 3, 6) + 1, r(6), r(6)
@@ -258,24 +367,11 @@ eps = 1e-6
 out, cache = layernorm_forward(x, gamma, beta, eps)
 g = r(*out.shape)
 dx, dgamma, dbeta = layernorm_backward(g, cache)
-D = x.shape[-1]
-sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
-x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
-dx_hand = np.empty_like(x)
-for idx in np.ndindex(x.shape[:-1]):
-    jac = (np.eye(D) - 1 / D - np.outer(x_hat[idx], x_hat[idx]) / D) / sigma[idx]   # ∂x̂_j/∂x_i, symmetric
-    dx_hand[idx] = jac @ (g[idx] * gamma)
-d = max(diff(dx, dx_hand), diff(dgamma, (g * x_hat).sum(axis=(0, 1))), diff(dbeta, g.sum(axis=(0, 1))))
 print(f"x {x.shape} -> dx {dx.shape}, dgamma {dgamma.shape}, dbeta {dbeta.shape}")
-print(f"layernorm backward: max |library − hand (explicit Jacobian)| = {d:.1e}")
-assert d < 1e-12
 errors = check_pair(layernorm_forward, layernorm_backward, dict(x=x, gamma=gamma, beta=beta), kwargs={"eps": eps})
 assert show("layernorm", errors, OP_TOL) < OP_TOL
 
 # %% [markdown]
-# (We used $\partial\sigma/\partial x_i = (x_i - \mu)/(D\sigma) = \hat{x}_i/D$: the variance is a mean of squares, and the
-# derivative of the mean term vanishes because $\sum_j (x_j - \mu) = 0$.)
-#
 # ## 8. GELU
 #
 # Elementwise, so the backward is a product with the local derivative: $\bar{x} = \bar{o}\cdot \text{GELU}'(x)$.
@@ -286,17 +382,7 @@ assert show("layernorm", errors, OP_TOL) < OP_TOL
 
 # %%
 x = 2 * r(4, 6)
-g = r(*x.shape)
-Phi = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-phi = np.exp(-x**2 / 2) / math.sqrt(2 * math.pi)
-u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
-deriv = {"exact": Phi + x * phi,
-         "tanh": 0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)}
 for form in ("exact", "tanh"):
-    _, cache = gelu_forward(x, form)
-    d = diff(gelu_backward(g, cache), g * deriv[form])
-    print(f"GELU {form} backward: max |library − hand| = {d:.1e}")
-    assert d < 1e-8                                                        # the library's erf is accurate to ~1e-9
     assert show(f"gelu {form}", check_pair(gelu_forward, gelu_backward, {"x": x}, kwargs={"approximate": form}),
                 OP_TOL) < OP_TOL
 
@@ -354,11 +440,7 @@ assert show("encoder block", errors, MODEL_TOL) < MODEL_TOL
 # %%
 logits, labels = 3 * r(4, 5), rng.integers(0, 5, 4)
 loss, dlogits = softmax_cross_entropy(logits, labels)
-p = np.exp(logits - logits.max(1, keepdims=True))
-p /= p.sum(1, keepdims=True)
-d = diff(dlogits, (p - np.eye(5)[labels]) / 4)
-print(f"cross-entropy: loss {loss:.3f}, dlogits {dlogits.shape}; max |library − hand| = {d:.1e}")
-assert d < 1e-12
+print(f"cross-entropy: loss {loss:.3f}, dlogits {dlogits.shape}")
 errors = check_gradients(lambda: softmax_cross_entropy(logits, labels)[0], {"logits": logits}, {"logits": dlogits})
 assert show("cross-entropy", errors, OP_TOL) < OP_TOL
 
@@ -399,10 +481,95 @@ assert set(default_errors) == set(shapes) and max(default_errors.values()) < MOD
 
 
 # %% [markdown]
+# **Exercise nb05-layernorm-gelu-ce** (3 points). Three more backwards in NumPy. (1) LayerNorm, from your answer to
+# nb05-q-layernorm-backward: `layernorm_jacobian(x, eps)` returns the $D \times D$ Jacobian
+# $J_{ij} = \partial\hat{x}_j/\partial x_i$ of every token, shape $(\ldots, D, D)$, and
+# `layernorm_backward_by_hand(g, x, gamma, eps)` returns $\bar{\mathbf{x}}, \bar{\boldsymbol\gamma},
+# \bar{\boldsymbol\beta}$ with your formula for $\bar{\mathbf{x}}$ (means, no Jacobian). (2)
+# `gelu_derivative_by_hand(x, form)`: $\text{GELU}'(x)$ of section 8 for `form` 'exact' or 'tanh' (`math.erf` gives
+# $\Phi$). (3) `cross_entropy_grad_by_hand(logits, labels)`: the gradient of section 10's mean cross-entropy.
+
+# %% nbgrader={"grade": false, "grade_id": "nb05-layernorm-gelu-ce", "locked": false, "schema_version": 3, "solution": true}
+def layernorm_jacobian(x, eps=1e-6):
+    """(…, D) -> (…, D, D): J[…, i, j] = ∂x̂_j/∂x_i for x̂ = (x − μ)/σ over the last axis."""
+    ### BEGIN SOLUTION
+    D = x.shape[-1]
+    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)                  # (…, 1)
+    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
+    outer = x_hat[..., :, None] * x_hat[..., None, :]                      # (…, D, D): x̂_i x̂_j
+    return (np.eye(D) - 1 / D - outer / D) / sigma[..., None]
+    ### END SOLUTION
+
+
+def layernorm_backward_by_hand(g, x, gamma, eps=1e-6):
+    """out = γ ⊙ x̂ + β, g = ∂L/∂out (…, D)  ->  dx (…, D), dgamma (D,), dbeta (D,)."""
+    ### BEGIN SOLUTION
+    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
+    rows = tuple(range(g.ndim - 1))
+    dx_hat = g * gamma
+    dx = (dx_hat - dx_hat.mean(-1, keepdims=True) - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True)) / sigma
+    return dx, (g * x_hat).sum(rows), g.sum(rows)
+    ### END SOLUTION
+
+
+def gelu_derivative_by_hand(x, form):
+    """GELU'(x) elementwise, form 'exact' (x Φ(x)) or 'tanh' (½x(1 + tanh u), u = √(2/π)(x + 0.044715x³))."""
+    ### BEGIN SOLUTION
+    if form == "exact":
+        Phi = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+        phi = np.exp(-x**2 / 2) / math.sqrt(2 * math.pi)
+        return Phi + x * phi                                               # product rule, Φ' = φ
+    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+    return 0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
+    ### END SOLUTION
+
+
+def cross_entropy_grad_by_hand(logits, labels):
+    """∂/∂logits of the mean over the batch of −log softmax(logits)[label]: (B, K)."""
+    ### BEGIN SOLUTION
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return (p - np.eye(logits.shape[1])[labels]) / len(logits)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb05-layernorm-gelu-ce-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+rt = np.random.default_rng(13)
+x_t, gamma_t, beta_t = 2 * rt.standard_normal((2, 3, 6)) + 1, rt.standard_normal(6), rt.standard_normal(6)
+numeric, library = compare("layernorm", layernorm_forward, layernorm_backward,
+                           lambda g, x, gamma, beta: layernorm_backward_by_hand(g, x, gamma),
+                           dict(x=x_t, gamma=gamma_t, beta=beta_t))
+assert numeric < OP_TOL and library < 1e-12
+J = layernorm_jacobian(x_t)
+token = x_t[0, 1].copy()                                       # centred differences of x̂ for one token
+x_hat_of = lambda t: layernorm_forward(t, np.ones(6), np.zeros(6))[0]                         # noqa: E731
+J_num = np.array([(x_hat_of(token + 1e-6 * e) - x_hat_of(token - 1e-6 * e)) / 2e-6 for e in np.eye(6)])
+g_t = rt.standard_normal(x_t.shape)
+dx_jac = np.einsum("...ij,...j->...i", J, g_t * gamma_t)      # x̄_i = Σ_j (∂x̂_j/∂x_i) x̂̄_j
+dx_t = layernorm_backward_by_hand(g_t, x_t, gamma_t)[0]
+print(f"layernorm Jacobian {J.shape}: against centred differences {rel_error(J[0, 1], J_num):.1e}, "
+      f"J-times-vector against your formula {diff(dx_jac, dx_t):.1e}")
+assert J.shape == (2, 3, 6, 6) and rel_error(J[0, 1], J_num) < OP_TOL and diff(dx_jac, dx_t) < 1e-12
+assert np.abs(dx_t.sum(-1)).max() < 1e-12                      # no component that shifts the mean
+for form in ("exact", "tanh"):
+    numeric, library = compare(f"gelu {form}", gelu_forward, gelu_backward,
+                               lambda g, x: g * gelu_derivative_by_hand(x, form), {"x": 2 * rt.standard_normal((4, 6))},
+                               approximate=form)
+    assert numeric < OP_TOL and library < 1e-8                 # the library's erf is accurate to ~1e-9
+logits_t, labels_t = 3 * rt.standard_normal((4, 5)), rt.integers(0, 5, 4)
+mine = cross_entropy_grad_by_hand(logits_t, labels_t)
+numeric = max(check_gradients(lambda: softmax_cross_entropy(logits_t, labels_t)[0], {"logits": logits_t},
+                              {"logits": mine}).values())
+d = diff(mine, softmax_cross_entropy(logits_t, labels_t)[1])
+print(f"cross-entropy: your gradient against centred differences {numeric:.1e}, against the library's {d:.1e}")
+assert numeric < OP_TOL and d < 1e-12
+
+# %% [markdown]
 # ## 11. What a wrong backward looks like
 #
-# A gradient check earns its keep by failing. Below are four plausible mistakes, each a small change to a correct
-# hand-written pair (written here from scratch, so the library is not touched):
+# A gradient check earns its keep by failing. Below are four plausible mistakes, each made by a small wrapper around
+# the library's correct backward (the library itself is not changed):
 #
 # 1. **LayerNorm that treats $\mu$ and $\sigma$ as constants**: $\bar{\mathbf{x}} = \bar{\hat{\mathbf{x}}}/\sigma$, dropping the two
 #    correction terms of section 7.
@@ -416,44 +583,27 @@ assert set(default_errors) == set(shapes) and max(default_errors.values()) < MOD
 # images and random parameters, never the initial values.
 
 # %%
-def ln_forward(x, gamma, beta, eps=1e-6):
-    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
-    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
-    return gamma * x_hat + beta, (x_hat, sigma, gamma)
-
-
 def ln_backward(dout, cache, *, bug=None):
-    x_hat, sigma, gamma = cache
-    dx_hat = dout if bug == "forgets gamma" else dout * gamma
-    if bug == "mu, sigma constant":
-        dx = dx_hat / sigma
-    else:
-        dx = (dx_hat - dx_hat.mean(-1, keepdims=True) - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True)) / sigma
-    return dx, (dout * x_hat).sum(axis=(0, 1)), dout.sum(axis=(0, 1))
-
-
-def cls_forward(X, x_class):
-    return np.concatenate([np.broadcast_to(x_class, (len(X), 1, X.shape[-1])), X], axis=1), None
+    """The library's LayerNorm backward, or one of two broken versions of it."""
+    x_hat, inv_std, gamma = cache                                 # what layernorm_forward keeps
+    if bug == "forgets gamma":                                    # x̂'s gradient taken as ō instead of ō ⊙ γ
+        return layernorm_backward(dout, (x_hat, inv_std, np.ones_like(gamma)))
+    dx, dgamma, dbeta = layernorm_backward(dout, cache)
+    if bug == "mu, sigma constant":                               # x̂ = (x − μ)/σ as if μ and σ were constants
+        dx = dout * gamma * inv_std
+    return dx, dgamma, dbeta
 
 
 def cls_backward(dz, cache, *, bug=None):
-    return dz[:, 1:], (dz[0, 0] if bug == "no batch sum" else dz[:, 0].sum(axis=0))
-
-
-def att_forward(q, k, v):
-    c = 1 / np.sqrt(q.shape[-1])
-    A = np.exp(q @ k.swapaxes(-1, -2) * c)
-    A /= A.sum(-1, keepdims=True)
-    return A @ v, (q, k, v, A, c)
+    dX, dx_class = class_token_backward(dz, cache)
+    return dX, (dz[0, 0] if bug == "no batch sum" else dx_class)  # the bug: the first image's gradient only
 
 
 def att_backward(dout, cache, *, bug=None):
-    q, k, v, A, c = cache
-    dA = dout @ v.swapaxes(-1, -2)
-    dS = A * (dA - (dA * A).sum(-1, keepdims=True))
-    if bug == "no scale":
-        c = 1.0
-    return c * dS @ k, c * dS.swapaxes(-1, -2) @ q, A.swapaxes(-1, -2) @ dout
+    dq, dk, dv = attention_backward(dout, cache)
+    if bug == "no scale":                                         # dq and dk without their factor 1/√D_h
+        dq, dk = dq * np.sqrt(dout.shape[-1]), dk * np.sqrt(dout.shape[-1])
+    return dq, dk, dv
 
 
 def check(fwd, bwd, inputs, bug):
@@ -467,10 +617,10 @@ cls_in_b1 = dict(X=r(1, 4, 5), x_class=r(5))
 att_in = dict(q=r(2, 5, 4), k=r(2, 5, 4), v=r(2, 5, 4))
 
 rows = [  # (mistake, forward, backward, general inputs, special inputs or None, bug)
-    ("1. LN: mu, sigma treated as constants", ln_forward, ln_backward, ln_in, None, "mu, sigma constant"),
-    ("2. class token: no sum over the batch", cls_forward, cls_backward, cls_in, cls_in_b1, "no batch sum"),
-    ("3. attention: forgets 1/sqrt(D_h)", att_forward, att_backward, att_in, None, "no scale"),
-    ("4. LN: forgets gamma", ln_forward, ln_backward, ln_in, ln_in_gamma1, "forgets gamma"),
+    ("1. LN: mu, sigma treated as constants", layernorm_forward, ln_backward, ln_in, None, "mu, sigma constant"),
+    ("2. class token: no sum over the batch", class_token_forward, cls_backward, cls_in, cls_in_b1, "no batch sum"),
+    ("3. attention: forgets 1/sqrt(D_h)", attention_forward, att_backward, att_in, None, "no scale"),
+    ("4. LN: forgets gamma", layernorm_forward, ln_backward, ln_in, ln_in_gamma1, "forgets gamma"),
 ]
 print(f"{'backward':<40} {'correct':>9} {'broken':>9} {'caught?':>8} {'broken, B=1 or gamma=1':>23}")
 for name, fwd, bwd, inputs, special, bug in rows:
@@ -528,3 +678,20 @@ except TypeError as err:
 # add two paths. Each matched a hand-derived formula and passed the numerical check (errors around $10^{-9}$ or below);
 # every parameter of the whole model did too. Broken versions give errors of $10^{-2}$ to $1$ and are caught, as long as the
 # check uses batches bigger than one and parameters away from their initial values. Next: [06_training](06_training.ipynb).
+
+# %% [markdown]
+# ## Exercises
+#
+# In this notebook the exercises sit in the sections they belong to, each right after the formulas it asks you to
+# write out. They are the notebook's twins of the code exercises in `vitnp/ops` (`python -m vitnp course list`):
+# here you write each backward on its own, there you put it into the library. In the student edition
+# (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise fails until
+# your answer is right.
+#
+# * **Exercise nb05-copy-backwards** (2 points) — after section 3: the backwards of the linear layer, patch
+#   flattening, the class token and the position embeddings.
+# * **Exercise nb05-softmax-attention** (3 points) — after section 5: the softmax backward with explicit Jacobians,
+#   and the attention backward.
+# * **Exercise nb05-q-layernorm-backward** (3 points) — section 7: derive the LayerNorm backward.
+# * **Exercise nb05-layernorm-gelu-ce** (3 points) — after section 10: the LayerNorm Jacobian and backward from your
+#   derivation, both GELU derivatives, the cross-entropy gradient.

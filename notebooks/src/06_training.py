@@ -376,3 +376,109 @@ plt.show()
 # ```
 #
 # which also writes the curves, the confusion matrix and a checkpoint into `runs/fmnist/`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: the optimiser over several steps, and d2l's classic question about the readout. In the student
+# edition (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise
+# fails until your answer is right.
+#
+# * **Exercise nb06-adamw-steps** (2 points) — section 2 checked one AdamW step by hand; write several, with the moments
+#   carried from step to step.
+# * **Exercise nb06-q-cls-vs-gap** (2 points) — inline question: predict how the model of section 3 does with global
+#   average pooling instead of the class token.
+# * **Exercise nb06-cls-vs-gap** (2 points) — make that run and compare (a few seconds in fast mode, about as long as
+#   section 3's run in full mode).
+
+# %% [markdown]
+# **Exercise nb06-adamw-steps** (2 points). Section 2 wrote one `train_step` by hand, the first one, where
+# $m = v = 0$ before the step. Write `adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing)`: one
+# step per `(x, y)` batch of `batches`, each with the forward and backward of `vit_forward` / `vit_backward`, the
+# smoothed loss, clipping, and AdamW with the moments $m$, $v$ carried from step to step and the bias corrections
+# of step $t$. Return new arrays; do not change `params`.
+
+# %% nbgrader={"grade": false, "grade_id": "nb06-adamw-steps", "locked": false, "schema_version": 3, "solution": true}
+def adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing):
+    """The parameters after len(batches) AdamW steps of train_step, written out with NumPy."""
+    ### BEGIN SOLUTION
+    b1, b2 = betas
+    p = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v = {k: np.zeros_like(a) for k, a in p.items()}
+    for t, (xb_s, yb_s) in enumerate(batches, start=1):
+        out_s, cache_s = vitnp.vit_forward(p, xb_s, cfg, train=True)
+        grads_s = vitnp.vit_backward(softmax_cross_entropy(out_s, yb_s, smoothing)[1], cache_s)
+        norm_s = np.sqrt(sum((g ** 2).sum() for g in grads_s.values()))
+        scale_s = min(1.0, clip / (norm_s + 1e-6))                            # global-norm clipping
+        for k, theta in p.items():
+            g = grads_s[k] * scale_s
+            if theta.ndim >= 2 and k != "E_pos":                              # decoupled weight decay
+                theta *= 1 - lr * wd
+            m[k] = b1 * m[k] + (1 - b1) * g
+            v[k] = b2 * v[k] + (1 - b2) * g ** 2
+            theta -= lr / (1 - b1 ** t) * m[k] / (np.sqrt(v[k] / (1 - b2 ** t)) + eps)   # bias corrections at step t
+    return p
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb06-adamw-steps-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+rng_t = np.random.default_rng(3)
+p_start = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(tcfg, seed=1).items()}
+batches_t = [(rng_t.standard_normal((4, 8, 8, 1)), rng_t.integers(0, 10, 4)) for _ in range(3)]
+settings_t = dict(lr=1e-2, wd=0.05, betas=(0.9, 0.999), eps=1e-8, clip=0.5, smoothing=0.1)
+p_lib3 = {k: v.copy() for k, v in p_start.items()}
+opt_t = AdamW(p_lib3, settings_t["lr"], betas=settings_t["betas"], eps=settings_t["eps"],
+              weight_decay=settings_t["wd"])
+for xb_t, yb_t in batches_t:                                                  # the library: three steps in place
+    train_step(p_lib3, opt_t, xb_t, yb_t, tcfg, lr=settings_t["lr"], label_smoothing=settings_t["smoothing"],
+               clip=settings_t["clip"], reference=True)
+p_hand3 = adamw_by_hand(p_start, batches_t, tcfg, **settings_t)
+d = max(diff(p_lib3[k], p_hand3[k]) for k in p_start)
+moved = max(diff(p_hand3[k], p_start[k]) for k in p_start)
+print(f"three steps, all {len(p_start)} arrays: max |library − hand| = {d:.1e} "
+      f"(the parameters moved by up to {moved:.3f})")
+assert d < 1e-10 and moved > 1e-3       # rounding: the library updates m as m + (1 − β₁)(g − m), torch's form
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb06-q-cls-vs-gap", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb06-q-cls-vs-gap** (2 points). *Dive into Deep Learning* (d2l.ai, "Transformers for Vision", exercise 2)
+# asks: instead of projecting the class token's representation to the output, project the average of the patch
+# representations, and see how it affects the accuracy. In vitnp that is `classifier='gap'` (notebook 04). Before you
+# run it: what do you expect for the run of section 3, same recipe and same steps, and why? What would you need to do
+# before calling one of the two better?
+#
+# ### BEGIN SOLUTION
+# An expectation, not a measurement (the next cell measures it): the two runs should end close to each other. Both
+# have the same encoder; 'gap' drops $\mathbf{x}_\text{class}$ and one row of $\mathbf{E}_{pos}$ (64 of about 20,000
+# parameters here) and reads $\mathbf{y}$ as the mean of the $N = 16$ patch tokens after the final LayerNorm. Each patch
+# token then gets $1/N$ of $\partial\ell/\partial\mathbf{y}$ directly, while the class token's gradient reaches the
+# patches only through attention, which must first learn what to collect. The paper (Appendix D.3, Fig 9)
+# reports that its first attempt with average pooling "performed very poorly", and that the difference was "fully
+# explained by the requirement for a different learning-rate": with a lower learning rate of its own, GAP did as well
+# as the class token. Our recipe was tuned with the class token, so a small disadvantage for 'gap' at the same
+# learning rate would not be surprising; in a run this short, the direct gradient may also help it. Either way, one
+# run of each, with one seed, cannot separate a real difference from the spread between seeds. To call one readout
+# better, repeat both with several seeds (`hp.replace(seed=…)`), give each its own learning rate, and compare the
+# means and their spread, on a validation split rather than the test set.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb06-cls-vs-gap** (2 points). Train the model of section 3 with `classifier='gap'`: the same `hp` and the
+# same `data`, so that only the readout differs. Name the result `gap_run` and print both final test accuracies.
+
+# %% nbgrader={"grade": false, "grade_id": "nb06-cls-vs-gap", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+gap_cfg = cfg.replace(classifier="gap")                      # no x_class, E_pos with N rows, y = mean of the tokens
+t0 = time.perf_counter()
+gap_run = train(gap_cfg, hp, data=data, quiet=True)
+print(f"{vitnp.count_params(cfg):,} parameters with the class token, {vitnp.count_params(gap_cfg):,} with 'gap';  "
+      f"GAP run: {time.perf_counter() - t0:.0f} s")
+print(f"final test accuracy: class token {100 * run.history[-1]['test_acc']:.2f} %, "
+      f"global average pooling {100 * gap_run.history[-1]['test_acc']:.2f} %  ({len(ev_y):,} test images, one seed)")
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "nb06-cls-vs-gap-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+assert gap_run.cfg.classifier == "gap" and gap_run.status == "completed" and len(gap_run.history) == hp.epochs
+assert "x_class" not in gap_run.params and gap_run.params["E_pos"].shape == (cfg.num_patches, cfg.dim)
+assert gap_run.history[-1]["step"] == run.history[-1]["step"]          # the same number of steps as section 3
+assert gap_run.history[-1]["test_acc"] > 0.5                           # it learned (chance: 10 %)

@@ -588,3 +588,141 @@ with tempfile.TemporaryDirectory() as tmp:
 # are mostly of scale: grid size, model size and data. To see more, train a larger model with smaller patches (for
 # example `python -m vitnp train --preset fmnist-vit --patch-size 4 --out runs/p4`) and run
 # `python -m vitnp visualize runs/p4/best.npz --index 0 --index 1 --out figs`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Four exercises: the run without flips that section 3 has not made, and what the rollout of section 5 gives when
+# nothing has been learned. In the student edition (`python -m vitnp course build`) the model answers are cut out; the
+# locked cell after each code exercise fails until your answer is right.
+#
+# * **Exercise nb07-q-no-flip** (2 points) — inline question: predict the position-embedding similarities of a model
+#   trained without flips.
+# * **Exercise nb07-mirror-score** (2 points) — measure them: mirror pairs against the other pairs of a row; then, if
+#   you have made the run (about 8 minutes on one core), compare.
+# * **Exercise nb07-q-uniform-rollout** (2 points) — inline question: the rollout of perfectly uniform attention.
+# * **Exercise nb07-uniform-rollout** (1 point) — check your formula against `attention_rollout`.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb07-q-no-flip", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb07-q-no-flip** (2 points). Section 3 explains the strong similarity of left-right mirror pairs
+# $(r, c) \sim (r, g_w - 1 - c)$ in the learned $\mathbf{E}_{pos}$ by the flip augmentation, and says that the run
+# without flips has not been made. Predict what that run shows: the mean similarity of the mirror pairs, of the other
+# pairs in the same row, and of the pairs that share neither row nor column, each compared with the shipped model.
+# Explain why. Which outcome would show that the explanation of section 3 is wrong?
+#
+# ### BEGIN SOLUTION
+# A prediction, not a measurement: this project has not made the run. **Mirror pairs:** with flips, every training
+# image is seen mirrored half of the time, so the content at column $c$ of a row is, over the training set, the content
+# at column $g_w - 1 - c$ mirrored. Both positions then face the same distribution of (mirrored) patches, and a
+# position embedding that is useful at one is useful at the other, which pulls the two rows of $\mathbf{E}_{pos}$
+# together. Without flips that pull is gone, so the mirror pairs should lose most of their lead and fall towards the
+# other pairs of the same row. Some similarity may remain, because Fashion-MNIST garments are themselves roughly
+# left-right symmetric and centred. **Rows:** the row structure (pairs in the same row more similar than pairs that
+# share neither row nor column) does not depend on flips: a flip keeps every patch in its row, and garments are
+# upright, so what is at a given height (collar, waist, hem) differs between rows. Expect it to stay. **What would
+# refute section 3:** mirror pairs as similar without flips as with them; the symmetry would then come from the
+# symmetric garments, not from the augmentation.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb07-mirror-score** (2 points). Write `mirror_scores(sim)`: from a similarity array `sim` of shape
+# $(g_h, g_w, g_h, g_w)$ (`pos_embedding_similarity`), return a dict with the mean similarity over the left-right
+# mirror pairs (`'mirror'`: $(r, c)$ and $(r, g_w - 1 - c)$, $c \ne g_w - 1 - c$), over the other pairs of distinct
+# patches in the same row (`'same row'`) and over the pairs that share neither row nor column (`'neither'`). Every
+# ordered pair counts once, as in the table of section 3.
+
+# %% nbgrader={"grade": false, "grade_id": "nb07-mirror-score", "locked": false, "schema_version": 3, "solution": true}
+def mirror_scores(sim):
+    """{'mirror', 'same row', 'neither'}: mean cosine similarity over three groups of patch pairs."""
+    ### BEGIN SOLUTION
+    g_h, g_w = sim.shape[:2]
+    r_i, c_i = np.divmod(np.arange(g_h * g_w), g_w)              # grid row and column of every patch
+    same_r = r_i[:, None] == r_i[None]
+    same_c = c_i[:, None] == c_i[None]
+    mirror = same_r & (c_i[:, None] == g_w - 1 - c_i[None]) & ~same_c
+    flat_sim = sim.reshape(g_h * g_w, g_h * g_w)
+    return {"mirror": flat_sim[mirror].mean(), "same row": flat_sim[same_r & ~same_c & ~mirror].mean(),
+            "neither": flat_sim[~same_r & ~same_c].mean()}
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb07-mirror-score-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+scores = mirror_scores(S)
+print("shipped model (trained with flips):", {k: round(float(v), 3) for k, v in scores.items()})
+assert abs(scores["mirror"] - flat[h_mirror].mean()) < 1e-12 and abs(scores["neither"] - flat[neither].mean()) < 1e-12
+assert abs(scores["same row"] - flat[same_row & ~h_mirror].mean()) < 1e-12
+rows_t = np.random.default_rng(9).standard_normal((gh, gw // 2, cfg.dim))
+symmetric = np.concatenate([rows_t, rows_t[:, ::-1]], axis=1).reshape(N, cfg.dim)     # E_pos[r, c] = E_pos[r, gw−1−c]
+sym_table = np.concatenate([np.zeros((1, cfg.dim)), symmetric])                           # a class-token row first
+sym_scores = mirror_scores(pos_embedding_similarity({"E_pos": sym_table}, cfg))
+assert abs(sym_scores["mirror"] - 1) < 1e-12 and abs(sym_scores["same row"]) < 0.5    # a mirror-symmetric table
+
+# %% [markdown]
+# Your run without flips: the `fmnist-vit` recipe of the shipped checkpoint (run e08 of `docs/results.md`, 8 minutes on
+# one core) with `--augment none`. Make it from the repository root, then run the next cell (it looks for
+# `runs/noflip/best.npz`, or the file named by `$VITNP_NOFLIP`):
+#
+# ```bash
+# python -m vitnp train --preset fmnist-vit --epochs 11 --threads 1 --max-minutes 0 --augment none --out runs/noflip
+# ```
+
+# %%
+noflip = Path(os.environ.get("VITNP_NOFLIP", Path(vitnp.__file__).resolve().parents[1] / "runs/noflip/best.npz"))
+if noflip.exists():
+    p_nf, cfg_nf, meta_nf = load_checkpoint(noflip)
+    print(f"{noflip}: augment={meta_nf['hparams']['augment']!r}, epoch {meta_nf['epoch']}")
+    for label, sim in (("with flips (shipped)", S), ("without flips (yours)", pos_embedding_similarity(p_nf, cfg_nf))):
+        print(f"{label:<22}", {k: round(float(v), 3) for k, v in mirror_scores(sim).items()})
+else:
+    print(f"no run at {noflip}: make it with the command above to compare")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb07-q-uniform-rollout", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb07-q-uniform-rollout** (2 points). Suppose every head of every layer attends perfectly evenly,
+# $A = \frac1T\mathbf{1}\mathbf{1}^\top$. Derive the rollout $R = \hat A_L \cdots \hat A_1$ of section 5 in closed form
+# (hint: $U = \frac1T\mathbf{1}\mathbf{1}^\top$ satisfies $U^2 = U$). What is the class token's row? What map does it
+# draw for our model ($T = 17$, $L = 4$), and how much of the class token's own input does it keep?
+#
+# ### BEGIN SOLUTION
+# The rows of $A + I$ sum to 2, so $\hat A = \tfrac12(I + U)$ in every layer. Since $U^2 = U$, powers stay of the form
+# $aI + bU$: $(aI + bU)\,\tfrac12(I + U) = \tfrac a2 I + (\tfrac a2 + b)U$. Starting from $I$ (a = 1, b = 0), after $L$
+# layers
+# $$R = 2^{-L} I + \big(1 - 2^{-L}\big)\,U ,$$
+# since the coefficients always sum to 1. The class token's row: $R_{00} = 2^{-L} + (1 - 2^{-L})/T$ and
+# $R_{0j} = (1 - 2^{-L})/T$ for every patch $j$. The map is **flat**: every patch gets the same weight. For $T = 17$,
+# $L = 4$: $15/16 \cdot 1/17 = 0.0551$ per patch, and the class token keeps $1/16 + 0.0551 = 0.1176$ of its own
+# input. The untrained model is close to this on average over images: its rollout, averaged over the test images of
+# section 4, is within a few per cent of 0.0551 on every patch (the next cell checks it), so the structure of the
+# trained maps is learned.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb07-uniform-rollout** (1 point). Write `uniform_rollout(T, L)`: the class token's row of $R$, shape
+# $(T,)$, from your closed form (no matrix products).
+
+# %% nbgrader={"grade": false, "grade_id": "nb07-uniform-rollout", "locked": false, "schema_version": 3, "solution": true}
+def uniform_rollout(T, L):
+    """Row 0 of the rollout R after L layers of uniform attention over T tokens: (T,)."""
+    ### BEGIN SOLUTION
+    row = np.full(T, (1 - 2.0 ** -L) / T)                        # R = 2^-L I + (1 − 2^-L) 11ᵀ/T
+    row[0] += 2.0 ** -L
+    return row
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb07-uniform-rollout-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+for L_t in (1, 2, 4, 8):
+    uniform_maps = [np.full((1, k, T, T), 1 / T)] * L_t
+    lib_row = attention_rollout(uniform_maps, cfg, upsample=None)[0].ravel()                 # R[0, 1:]
+    R_t = np.linalg.matrix_power((np.full((T, T), 1 / T) + np.eye(T)) / 2, L_t)              # Â^L
+    mine = uniform_rollout(T, L_t)
+    assert mine.shape == (T,) and diff(mine[1:], lib_row) < 1e-12 and diff(mine, R_t[0]) < 1e-12
+print(f"L = {L}, T = {T}: {uniform_rollout(T, L)[1]:.4f} per patch, {uniform_rollout(T, L)[0]:.4f} kept by the "
+      f"class token")
+if SYNTHETIC:
+    print("(the untrained model is compared on Fashion-MNIST test images, which are not installed here)")
+else:
+    untrained = attention_rollout(maps0, cfg, upsample=None).mean(0)                         # over section 4's images
+    deviation = np.abs(untrained / uniform_rollout(T, L)[1] - 1).max()
+    print(f"untrained model, mean over {n_att} test images: within {100 * deviation:.1f} % of the uniform prediction "
+          f"on every patch")
+    assert deviation < 0.1

@@ -532,3 +532,104 @@ plt.show()
 # python scripts/inductive_bias.py --out runs/inductive_bias --jobs 2             # the committed sweep
 # python scripts/inductive_bias.py --out runs/ib_s2 --seed 1 --jobs 2            # the same with another seed
 # ```
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: which shifts a ViT cannot see at all, and the parameters of the hybrid. In the student edition
+# (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise fails until
+# your answer is right.
+#
+# * **Exercise nb08-q-roll-invariance** (2 points) — inline question: a ViT without position embeddings and an image
+#   rolled around by whole patches.
+# * **Exercise nb08-roll-invariance** (1 point) — measure it on a small ViT.
+# * **Exercise nb08-hybrid-params** (2 points) — count the parameters of a hybrid ViT by hand.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb08-q-roll-invariance", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb08-q-roll-invariance** (2 points). Section 2 shifted images with a background border coming in. Now roll
+# them circularly instead, `np.roll(x, s, axis=2)`: what leaves on the right comes back on the left. Take a ViT with
+# `pos_embedding='none'`. Predict, with reasons, whether its logits change when $s = P$, when $s = 1$, and when the
+# model has learned $\mathbf{E}_{pos}$ instead. Does the readout (class token or 'gap') matter? What does the answer
+# say about the inductive bias of a ViT without position embeddings?
+#
+# ### BEGIN SOLUTION
+# **$s = P$, no $\mathbf{E}_{pos}$: the logits do not change** (up to rounding). Rolling by one patch width moves every
+# patch one cell to the right, unchanged, and the last column of patches to the first: the patch vectors are exactly
+# the old ones, permuted. $\mathbf{x}_p\mathbf{E}$ acts on each patch alone, so the tokens are permuted the same way;
+# every encoder block is permutation-equivariant (LayerNorm and the MLP act per token, attention permutes the rows and
+# columns of $A$ together); the class token stays in row 0, and a 'gap' mean ignores the order. So neither readout
+# matters. **$s = 1$:** the image is cut into different patches; the tokens are new vectors, not a permutation of the
+# old ones, and the logits change. **Learned $\mathbf{E}_{pos}$:** a patch that moves gets the position vector of its
+# new place, so even $s = P$ changes the logits. **What it says:** without position embeddings the only spatial
+# structure a ViT has is inside its patches; the model is invariant to *every* permutation of the patches (notebook
+# 02, exercise nb02-q-bag-of-patches), a rolled image included. That is invariance of the wrong kind: the model
+# cannot tell an image from one whose patches were scrambled.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb08-roll-invariance** (1 point). Write `roll_change(params, cfg, x, s)`: the largest absolute change of
+# `vit_forward`'s logits when the images `x` (B, H, W, C) are rolled circularly by `s` pixels to the right.
+
+# %% nbgrader={"grade": false, "grade_id": "nb08-roll-invariance", "locked": false, "schema_version": 3, "solution": true}
+def roll_change(params, cfg, x, s):
+    """max |logits(roll(x, s)) − logits(x)| for a circular shift by s pixels along the width."""
+    ### BEGIN SOLUTION
+    before, _ = vitnp.vit_forward(params, x, cfg)
+    after, _ = vitnp.vit_forward(params, np.roll(x, s, axis=2), cfg)
+    return float(np.abs(after - before).max())
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb08-roll-invariance-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+rng_t = np.random.default_rng(2)
+small = vitnp.ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=16, depth=2, heads=2,
+                        mlp_dim=32, dtype="float64")
+print(f"{'pos_embedding':>13} {'classifier':>10} {'s':>3} {'max |Δ logits|':>15}")
+for pos, readout, s, invariant in (("none", "gap", P, True), ("none", "token", P, True), ("none", "gap", 2 * P, True),
+                                   ("none", "gap", 1, False), ("learned", "gap", P, False),
+                                   ("learned", "token", P, False)):
+    c = small.replace(pos_embedding=pos, classifier=readout)
+    p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
+    change = roll_change(p_t, c, x0, s)
+    print(f"{pos:>13} {readout:>10} {s:>3} {change:>15.1e}")
+    assert (change < 1e-12) == invariant
+    logits_t = vitnp.vit_forward(p_t, x0, c)[0]
+    assert np.abs(logits_t - logits_t[::-1]).max() > 1e-3               # the model does tell the images apart
+
+# %% [markdown]
+# **Exercise nb08-hybrid-params** (2 points). Write `hybrid_param_count(cfg)`: the number of parameters of a ViT
+# config, hybrid or not, from its fields alone (`stem_channels`, `stem_kernel`, `in_channels`, `feature_channels`,
+# `patch_size`, `dim`, `depth`, `mlp_dim`, `num_classes`, `num_tokens`, `classifier`; learned $\mathbf{E}_{pos}$),
+# without `param_shapes` or `count_params`. The stem's stages are 'same' convolutions with a bias (section 3).
+
+# %% nbgrader={"grade": false, "grade_id": "nb08-hybrid-params", "locked": false, "schema_version": 3, "solution": true}
+def hybrid_param_count(cfg):
+    """Parameters of a ViT with learned E_pos: the conv stem (if any), then Eq 1–4 on its feature map."""
+    ### BEGIN SOLUTION
+    stem, c_in = 0, cfg.in_channels
+    for c_out in cfg.stem_channels:                                  # one k×k kernel per (input, output) channel pair
+        stem += cfg.stem_kernel ** 2 * c_in * c_out + c_out          # … and one bias per output channel
+        c_in = c_out
+    D, M, P_c = cfg.dim, cfg.mlp_dim, cfg.patch_size
+    embed = P_c * P_c * cfg.feature_channels * D + D                 # E sees P²·C_f numbers per patch
+    embed += (D if cfg.classifier == "token" else 0) + cfg.num_tokens * D   # x_class, E_pos
+    blocks = cfg.depth * (4 * D + 4 * D * D + 4 * D + 2 * D * M + M + D)   # LNs, U_qkv, U_msa, MLP
+    head = 2 * D + D * cfg.num_classes + cfg.num_classes
+    return stem + embed + blocks + head
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb08-hybrid-params-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+from vitnp.presets import get_preset
+
+fmnist_cfg = get_preset("fmnist")[0]
+cases = {"tiny hybrid above (P = 1)": hcfg, "hybrid of the sweep": configs["hybrid"], "plain ViT of the sweep":
+         configs["vit"], "fmnist preset": fmnist_cfg, "fmnist, 5×5 stem, 'gap'": fmnist_cfg.replace(stem_kernel=5,
+                                                                                                   classifier="gap")}
+for name, c in cases.items():
+    mine, lib = hybrid_param_count(c), vitnp.count_params(c)
+    print(f"{name:<28} {mine:>9,} (library {lib:,})")
+    assert mine == lib
+stem_share = sum(int(np.prod(s)) for k, s in param_shapes(fmnist_cfg).items() if k.startswith("stem."))
+print(f"the fmnist preset's stem: {stem_share:,} of {vitnp.count_params(fmnist_cfg):,} parameters; its E: "
+      f"{param_shapes(fmnist_cfg)['E']}, the plain ViT's: {param_shapes(configs['vit'])['E']}")

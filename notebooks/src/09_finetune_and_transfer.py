@@ -443,3 +443,109 @@ print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 #
 # The exact command line of every run is in `docs/figures/finetune.json` (section 7 prints four of them); the
 # discussion is in [docs/results.md](../docs/results.md).
+
+# %% [markdown]
+# ## Exercises
+#
+# Four exercises on the two halves of §3.2. In the student edition (`python -m vitnp course build`) the model answers
+# are cut out; the locked cell after each code exercise fails until your answer is right.
+#
+# * **Exercise nb09-q-predict-epos** (2 points) — inline question: predict the interpolated $\mathbf{E}_{pos}$ of a
+#   tiny table, by hand.
+# * **Exercise nb09-predict-epos** (1 point) — type your prediction in; the test compares it with the library.
+# * **Exercise nb09-q-zero-head** (2 points) — inline question: with a zero head, when does the body start to learn?
+# * **Exercise nb09-second-step** (2 points) — take the first step on the head by hand and look at the second.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb09-q-predict-epos", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb09-q-predict-epos** (2 points). A model with $D = 1$ was trained on a 2×2 patch grid. Its position
+# embedding, class token first and then the patches row-major, is $\mathbf{E}_{pos} = [7;\ 0, 1;\ 2, 3]$: the patch at
+# grid row $r$, column $c$ holds $2r + c$. It is fine-tuned on a 3×3 grid, and another copy on a 4×4 grid. Predict
+# the two interpolated tables (section 2: class token's row kept, corner-aligned bilinear), without a computer, and
+# say why the answer is exact.
+#
+# ### BEGIN SOLUTION
+# The class token's row stays 7. New cell $(i, j)$ of an $h' \times w'$ grid sits at old position
+# $\big(i\,\tfrac{h-1}{h'-1},\ j\,\tfrac{w-1}{w'-1}\big) = \big(\tfrac{i}{h'-1}, \tfrac{j}{w'-1}\big)$, and bilinear
+# interpolation reproduces every function of the form $\alpha + \beta r + \gamma c + \delta rc$ of the grid position
+# exactly; $2r + c$ is one, so the new value is simply $2i/(h'-1) + j/(w'-1)$.
+#
+# * 3×3: $\;[7;\ 0, 0.5, 1;\ 1, 1.5, 2;\ 2, 2.5, 3]$
+# * 4×4: $\;[7;\ 0, \tfrac13, \tfrac23, 1;\ \tfrac23, 1, \tfrac43, \tfrac53;\ \tfrac43, \tfrac53, 2, \tfrac73;\
+#   2, \tfrac73, \tfrac83, 3]$
+#
+# The four corners keep 0, 1, 2, 3 (corner-aligned), and nothing new is invented: the larger tables are a smooth
+# version of the old one. A learned table is not this simple: every new row is a mix of the four nearest old rows,
+# with the weights of section 2, and nothing else.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb09-predict-epos** (1 point). Type your two predicted tables, in token order (class token first), as
+# `pred_3x3` (10 numbers) and `pred_4x4` (17 numbers). Fractions are fine (`1 / 3`).
+
+# %% nbgrader={"grade": false, "grade_id": "nb09-predict-epos", "locked": false, "schema_version": 3, "solution": true}
+### BEGIN SOLUTION
+pred_3x3 = [7, 0, 0.5, 1, 1, 1.5, 2, 2, 2.5, 3]
+pred_4x4 = [7, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1, 4 / 3, 5 / 3, 4 / 3, 5 / 3, 2, 7 / 3, 2, 7 / 3, 8 / 3, 3]
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "nb09-predict-epos-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+from vitnp.checkpoint import resize_pos_table
+
+tiny = vitnp.ViTConfig(image_size=14, patch_size=7, in_channels=1, num_classes=2, dim=1, depth=1, heads=1, mlp_dim=1)
+E_tiny = np.array([[7.0], [0.0], [1.0], [2.0], [3.0]])                     # class token, then the 2×2 grid row-major
+for pred, size in ((pred_3x3, 21), (pred_4x4, 28)):
+    lib_t = resize_pos_table(E_tiny, tiny, tiny.replace(image_size=size))
+    assert np.shape(pred) in ((len(lib_t),), lib_t.shape), f"{len(lib_t)} numbers expected, class token first"
+    assert diff(np.ravel(pred), lib_t.ravel()) < 1e-12, f"the {size // 7}×{size // 7} table differs from the library's"
+    print(f"{size // 7}×{size // 7} grid: your table matches resize_pos_table")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb09-q-zero-head", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb09-q-zero-head** (2 points). Section 4 showed that on the first step with a zero head only the head gets
+# a gradient. From which step on does the body get one, and why? Write $\partial\ell/\partial\mathbf{y}$ at that step
+# in terms of the head's first update.
+#
+# ### BEGIN SOLUTION
+# From the **second** step. At step 1, $\partial\ell/\partial\mathbf{y} = (\partial\ell/\partial\,\text{logits})\,
+# \mathbf{W}_0^\top = 0$ because $\mathbf{W}_0 = 0$, so every gradient below the head vanishes, while
+# $\partial\ell/\partial\mathbf{W} = \mathbf{y}^\top(\mathbf{p} - \mathbf{t})/B \ne 0$. The first step therefore makes
+# the head non-zero: with plain SGD, $\mathbf{W}_1 = -\eta\,\mathbf{y}^\top(\mathbf{p} - \mathbf{t})/B$ (with AdamW,
+# whose first step divides by $\sqrt{\hat v} = |g|$, about $-\eta$ times the sign of each entry of that gradient). At
+# step 2,
+# $$\frac{\partial\ell}{\partial\mathbf{y}} = \frac{\partial\ell}{\partial\,\text{logits}}\,\mathbf{W}_1^\top
+# = \frac1B(\mathbf{p}_2 - \mathbf{t})\,\mathbf{W}_1^\top \ne 0,$$
+# so the body's gradients are non-zero from then on; at step 2 they scale with $\mathbf{W}_1$, the head's first
+# update (for a small learning rate, linearly in $\eta$). The next exercise checks this with plain SGD.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Exercise nb09-second-step** (2 points). Write `sgd_head_step(params, grads, lr)`: a copy of `params` in which
+# `head.W` and `head.b` took one plain SGD step ($\theta \leftarrow \theta - \eta\,\partial\ell/\partial\theta$) and
+# every other array is unchanged. The test takes that step from section 4's zero head and computes the gradients of
+# the second step.
+
+# %% nbgrader={"grade": false, "grade_id": "nb09-second-step", "locked": false, "schema_version": 3, "solution": true}
+def sgd_head_step(params, grads, lr):
+    """New parameters: head.W and head.b moved by −lr · gradient, the body copied unchanged."""
+    ### BEGIN SOLUTION
+    new = {k: v.copy() for k, v in params.items()}
+    for k in ("head.W", "head.b"):
+        new[k] = params[k] - lr * grads[k]
+    return new
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "nb09-second-step-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+logits1, cache1 = vitnp.vit_forward(p5, x8, cfg5)                          # step 1 from the zero head
+grads1 = vitnp.vit_backward(softmax_cross_entropy(logits1, labels8)[1], cache1)
+p_two = sgd_head_step(p5, grads1, lr=0.5)
+assert all(np.array_equal(p_two[k], p5[k]) for k in p5 if not k.startswith("head."))          # the body is unchanged
+assert diff(p_two["head.W"], -0.5 * grads1["head.W"]) < 1e-7 and p_two["head.W"].any()        # W₁ = −η ∂ℓ/∂W
+logits2, cache2 = vitnp.vit_forward(p_two, x8, cfg5)                       # step 2
+dlogits2 = softmax_cross_entropy(logits2, labels8)[1]                       # (p₂ − t)/B
+grads2 = vitnp.vit_backward(dlogits2, cache2)
+body1 = max(float(np.abs(g).max()) for k, g in grads1.items() if not k.startswith("head."))
+body2 = max(float(np.abs(g).max()) for k, g in grads2.items() if not k.startswith("head."))
+dy = dlogits2 @ p_two["head.W"].T                                           # ∂ℓ/∂y = (p₂ − t) W₁ᵀ / B
+print(f"largest body gradient: step 1 {body1:.1e}, step 2 {body2:.1e};  ∂ℓ/∂β of the final LayerNorm = Σ_b ∂ℓ/∂y_b: "
+      f"max |library − hand| = {diff(grads2['ln_f.beta'], dy.sum(0)):.1e}")
+assert body1 == 0.0 and body2 > 0 and diff(grads2["ln_f.beta"], dy.sum(0)) < 1e-6
