@@ -49,14 +49,20 @@ def diff(a, b):
 # $P^2 C = 48$ numbers, width $D = 16$, and a batch of $B = 2$ images. We work in float64 so that "equal" can mean equal
 # to about $10^{-15}$.
 #
-# `vitnp.init_params` initialises like the paper's code, which sets the class token and every bias to **zero**. A check
-# against zeros proves little (a forgotten bias would pass), so we add random noise to every parameter first.
+# `vitnp.init_params` initialises like the paper's code, which sets the class token, the head and most biases to
+# **zero** (the MLP biases are not quite zero: they are drawn from $\mathcal{N}(0, (10^{-6})^2)$). A check against
+# zeros or near-zeros proves little (a forgotten bias would pass), so we add random noise to every parameter first.
 
 # %%
 cfg = vitnp.ViTConfig(image_size=12, patch_size=4, in_channels=3, num_classes=10, dim=16, depth=2, heads=4,
                       mlp_dim=32, dtype="float64")
 rng = np.random.default_rng(0)
-params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in vitnp.init_params(cfg, seed=0).items()}
+init = vitnp.init_params(cfg, seed=0)
+zero = [k for k in ("x_class", "E_bias", "blocks.0.U_qkv_bias", "blocks.0.U_msa_bias", "head.W", "head.b")
+        if not init[k].any()]
+mlp_b = max(float(np.abs(init[f"blocks.{i}.mlp.{b}"]).max()) for i in range(cfg.depth) for b in ("b1", "b2"))
+print("all zero at initialisation:", ", ".join(zero), f"(and every block's);  largest |MLP bias| {mlp_b:.1e}")
+params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in init.items()}
 x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))                 # (B, H, W, C)
 B, (H, W), C, P, D, N = len(x), cfg.hw, cfg.in_channels, cfg.patch_size, cfg.dim, cfg.num_patches
 print(f"B={B}  H×W×C={H}×{W}×{C}  P={P}  grid={cfg.grid}  N={N}  P²C={cfg.patch_dim}  D={D}  T=N+1={cfg.num_tokens}")
@@ -184,8 +190,9 @@ assert diff(out_shuffled, out[:, perm]) > 1e-3                            # now 
 #
 # One learned row per token position, added (not concatenated) to the tokens, broadcast over the batch. "1-D" because each
 # position is just a number $0 \dots N$: nothing tells the model that patch 1 and patch $1 + W/P$ are vertical
-# neighbours; it has to learn that from data. It does: the trained embeddings of nearby patches are similar, rows and
-# columns show up (paper Fig 7, centre; notebook 06). The reference code initialises $\mathbf{E}_{pos}$ from
+# neighbours; it has to learn that from data. In the paper's large models it does: the trained embeddings of nearby
+# patches are similar, and rows and columns show up (paper Fig 7, centre). Our small model of notebook 07 learns less:
+# patches in the same row become similar, patches in the same column hardly do. The reference code initialises $\mathbf{E}_{pos}$ from
 # $\mathcal{N}(0, 0.02^2)$.
 
 # %%
@@ -266,13 +273,13 @@ for col, (r, c) in enumerate([(0, 0), (7, 7), (3, 11)]):
     i = r * 14 + c
     for row, (tab, name) in enumerate([(fixed, "fixed"), (learned0, "learned, at init")]):
         ax = fig.add_subplot(gs[row, col + 1])
-        im = ax.imshow(cosine_grid(tab, i, big.grid), cmap="viridis")   # colour range: this panel's own
+        im = ax.imshow(cosine_grid(tab, i, big.grid), cmap="viridis", vmin=-1, vmax=1)   # one scale for all panels
         ax.plot(c, r, "r+", ms=10)
         ax.set_title(f"{name}: patch ({r},{c})", fontsize=9)
         ax.set_xlabel("grid column")
         ax.set_ylabel("grid row")
         fig.colorbar(im, ax=ax, shrink=0.8, label="cos similarity")
-fig.suptitle("Cosine similarity of the red patch's position embedding with all others: "
+fig.suptitle("Cosine similarity of the red patch's position embedding with all others (every panel: −1 … 1): "
              "the fixed table encodes rows and columns, a fresh learned one does not")
 fig.tight_layout()
 plt.show()

@@ -18,10 +18,13 @@
 # **untrained** model, the same parameters before the first step, because a structure is only *learned* if it was not
 # there at the start.
 #
-# **The model.** `notebooks/assets/vit_fmnist.npz` (about 0.6 MB) holds a plain ViT (the `fmnist-vit` preset, trained for 11 epochs: run e08 of
-# `docs/results.md`): $P = 7$ (a 4×4 grid
-# of $N = 16$ patches of the 28×28 images), $D = 64$, $L = 4$ layers of $k = 4$ heads, MLP width 128, 139,018 parameters,
-# trained from scratch on Fashion-MNIST; the first cell prints how it was trained and its recorded test accuracy.
+# **The model.** `notebooks/assets/vit_fmnist.npz` (about 0.6 MB) holds run e08 of `docs/results.md`: a plain ViT (no
+# conv stem) with the `fmnist-vit` preset's architecture and recipe (AdamW, peak learning rate 3e-3, batch 128, warm-up
+# over half an epoch, weight decay 0.05, label smoothing 0.1, random horizontal flips), but trained for 11 epochs
+# instead of the preset's 9 (`--epochs 11`, one thread), on all 60,000 training images; the file holds the weights
+# after the last epoch. $P = 7$ (a 4×4 grid of $N = 16$ patches of the 28×28 images), $D = 64$, $L = 4$ layers of
+# $k = 4$ heads, MLP width 128, 139,018 parameters, trained from scratch on Fashion-MNIST; the first cell prints how it
+# was trained and its recorded test accuracy.
 # `bash scripts/make_notebook_checkpoint.sh` re-makes the file. The paper's models are 600–4,500 times larger, cut
 # their images into many more patches (196 for a 224-pixel image and 16-pixel patches) and were pre-trained on 300
 # million images, so expect rougher pictures here; the notebook says where ours differ. `python -m vitnp visualize`

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Inductive bias: ViT against a CNN, the hybrid ViT, and how much data a ViT needs
 #
-# *An Image is Worth 16x16 Words*, §3.1 ("Inductive bias", "Hybrid Architecture") and §4.2 (Fig 3, Fig 4). Terms and
+# *An Image is Worth 16x16 Words*, §3.1 ("Inductive bias", "Hybrid Architecture"), §4.3 (Fig 3, Fig 4) and §4.4 (Fig 5). Terms and
 # their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
 #
 # The paper's central claim comes with a warning. Trained on ImageNet alone (1.3 million images), ViT does worse than a
@@ -84,7 +84,7 @@ def diff(a, b):
 #   **and stride** $P$ (notebook 02). It is local, but equivariant only to shifts by whole patches;
 # * Eq 1 then adds $\mathbf{E}_{pos}$, a different vector at every position. That makes the tokens depend on
 #   *where* a patch is, and breaks even the whole-patch equivariance. The 1-D learned $\mathbf{E}_{pos}$ also starts
-#   with no idea that patch 5 lies below patch 1; any 2-D structure must be learned (notebook 07 shows that it is);
+#   with no idea that patch 5 lies below patch 1; any 2-D structure must be learned (notebook 07: our small model learns the rows of the grid, hardly its columns);
 # * self-attention (Eq 5–8) is **global**: from the first layer on, every token can look at every other one;
 # * only the MLP (Eq 3) is local and translation equivariant, trivially, since it treats each token on its own.
 #
@@ -278,8 +278,9 @@ plt.show()
 # The paper (§3.1, "Hybrid Architecture") offers an alternative to raw image patches: form the input sequence from the
 # **feature map of a CNN**, and apply the patch embedding $\mathbf{E}$ of Eq 1 to patches of that map. In the special
 # case of $1 \times 1$ patches, the sequence is just the feature map flattened over its two spatial axes and projected
-# to width $D$. The paper's hybrids use a ResNet-50 trunk, whose 14×14 feature map for a 224-pixel image gives
-# 196 tokens, as many as ViT-B/16.
+# to width $D$. The paper's hybrids use a ResNet-50 trunk (§4.1). Its stage-4 output for a 224-pixel image is a 7×7 map,
+# 49 tokens; the paper's second variant drops stage 4, puts its layers into an extended stage 3, and reads that
+# stage's 14×14 map: 196 tokens, as many as ViT-B/16, with a four times longer sequence.
 #
 # In formulas: the stem $S$ (here conv → ReLU → max-pool, once per stage) maps the image to
 # $S(x) \in \mathbb{R}^{h \times w \times C_f}$, and Eq 1 becomes
@@ -524,7 +525,7 @@ plt.show()
 #   with one seed per point. Differences of a point or less are within what another seed or learning rate could
 #   change.
 # * **The hybrid** here is the cheap variant (one conv, $P = 7$), not the paper's ResNet trunk with $P = 1$. The paper
-#   found that hybrids beat ViT at small compute and the gap vanishes for larger models (Fig 5).
+#   found that hybrids beat ViT at small compute and the gap vanishes for larger models (§4.4, Fig 5).
 #
 # To reproduce or extend (for example more steps, another seed, or more sizes):
 #

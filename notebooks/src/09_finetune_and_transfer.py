@@ -58,7 +58,7 @@ def diff(a, b):
 
 REPO = Path(vitnp.__file__).resolve().parents[1]              # the notebook may run elsewhere (CI: a temp dir)
 CKPT = REPO / "notebooks" / "assets" / "vit_fmnist.npz"
-params, cfg, meta = load_checkpoint(CKPT)                     # the fmnist preset's ViT, trained at 28×28
+params, cfg, meta = load_checkpoint(CKPT)                     # notebook 07's plain ViT (run e08), trained at 28×28
 print(f"{CKPT.name}: P={cfg.patch_size}, D={cfg.dim}, L={cfg.depth}, k={cfg.heads}, M={cfg.mlp_dim}, "
       f"trained at {cfg.image_size[0]}×{cfg.image_size[1]}; recorded test accuracy "
       f"{100 * meta['history'][-1]['test_acc']:.2f} %")
@@ -194,7 +194,7 @@ assert near8 > near4 and near8 > sim8.mean()                 # the interpolation
 
 
 # %% [markdown]
-# **The only hand-made 2-D structure.** The paper stresses a point worth repeating (§3.2, "Inductive bias"): "the
+# **The only hand-made 2-D structure.** The paper stresses a point worth repeating (§3.1, "Inductive bias"): "the
 # position embeddings at initialization time carry no information about the 2D positions of the patches and all spatial
 # relations between the patches have to be learned from scratch", and "this resolution adjustment and patch extraction
 # are the only points at which an inductive bias about the 2D structure of the images is manually injected into the
@@ -278,9 +278,11 @@ print(f"({time.perf_counter() - t0:.0f} s)")
 # For new classes the head $\mathbf{W}_{head} \in \mathbb{R}^{D \times K}$, $\mathbf{b}_{head}$ is replaced, and the paper
 # initialises it to **zero**. Then, for every image, logits $= \mathbf{y}\mathbf{W} + \mathbf{b} = 0$: the prediction is
 # uniform and the loss is exactly $\log K$. The gradient reaching the body is
-# $\partial \ell / \partial \mathbf{y} = (\partial \ell / \partial\,\text{logits})\, \mathbf{W}^\top = 0$, so the first
-# step changes only the head, $\partial \ell / \partial \mathbf{W} = \mathbf{y}^\top (\mathbf{p} - \mathbf{t}) / B$,
-# and the pre-trained body is not shaken by the gradients of a random head. (A random head would push arbitrary errors
+# $\partial \ell / \partial \mathbf{y} = (\partial \ell / \partial\,\text{logits})\, \mathbf{W}^\top = 0$, so on the first
+# step only the head receives a gradient, $\partial \ell / \partial \mathbf{W} = \mathbf{y}^\top (\mathbf{p} - \mathbf{t}) / B$,
+# and the pre-trained body is not shaken by the gradients of a random head. (The body's weights are not frozen,
+# though: AdamW's weight decay, which does not depend on the gradient, still shrinks the body's weight matrices a little
+# on that step.) (A random head would push arbitrary errors
 # into a body that already computes useful features.) `adapt_params` does it; the same checks by hand:
 
 # %%
@@ -429,7 +431,7 @@ print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 #   2-D bilinear interpolation (class-token row kept, corners aligned) is a few lines, here checked against
 #   `vitnp.checkpoint.resize_pos_embedding`, and it is the one place where the 2-D layout of the patches is put into
 #   the model by hand.
-# * A zero-initialised head predicts the uniform distribution, and on the first step only the head learns.
+# * A zero-initialised head predicts the uniform distribution, and on the first step only the head receives a gradient.
 # * On Fashion-MNIST, interpolation alone loses much of the accuracy (49 % instead of 89 % in the full run), and a
 #   short fine-tuning at 56×56 does not win it back: after one and two epochs the 56×56 model reached 82.7 % and
 #   84.9 %, while the same training at 28×28 gave 89.2 % and 89.3 %, at about a sixth of the cost per step.
