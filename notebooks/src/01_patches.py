@@ -278,7 +278,7 @@ plt.show()
 # Flattening is a **permutation** of the $H W C$ numbers: nothing is added, dropped or combined. So it has an exact inverse,
 # `vitnp.ops.patches.unpatchify`, which puts every number back. Two consequences matter later:
 #
-# * we can always go back from patch tokens to an image (to draw attention maps over the picture, notebook 06);
+# * we can always go back from patch tokens to an image (to draw attention maps over the picture, notebook 07);
 # * the backward pass of flattening (notebook 05) is the inverse permutation applied to the gradient:
 #   each gradient number goes back to the pixel it came from.
 #

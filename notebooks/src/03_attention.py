@@ -330,7 +330,7 @@ for h, ax in enumerate(axes):
     ax.set_xlabel("key token j")
 axes[0].set_ylabel("query token i")
 fig.colorbar(im, ax=axes, label="attention weight")
-fig.suptitle("Each head has its own attention pattern (random weights: untrained; trained ones are in notebook 06)")
+fig.suptitle("Each head has its own attention pattern (random weights: untrained; trained ones are in notebook 07)")
 plt.show()
 
 # %% [markdown]

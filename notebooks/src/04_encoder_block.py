@@ -115,10 +115,13 @@ print(f"token 0 (σ = {sigma[0, 0]:.3f}) has std {x_hat[0, 0].std():.6f} after: 
 #
 # $\Phi$ is the standard normal CDF. GELU multiplies its input by the probability that a standard normal variable is
 # below it: large positive inputs pass ($\Phi \approx 1$), large negative ones are switched off ($\Phi \approx 0$), and in
-# between the switch is smooth. Unlike ReLU it has a gradient everywhere, and a small dip below zero near $x \approx -0.75$.
+# between the switch is smooth. Unlike ReLU, whose gradient is exactly 0 for every negative input, GELU is smooth and its
+# gradient for negative inputs is small but not zero (except at one point, the bottom of a small dip below zero near
+# $x \approx -0.75$).
 # BERT and GPT use it, and so does ViT's MLP.
 #
-# NumPy has no `erf`, so the tanh form was popular; the paper's JAX code uses it (flax's default), while PyTorch's
+# The tanh form comes from GELU's own paper (Hendrycks & Gimpel 2016, arXiv 1606.08415), offered as a faster
+# approximation for when speed matters more than exactness; the ViT paper's JAX code uses it (flax's default), while PyTorch's
 # `nn.GELU` and timm use the exact one. vitnp offers both (`ViTConfig(gelu='exact' | 'tanh')`); its exact form uses its own
 # vectorised erf. The hand-written exact version below calls Python's `math.erf` one number at a time.
 

@@ -147,8 +147,8 @@ assert show("patchify", check_pair(patchify_forward, patchify_backward, {"x": x}
 # $$\bar{\mathbf{X}} = \bar{\mathbf{z}}_{[:,1:]}, \qquad \bar{\mathbf{x}}_\text{class} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{b,0}, \qquad
 # \bar{\mathbf{z}} = \bar{\mathbf{z}}_0, \qquad \bar{\mathbf{E}}_{pos} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{0,b}.$$
 #
-# Shapes: $\bar{\mathbf{x}}_\text{class}$ $(D)$, $\bar{\mathbf{E}}_{pos}$ $(T, D)$. Forgetting the sum is an easy mistake
-# (one public NumPy ViT makes it); section 11 shows how the check catches it.
+# Shapes: $\bar{\mathbf{x}}_\text{class}$ $(D)$, $\bar{\mathbf{E}}_{pos}$ $(T, D)$. Forgetting the sum is an easy mistake;
+# section 11 shows how the check catches it.
 
 # %%
 X, x_class = r(3, 4, 5), r(5)
