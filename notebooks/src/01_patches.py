@@ -17,10 +17,12 @@
 
 # %%
 import os
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.cbook import get_sample_data
+from IPython.display import Image, display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 import vitnp
@@ -40,6 +42,26 @@ def diff(a, b):
     assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
     return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
+
+# %% [markdown]
+# ## The whole series on one page: the paper's Figure 1
+#
+# Before taking the model apart, here is all of it. The figure below redraws Figure 1 of the paper and labels every
+# box four ways: the step and its symbol in the paper's notation, the vitnp parameters it owns (the names of
+# `vitnp.init_params`), the module and function that compute it, and the notebook that explains it. Read it from the
+# bottom up, as in the paper: image → patches (this notebook) → linear projection $\mathbf{E}$, class token and
+# position embeddings (02) → $L$ encoder blocks of LayerNorm, multi-head attention (03), MLP and residuals (04) →
+# $\mathbf{y} = LN(\mathbf{z}_L^0)$ and the head → class (04, 06). Notebook 05 runs the same path backwards for the
+# gradients. `scripts/fig1_diagram.py` draws it from tables that `tests/test_bug_zoo.py` checks against the code.
+
+# %%
+REPO = Path(vitnp.__file__).resolve().parents[1]
+display(Image(filename=str(REPO / "docs" / "figures" / "fig1_annotated.png"), width=1000))
+
+# %% [markdown]
+# *Figure 1 of Dosovitskiy et al. (2021), redrawn and annotated with vitnp's names (`docs/figures/fig1_annotated.png`).
+# Left: the model from the image to the class; right: one encoder block, repeated $L$ times, with its two residual
+# paths (Eq 2 and Eq 3).*
 
 # %% [markdown]
 # ## 1. An image is an H×W×C array
@@ -330,6 +352,34 @@ for name in ("B/32", "B/16", "H/14"):
     c = vitnp.ViTConfig.variant(name)
     print(f"ViT-{name}: N = {c.num_patches}, tokens T = N + 1 = {c.num_tokens}, patch vector P²C = {c.patch_dim}")
 assert vitnp.ViTConfig.variant("B/16").num_patches == 196
+
+# %% [markdown]
+# ### Why not pixels? ImageGPT, and why ViT uses patches
+#
+# The last row of the table ($P = 1$, every pixel a token) is not a thought experiment. The paper's related work (§2)
+# names the model that tried it: **image GPT** (iGPT; Chen et al., "Generative Pretraining from Pixels", ICML 2020),
+# a GPT-style Transformer over pixels. To make a pixel sequence affordable it first shrinks the image, in resolution
+# and in colours ("after reducing image resolution and color space", in the ViT paper's words), and it is trained
+# without labels, as a generative model that predicts the next pixel. The ViT paper reports that its representations
+# reach at most 72 % accuracy on ImageNet. Pixel tokens have two costs at once: many more tokens, and each token is
+# almost meaningless alone (one grey value says little; a 16×16 patch already shows an edge or a texture).
+#
+# The paper's answer is the one this notebook builds: keep the image, make the tokens coarser. The numbers, for one
+# attention map of one head ($N^2$ scores for $N$ tokens), at three small pixel resolutions and at ViT-B/16's setting:
+
+# %%
+rows = [("pixels, 32×32", 32 * 32), ("pixels, 48×48", 48 * 48), ("pixels, 64×64", 64 * 64),
+        ("ViT-B/16 patches, 224×224", vitnp.ViTConfig.variant("B/16").num_patches)]
+for name, n in rows:
+    print(f"{name:<28} {n:>6,} tokens  {n * n:>12,} attention scores per head and layer")
+n_b16 = vitnp.ViTConfig.variant("B/16").num_patches
+print(f"64×64 pixels against ViT-B/16: {64 * 64 / n_b16:.0f}× the tokens, {(64 * 64 / n_b16) ** 2:.0f}× the scores")
+
+# %% [markdown]
+# So a ViT-B/16 sees a 224-pixel photo at full resolution as 196 tokens, while even a 64×64 thumbnail is 4,096 pixel
+# tokens: about 21 times as many, and about 440 times as many attention scores per head and layer. The price of patches is the other way round: whatever happens
+# inside a patch is decided by one linear map $\mathbf{E}$ (notebook 02), and the model can only compare patches,
+# not pixels.
 
 # %% [markdown]
 # **Summary.** $\mathbf{x} \in \mathbb{R}^{H\times W\times C} \to \mathbf{x}_p \in \mathbb{R}^{N \times (P^2 C)}$ is
