@@ -202,6 +202,21 @@ print(f"z {z.shape} + E_pos {params['E_pos'].shape} -> z0 {z0.shape}")
 print("max |library − hand| =", f"{diff(z0, z0_hand):.1e}")
 assert diff(z0, z0_hand) < 1e-12
 
+# %% [markdown]
+# > **Common misconception: the class token and the position embedding are the same kind of thing, or swapped.**
+# > Both are learned and both are added early, so study notes sometimes define one with the other's words. They
+# > differ in what they are and in how they enter Eq 1:
+# >
+# > | | $\mathbf{x}_\text{class}$ (class token) | $\mathbf{E}_{pos}$ (position embeddings) |
+# > |---|---|---|
+# > | shape | $(D,)$: one vector | $(N+1, D)$: one row per token position |
+# > | how it enters Eq 1 | **concatenated**: it becomes an extra token, row 0 | **added** to every token, the class token included |
+# > | what it carries | no input at all: a slot that collects a summary of the image, read out by Eq 4 | *where* each token is; row $i$ is the same for every image |
+# > | sequence length | $N \to N + 1$ | unchanged |
+# >
+# > The check above shows both at once: `z` has $N + 1$ rows because of $\mathbf{x}_\text{class}$, and
+# > $\mathbf{E}_{pos}$ has $N + 1$ rows because it also gives the class token a position (row 0).
+
 
 # %% [markdown]
 # ### Fixed 2-D sine-cosine position embeddings
@@ -247,7 +262,9 @@ print("learned E_pos parameters:", params["E_pos"].size, "| sine-cosine: 0")
 # embedding with the embedding of every other patch, drawn on the 14×14 grid (the same picture as the paper's Fig 7, centre,
 # which shows it for the *learned* embeddings of a trained model). The fixed table has the 2-D structure built in: similar
 # embeddings for patches in the same row or column, and for neighbours. The learned table at initialisation is random
-# noise: the structure in Fig 7 is learned.
+# noise: the structure in Fig 7 is learned. The two rows have different colour ranges, each printed in its titles: the
+# fixed table's similarities are all fairly high (its lowest value is the one printed), so on a common scale its
+# row-and-column pattern would be hard to see; read the two rows by their shapes, not by comparing their colours.
 
 # %%
 big = vitnp.ViTConfig(image_size=224, patch_size=16, in_channels=3, dim=64, heads=4, mlp_dim=128)
@@ -269,17 +286,19 @@ ax.set_title("sine-cosine table sincos_2d: (197, 64)")
 ax.set_xlabel("dimension (0–31: grid row, 32–63: grid column)")
 ax.set_ylabel("token (0 = class token)")
 fig.colorbar(im, ax=ax, shrink=0.6, label="value")
-for col, (r, c) in enumerate([(0, 0), (7, 7), (3, 11)]):
-    i = r * 14 + c
-    for row, (tab, name) in enumerate([(fixed, "fixed"), (learned0, "learned, at init")]):
+picked = [(0, 0), (7, 7), (3, 11)]
+for row, (tab, name) in enumerate([(fixed, "fixed"), (learned0, "learned, at init")]):
+    grids = [cosine_grid(tab, r * 14 + c, big.grid) for r, c in picked]
+    lo = min(g.min() for g in grids)                                        # one colour range per row: lo … 1
+    for col, ((r, c), grid) in enumerate(zip(picked, grids)):
         ax = fig.add_subplot(gs[row, col + 1])
-        im = ax.imshow(cosine_grid(tab, i, big.grid), cmap="viridis", vmin=-1, vmax=1)   # one scale for all panels
+        im = ax.imshow(grid, cmap="viridis", vmin=lo, vmax=1)
         ax.plot(c, r, "r+", ms=10)
-        ax.set_title(f"{name}: patch ({r},{c})", fontsize=9)
+        ax.set_title(f"{name}: patch ({r},{c}), colour {lo:.2f}…1", fontsize=8)
         ax.set_xlabel("grid column")
         ax.set_ylabel("grid row")
         fig.colorbar(im, ax=ax, shrink=0.8, label="cos similarity")
-fig.suptitle("Cosine similarity of the red patch's position embedding with all others (every panel: −1 … 1): "
+fig.suptitle("Cosine similarity of the red patch's position embedding with all others (colour range: one per row): "
              "the fixed table encodes rows and columns, a fresh learned one does not")
 fig.tight_layout()
 plt.show()
