@@ -4,12 +4,33 @@
 # *An Image is Worth 16x16 Words*, Appendix A; Vaswani et al., *Attention Is All You Need* (2017).
 # Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
 #
-# **The Transformer in one paragraph.** The original Transformer translates sentences. Its **encoder** reads the source
-# sentence: a stack of layers, each letting every word look at every other word (*self-attention*) and then processing
-# each word on its own (an MLP). Its **decoder** writes the translation one word at a time: its self-attention is
-# *masked* so that a word can only look at the words before it (the future is not written yet), and a second attention,
-# *encoder-decoder attention*, lets each output word look at the encoded source sentence. ViT keeps only the encoder,
-# and feeds it patches instead of words.
+# **A short history: RNN → attention → Transformer.** Self-attention is easiest to understand as the answer to the
+# problems of what came before it, in machine translation.
+#
+# 1. **Recurrence (RNN, LSTM, GRU).** A recurrent network reads a sentence one word at a time and carries a hidden
+#    state, $\mathbf{h}_t = f(\mathbf{h}_{t-1}, \mathbf{x}_t)$. LSTM and GRU are recurrent networks with *gates* that
+#    decide what the state keeps and forgets, so that information (and gradient) survives over longer sentences.
+#    The **sequence-to-sequence** model translates with two of them: an encoder RNN reads the source sentence, and its
+#    final state, one vector, is all that a decoder RNN gets to write the translation from. Two weaknesses follow:
+#    that single vector is a bottleneck for long sentences, and step $t$ cannot start before step $t-1$ has finished,
+#    so the work along a sentence cannot be done in parallel.
+# 2. **Attention as an add-on.** Let the decoder, at every word it writes, look back at *all* the encoder's hidden
+#    states and take a weighted average of them, with weights from how well each state matches what the decoder needs
+#    now (Bahdanau, Cho & Bengio 2015). The bottleneck is gone. In today's words this is **encoder–decoder attention**:
+#    the queries come from the decoder, the keys and values from the encoder. The recurrence is still there.
+# 3. **The Transformer: attention only** (Vaswani et al. 2017). Drop the recurrence and let the words of one sentence
+#    attend to each other: **self-attention**, with queries, keys and values all from the same sequence. Every
+#    position is computed at once, and any two words are one step apart instead of many. Two things are lost and must
+#    be paid for: the order of the words (attention does not see it; the position embeddings of notebook 02 put it
+#    back), and a cost that grew linearly with the length (attention compares all pairs, so its cost grows with the
+#    square; the section on cost below). The **encoder** is a stack of
+#    self-attention + MLP layers. The **decoder** writes one word at a time and has three parts per layer: *masked*
+#    self-attention, so that a word sees only the words before it (the later ones do not exist yet when it is
+#    generated; the section on masking below shows the mask), the encoder–decoder attention of step 2, and the MLP.
+#
+# BERT keeps only the encoder; GPT keeps only the decoder (masked self-attention, no encoder to attend to). **ViT keeps
+# only the encoder, as BERT does**, feeds it patches instead of words, and, like BERT, reads the answer from an extra
+# class token. So of the three kinds of attention, ViT uses one: unmasked self-attention.
 #
 # **Self-attention, step by step.** Every token asks a question (its *query* $\mathbf{q}$), every token advertises what it
 # holds (its *key* $\mathbf{k}$) and what it will hand over (its *value* $\mathbf{v}$). A token's new representation is the
@@ -184,6 +205,19 @@ assert unscaled[1][-1] < 0.2 * min(scaled[1])          # … and passes back les
 # %% [markdown]
 # With the scale, the attention stays equally "soft" and the gradient stays the same size whatever $D_h$ is; without it,
 # both degrade as the heads get wider. (ViT-B has $D_h = 64$.)
+#
+# > **Common misconception: "the $1/\sqrt{D_h}$ normalises the scores", as if it were LayerNorm.** The study notes this
+# > project grew from call this step 정규화 (normalisation), the word also used for 층 정규화 (LayerNorm). They are different operations:
+# >
+# > | | $1/\sqrt{D_h}$ in Eq 6 | LayerNorm (Eq 2–4, notebook 04) |
+# > |---|---|---|
+# > | what it does | multiplies every score by one **fixed constant** | subtracts each token's mean and divides by its standard deviation, **computed from the data** |
+# > | parameters | none | learned $\gamma, \beta$ per feature |
+# > | depends on the input | no: the same number for every token, image and step | yes |
+# > | guarantees | nothing about one row; the variance is near 1 only *on average*, for unit-variance $\mathbf{q}, \mathbf{k}$ | every token has mean 0 and variance 1 before $\gamma, \beta$ |
+# >
+# > "Scaling" (스케일링) is the accurate word for the first. The experiment above shows the difference: the scaled
+# > scores have a standard deviation near 1 for random inputs, but nothing forces a trained model's scores to stay there.
 #
 # ## Eq 7 — the output: $SA(\mathbf{z}) = A\,\mathbf{v}$
 #
