@@ -302,6 +302,15 @@ d4, dh = diff(y, y_hand), diff(head, head_hand)
 print(f"Eq 4: max |library − hand| = {d4:.1e};  head: {dh:.1e}")
 assert d4 < 1e-12 and dh < 1e-12
 
+# %% [markdown]
+# > **Common misconception: $\hat{\mathbf{y}} = LN(\mathbf{z}_L^0)$ is the prediction.** Study notes sometimes write Eq 4 as
+# > $\hat{\mathbf{y}} = LN(\mathbf{z}_L^0) \in \mathbb{R}^C$, as if the LayerNorm's output were the class prediction. It is
+# > not: Eq 4's $\mathbf{y}$ (no hat) has $D$ numbers, the width of the model, and it is the image's *representation*.
+# > The class scores come one step later, from the head: $\text{logits} = \mathbf{y}\mathbf{W}_\text{head} +
+# > \mathbf{b}_\text{head} \in \mathbb{R}^K$, and the predicted probabilities are their softmax. The printout above shows
+# > the two shapes side by side: `y` is (B, D), the logits are (B, K). This is also what makes transfer work
+# > (notebook 09): the same $\mathbf{y}$ can feed a new head for other classes, or another task altogether.
+
 
 # %% [markdown]
 # ## The whole ViT by hand
