@@ -22,6 +22,7 @@
 # synthetic data set instead and say so.
 
 # %%
+import importlib.util
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Image, display
+from IPython.display import display
 
 import vitnp
 from vitnp.analysis import pos_embedding_similarity
@@ -421,7 +422,12 @@ else:
     print("\nThe same runs with `python -m vitnp train` (RUN: a new run directory; PRETRAIN: the pre-training run):")
     for k in ("resolution.finetune_high", "transfer.pretrain", "transfer.finetune.seed_0", "transfer.scratch.seed_0"):
         print(f"  {k}:\n    {full['commands'][k]}")
-    display(Image(filename=str(REPO / "docs" / "figures" / "transfer.png"), width=900))
+    spec = importlib.util.spec_from_file_location("finetune_experiments", REPO / "scripts" / "finetune_experiments.py")
+    fe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fe)                               # the script that made the JSON, for its figure
+    fig = fe.transfer_figure(full)                            # docs/figures/transfer.png, drawn again from the JSON
+    fig.axes[1].set_xlim(0, 100)                              # bars from 0 %: their lengths compare
+    display(fig)
 print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 
 # %% [markdown]
