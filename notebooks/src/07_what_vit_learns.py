@@ -483,7 +483,7 @@ logits = vitnp.vit_forward(params, x_att[show], cfg)[0].astype(np.float64)
 prob = np.exp(logits - logits.max(1, keepdims=True))
 prob /= prob.sum(1, keepdims=True)
 
-fig, axes = plt.subplots(3, 8, figsize=(13, 5.6))
+fig, axes = plt.subplots(3, 8, figsize=(13, 5.6), layout="constrained")
 for col, i in enumerate(show):
     picture = test_x[i, ..., 0]
     p = prob[col].argmax()
@@ -494,7 +494,7 @@ for col, i in enumerate(show):
     axes[0, col].set_title(title, fontsize=7,
                            color="black" if SYNTHETIC else ("tab:green" if p == test_y[i] else "tab:red"))
     axes[1, col].imshow(picture, cmap="gray")
-    axes[1, col].imshow(roll[col] / roll[col].max(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+    im = axes[1, col].imshow(roll[col] / roll[col].max(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
     axes[2, col].imshow(picture, cmap="gray")
     axes[2, col].imshow(np.kron(last[col] / last[col].max(), np.ones((P, P))), cmap="inferno", alpha=0.6,
                         vmin=0, vmax=1)
@@ -506,7 +506,7 @@ axes[1, 0].set_ylabel("rollout (all layers)")
 axes[2, 0].set_ylabel(f"layer {L} only")
 fig.suptitle(("SYNTHETIC images: " if SYNTHETIC else "Test images: ")
              + "attention rollout (Fig 6) vs the last layer's class-token attention")
-fig.tight_layout()
+fig.colorbar(im, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="weight ÷ that map's maximum")
 plt.show()
 
 
