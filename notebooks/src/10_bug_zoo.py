@@ -3,9 +3,9 @@
 #
 # Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
 #
-# Writing a ViT by hand goes wrong in a few typical places. This notebook collects eight **mistakes of the kind found in
-# public NumPy ViT implementations**, plants each one, alone, in a copy of a vitnp op written out in a cell below (the
-# library itself is never changed), and runs the check that catches it. The checks are the ones the test suite uses:
+# Writing a ViT by hand goes wrong in a few typical places. This notebook collects eight **plausible mistakes, each easy
+# to make when writing these ops from the equations**, plants each one, alone, in a copy of a vitnp op written out in
+# a cell below (the library itself is never changed), and runs the check that catches it. The checks are the ones the test suite uses:
 #
 # * a **gradient check** (`vitnp.gradcheck.check_pair` / `check_gradients`, notebook 05): the backward is compared with
 #   centred differences of the forward. It catches a backward that does not match its forward;
