@@ -377,9 +377,9 @@ print(f"64×64 pixels against ViT-B/16: {64 * 64 / n_b16:.0f}× the tokens, {(64
 
 # %% [markdown]
 # So a ViT-B/16 sees a 224-pixel photo at full resolution as 196 tokens, while even a 64×64 thumbnail is 4,096 pixel
-# tokens: about 21 times as many, and about 440 times as many attention scores per head and layer. The price of patches is the other way round: whatever happens
-# inside a patch is decided by one linear map $\mathbf{E}$ (notebook 02), and the model can only compare patches,
-# not pixels.
+# tokens: about 21 times as many, and about 440 times as many attention scores per head and layer. The price of
+# patches is the other way round: whatever happens inside a patch is decided by one linear map $\mathbf{E}$
+# (notebook 02), and the model can only compare patches, not pixels.
 
 # %% [markdown]
 # **Summary.** $\mathbf{x} \in \mathbb{R}^{H\times W\times C} \to \mathbf{x}_p \in \mathbb{R}^{N \times (P^2 C)}$ is

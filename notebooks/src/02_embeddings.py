@@ -192,8 +192,8 @@ assert diff(out_shuffled, out[:, perm]) > 1e-3                            # now 
 # position is just a number $0 \dots N$: nothing tells the model that patch 1 and patch $1 + W/P$ are vertical
 # neighbours; it has to learn that from data. In the paper's large models it does: the trained embeddings of nearby
 # patches are similar, and rows and columns show up (paper Fig 7, centre). Our small model of notebook 07 learns less:
-# patches in the same row become similar, patches in the same column hardly do. The reference code initialises $\mathbf{E}_{pos}$ from
-# $\mathcal{N}(0, 0.02^2)$.
+# patches in the same row become similar, patches in the same column hardly do. The reference code initialises
+# $\mathbf{E}_{pos}$ from $\mathcal{N}(0, 0.02^2)$.
 
 # %%
 z0, _ = pos_embed_forward(z, params["E_pos"])                            # library: (B, N+1, D)

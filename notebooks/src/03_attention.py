@@ -207,7 +207,8 @@ assert unscaled[1][-1] < 0.2 * min(scaled[1])          # … and passes back les
 # both degrade as the heads get wider. (ViT-B has $D_h = 64$.)
 #
 # > **Common misconception: "the $1/\sqrt{D_h}$ normalises the scores", as if it were LayerNorm.** The study notes this
-# > project grew from call this step 정규화 (normalisation), the word also used for 층 정규화 (LayerNorm). They are different operations:
+# > project grew from call this step 정규화 (normalisation), the word also used for 층 정규화 (LayerNorm). They are
+# > different operations:
 # >
 # > | | $1/\sqrt{D_h}$ in Eq 6 | LayerNorm (Eq 2–4, notebook 04) |
 # > |---|---|---|

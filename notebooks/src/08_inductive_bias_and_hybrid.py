@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 08 · Inductive bias: ViT against a CNN, the hybrid ViT, and how much data a ViT needs
 #
-# *An Image is Worth 16x16 Words*, §3.1 ("Inductive bias", "Hybrid Architecture"), §4.3 (Fig 3, Fig 4) and §4.4 (Fig 5). Terms and
-# their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
+# *An Image is Worth 16x16 Words*, §3.1 ("Inductive bias", "Hybrid Architecture"), §4.3 (Fig 3, Fig 4) and §4.4
+# (Fig 5). Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
 #
 # The paper's central claim comes with a warning. Trained on ImageNet alone (1.3 million images), ViT does worse than a
 # ResNet of similar size. Pre-trained on 14 million (ImageNet-21k) or 300 million images (JFT-300M), it does better. The
@@ -84,7 +84,8 @@ def diff(a, b):
 #   **and stride** $P$ (notebook 02). It is local, but equivariant only to shifts by whole patches;
 # * Eq 1 then adds $\mathbf{E}_{pos}$, a different vector at every position. That makes the tokens depend on
 #   *where* a patch is, and breaks even the whole-patch equivariance. The 1-D learned $\mathbf{E}_{pos}$ also starts
-#   with no idea that patch 5 lies below patch 1; any 2-D structure must be learned (notebook 07: our small model learns the rows of the grid, hardly its columns);
+#   with no idea that patch 5 lies below patch 1; any 2-D structure must be learned (notebook 07: our small model
+#   learns the rows of the grid, hardly its columns);
 # * self-attention (Eq 5–8) is **global**: from the first layer on, every token can look at every other one;
 # * only the MLP (Eq 3) is local and translation equivariant, trivially, since it treats each token on its own.
 #
@@ -603,7 +604,8 @@ if sweep:
 # plausibly because it is spent on convolutions at full and half resolution, where the inductive bias of this notebook
 # lives.
 # This is *not* a scaling study like Fig 5: our models span a factor of 1.6 in compute per image, while the paper's
-# ViTs alone span the factor printed above (pre-trained on up to 300 million images), and the paper measures transfer after pre-training, not training from scratch. What
+# ViTs alone span the factor printed above (pre-trained on up to 300 million images), and the paper measures
+# transfer after pre-training, not training from scratch. What
 # the paper found there is that hybrids are ahead of ViT at small compute and the difference vanishes for larger
 # models (§4.4); our runs sit at the very small end, where we see the hybrid's lead too. FLOPs are also not time: on
 # this CPU the CNN was the slowest per image of the three (the training speeds printed in section 4), although it

@@ -5,7 +5,8 @@
 #
 # Writing a ViT by hand goes wrong in a few typical places. This notebook collects eight **plausible mistakes, each easy
 # to make when writing these ops from the equations**, plants each one, alone, in a copy of a vitnp op written out in
-# a cell below (the library itself is never changed), and runs the check that catches it. The checks are the ones the test suite uses:
+# a cell below (the library itself is never changed), and runs the check that catches it. The checks are the ones the
+# test suite uses:
 #
 # * a **gradient check** (`vitnp.gradcheck.check_pair` / `check_gradients`, notebook 05): the backward is compared with
 #   centred differences of the forward. It catches a backward that does not match its forward;
