@@ -359,9 +359,9 @@ assert vitnp.ViTConfig.variant("B/16").num_patches == 196
 # The last row of the table ($P = 1$, every pixel a token) is not a thought experiment. The paper's related work (§2)
 # names the model that tried it: **image GPT** (iGPT; Chen et al., "Generative Pretraining from Pixels", ICML 2020),
 # a GPT-style Transformer over pixels. To make a pixel sequence affordable it first shrinks the image, in resolution
-# and in colours ("after reducing image resolution and color space", in the ViT paper's words), and it is trained
-# without labels, as a generative model that predicts the next pixel. The ViT paper reports that its representations
-# reach at most 72 % accuracy on ImageNet. Pixel tokens have two costs at once: many more tokens, and each token is
+# and in colours (a palette of 512 colours instead of 24-bit RGB, so that each pixel is one of 512 tokens), and it is
+# trained without labels, as a generative model that predicts the next pixel; its features are then used for
+# classification. Pixel tokens have two costs at once: many more tokens, and each token is
 # almost meaningless alone (one grey value says little; a 16×16 patch already shows an edge or a texture).
 #
 # The paper's answer is the one this notebook builds: keep the image, make the tokens coarser. The numbers, for one
