@@ -3,9 +3,9 @@ differs by: it runs the fast ops (:mod:`vitnp.fast.layernorm`, ``attention``, ``
 MLP of Eq 3 is written inline (linear → GELU → linear, dropout only when it drops), and the residual sums
 and the gradients that meet at z′ are added in place into arrays the block already owns.
 
-Measured gain: the whole fast path against the reference, ``python -m vitnp bench`` against
-``python -m vitnp bench --reference`` (docs/performance.md).  Proven equal to the reference in
-``tests/test_fast.py``.
+Measured gain (``python -m vitnp bench --ops``, one block forward + backward on base28's activations, float32,
+BLAS 1 thread; Intel Xeon with AVX-512, 26 Nov 2026): 2.45× over the reference block.  Proven equal to the
+reference in ``tests/test_fast.py``.
 """
 from ..ops.block import BLOCK_KEYS
 from ..ops.dropout import dropout_backward, dropout_forward

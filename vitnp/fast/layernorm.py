@@ -3,8 +3,9 @@ of 1/D (BLAS, 2–4× faster than ``x.mean(-1)`` on (B·T, D) activations), row 
 dot products with no (..., D) temporary, x̂ overwrites the centred copy of x, and the backward works in
 place: five passes over the activations instead of eight.
 
-Measured gain: see ``python -m vitnp bench --ops`` and docs/performance.md.  Proven equal to the reference
-in ``tests/test_fast.py``.
+Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
+Intel Xeon with AVX-512, 26 Nov 2026): 1.69× over the reference (a first run under load: 1.76×; a third, under
+heavier load, 1.04×). Proven equal to the reference in ``tests/test_fast.py``.
 """
 import numpy as np
 

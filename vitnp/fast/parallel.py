@@ -1,14 +1,14 @@
 """Use every core: run a large batch as shards in threads, and keep NumPy's memory allocator quiet.
 
-NumPy runs each elementwise operation (GELU, LayerNorm, softmax, the residual adds …) on one core;
-only matrix products use several, through the BLAS library.  The ViT treats every image on its own
-except where the parameter gradients are summed over the batch, so :func:`vitnp.fast.vit_forward` can cut
-a batch of B images into shards (two per thread by default), run the forward and backward of each shard
-on a pool of ``threads`` threads, concatenate the logits and add up the shards' gradients.  NumPy
-releases Python's global lock inside every ufunc and matmul, so the shards really run side by side.
-While they run, the BLAS library is set to one thread (two shards each asking for two BLAS threads would
-put four busy threads on two cores); it is restored afterwards.  The result equals the unsharded computation up to float rounding
-(the order in which the batch's gradient terms are added), see ``tests/test_fast.py``.
+NumPy runs each elementwise operation (GELU, LayerNorm, softmax, the residual adds …) on one core; only matrix
+products use several, through the BLAS library.  The ViT treats every image on its own except where the parameter
+gradients are summed over the batch, so :func:`vitnp.fast.vit_forward` can cut a batch of B images into shards (two
+per thread by default), run the forward and backward of each shard on a pool of ``threads`` threads, concatenate the
+logits and add up the shards' gradients.  NumPy releases Python's global lock inside every ufunc and matmul, so the
+shards really run side by side. While they run, the BLAS library is set to one thread (two shards each asking for
+two BLAS threads would put four busy threads on two cores); it is restored afterwards.  The result equals the
+unsharded computation up to float rounding (the order in which the batch's gradient terms are added), see
+``tests/test_fast.py``.
 
 Sharding is used only when it is safe and worth it: the BLAS thread count can be controlled (OpenBLAS,
 which NumPy's wheels ship), more than one thread is configured, each shard gets at least
