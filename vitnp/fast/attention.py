@@ -8,8 +8,9 @@
   (B, T, 3, k, D_h) gradient (no ``concatenate``).
 
 Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
-Intel Xeon with AVX-512, 26 Nov 2026): attention 1.19×, msa 1.39× over the reference on a quiet machine (two runs
-under load: attention 1.16× and 0.95×, msa 1.47× and 1.15×). Proven equal to the reference in ``tests/test_fast.py``.
+Intel Xeon with AVX-512, 26 Nov 2026): attention 1.19×, msa 1.39× over the reference on a quiet machine (two
+runs under load: attention 1.16× and 0.95×, msa 1.47× and 1.15×). Proven equal to the reference in
+``tests/test_fast.py``.
 """
 import math
 
