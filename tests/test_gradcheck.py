@@ -119,6 +119,24 @@ def test_rel_error_scale_and_shape_checks():
         numerical_gradient(lambda: 0.0, np.ones(2, dtype=np.float32))
 
 
+def test_nan_inf_and_empty_checks_never_pass():
+    """rel_error is inf for a NaN or an infinity on either side; a check of zero entries reports inf."""
+    good = np.array([1.0, 2.0])
+    for bad in (np.array([1.0, np.nan]), np.array([np.inf, 2.0]), np.array([-np.inf, np.nan])):
+        assert rel_error(bad, good) == np.inf and rel_error(good, bad) == np.inf
+    x = np.linspace(-1.0, 1.0, 10)
+    loss = lambda: float(np.sum(x ** 2))
+    assert check_gradients(loss, {"x": x}, {"x": np.full(10, np.nan)})["x"] == np.inf    # a NaN backward
+    assert check_gradients(loss, {"x": x}, {"x": 2 * x}, max_checks=0)["x"] == np.inf    # nothing checked
+    empty = np.zeros(0)
+    assert check_gradients(lambda: 0.0, {"e": empty}, {"e": empty})["e"] == np.inf
+    with pytest.raises(ValueError, match="max_checks"):
+        check_gradients(loss, {"x": x}, {"x": 2 * x}, max_checks=-1)
+    errors = check_pair(layernorm_forward, lambda d, c: (d * np.nan, d.sum(0), d.sum(0)),
+                        dict(x=np.ones((2, 3)) + np.eye(2, 3), gamma=np.ones(3), beta=np.zeros(3)))
+    assert not errors["x"] <= OP_TOL and selfcheck.worst_error(errors) == np.inf
+
+
 def test_sampled_checks_compare_only_the_sample():
     x = np.linspace(-1.0, 1.0, 100)
     errors = check_gradients(lambda: float(np.sum(x ** 2)), {"x": x}, {"x": 2 * x}, max_checks=7)

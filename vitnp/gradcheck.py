@@ -27,13 +27,18 @@ MODEL_TOL = 1e-6    # the encoder block, the encoder, the whole model (errors ad
 
 
 def rel_error(analytic, numeric, eps=1e-12) -> float:
-    """max|a − n| / max(eps, max|a| + max|n|) over all elements; 0.0 for empty arrays."""
+    """max|a − n| / max(eps, max|a| + max|n|) over all elements; 0.0 for empty arrays.
+
+    ``inf`` when either side holds a NaN or an infinity, so that no tolerance can ever pass it.
+    """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
     if a.shape != n.shape:
         raise ValueError(f"gradient shapes differ: analytic {a.shape} vs numeric {n.shape}")
     if a.size == 0:
         return 0.0
+    if not (np.isfinite(a).all() and np.isfinite(n).all()):
+        return float("inf")
     scale = max(eps, float(np.abs(a).max() + np.abs(n).max()))
     return float(np.abs(a - n).max() / scale)
 
@@ -86,8 +91,12 @@ def check_gradients(loss, arrays, analytic, *, h=1e-6, max_checks=None, seed=0):
 
     Returns
     -------
-    dict name -> max relative error (see :func:`rel_error`)
+    dict name -> max relative error (see :func:`rel_error`); ``inf`` for an array of which no entry was
+    checked (an empty array, or ``max_checks=0``), so that a check that checked nothing cannot pass.
     """
+    if max_checks is not None and (isinstance(max_checks, bool) or not isinstance(max_checks, (int, np.integer))
+                                   or max_checks < 0):
+        raise ValueError(f"max_checks must be a non-negative integer or None, got {max_checks!r}")
     rng = np.random.default_rng(seed)
     errors = {}
     for name, x in arrays.items():
@@ -100,7 +109,7 @@ def check_gradients(loss, arrays, analytic, *, h=1e-6, max_checks=None, seed=0):
         n = numerical_gradient(loss, x, h=h, indices=idx)
         if idx is not None:
             a, n = a.reshape(-1)[idx], n.reshape(-1)[idx]
-        errors[name] = rel_error(a, n)
+        errors[name] = rel_error(a, n) if a.size else float("inf")      # nothing checked: never a pass
     return errors
 
 

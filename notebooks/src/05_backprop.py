@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import vitnp
-from vitnp.gradcheck import check_gradients, check_pair, numerical_gradient, rel_error
+from vitnp.gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair, numerical_gradient, rel_error
 from vitnp.ops.attention import (attention_backward, attention_forward, causal_mask, msa_backward,
                                  msa_forward)
 from vitnp.ops.block import BLOCK_KEYS, encoder_block_backward, encoder_block_forward
@@ -59,8 +59,7 @@ print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__ver
 plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 
-OP_TOL = 1e-7       # single operations (as in tests/test_gradcheck.py)
-MODEL_TOL = 1e-6    # encoder block and whole model
+print(f"tolerances: single ops {OP_TOL:g}, encoder block and whole model {MODEL_TOL:g} (vitnp.gradcheck, as the tests)")
 rng = np.random.default_rng(0)
 r = lambda *shape: rng.standard_normal(shape)                   # noqa: E731  random float64 array
 
