@@ -132,14 +132,31 @@ def predict_proba(params, cfg, x, batch_size=500, *, reference=False):
 
 
 # ---- image files -----------------------------------------------------------------------------------
-def load_image(path):
-    """Read a PNG or JPEG (matplotlib; JPEG through Pillow) → float64 array in [0, 1], (H, W, C), C ∈ 1..4."""
+MAX_IMAGE_PIXELS = 25_000_000      # 5000×5000: far beyond any input a ViT here needs, far below a bomb
+
+
+def load_image(path, max_pixels=MAX_IMAGE_PIXELS):
+    """Read a PNG or JPEG (matplotlib; JPEG through Pillow) → float64 array in [0, 1], (H, W, C), C ∈ 1..4.
+
+    The pixel count is read from the file's header (Pillow) before anything is decoded, and an image of more
+    than ``max_pixels`` pixels is refused: a few hundred KB of PNG can otherwise decode to gigabytes.
+    """
     import matplotlib.image as mpimg
+    from PIL import Image
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such image file: {path}")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: not a file")
+    try:
+        with Image.open(path) as header:                                   # reads the header only
+            width, height = header.size
+    except Exception as err:                      # Pillow's UnidentifiedImageError, truncated headers, …
+        raise ValueError(f"{path}: cannot read it as an image ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())})") from None
+    if width * height > max_pixels:
+        raise ValueError(f"{path}: {width}×{height} = {width * height:,} pixels, more than the {max_pixels:,} "
+                         f"allowed (a decompression bomb, or an image far larger than the model needs)")
     try:
         img = mpimg.imread(path)
     except Exception as err:                      # Pillow's UnidentifiedImageError, libpng errors, …
