@@ -1,14 +1,17 @@
 """Small files must not cost a lot of memory (issue 16, item 6): load_npz reads every header first and refuses
 decompression bombs, headers that lie about their size, and archives beyond its byte budget — before allocating."""
+import gzip
 import io
 import subprocess
 import sys
 import textwrap
+import zlib
 import zipfile
 
 import numpy as np
 import pytest
 
+from vitnp.data.idx import read_idx
 from vitnp.npz import load_npz, save_npz
 
 
@@ -106,3 +109,34 @@ def test_a_png_bomb_is_refused_from_its_header(tmp_path):
     assert load_image(small).shape == (20, 28, 3)
     with pytest.raises(ValueError, match="560 pixels, more than the 500 allowed"):
         load_image(small, max_pixels=500)
+
+
+def test_a_gzip_bomb_idx_is_refused_while_inflating(tmp_path):
+    """1.2 GB of zeros gzipped to ~1.2 MB, as an IDX file: inflation stops at the 1 GiB cap, under a 600 MB limit."""
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(16 << 20)
+    with open(path, "wb") as f:
+        f.write(z.compress(b"\x00\x00\x08\x01" + (1_200_000_000).to_bytes(4, "big")))
+        for _ in range(1_200_000_000 // len(chunk) + 1):
+            f.write(z.compress(chunk))
+        f.write(z.flush())
+    assert path.stat().st_size < 3_000_000
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))
+        from vitnp.data.idx import read_idx
+        try:
+            read_idx({str(path)!r})
+        except ValueError as err:
+            print("refused:", err)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "header declares 1,200,000,008 bytes" in p.stdout, (p.stdout, p.stderr[-2000:])
+    from vitnp.data.idx import read_bytes
+    with pytest.raises(ValueError, match="refused"):
+        read_bytes(path, max_bytes=10_000_000_000)                      # within the cap, but 400:1
+    liar = tmp_path / "liar-idx1-ubyte.gz"                              # header: 100 bytes; stream: 50 MB
+    liar.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (100).to_bytes(4, "big") + bytes(50_000_000)))
+    with pytest.raises(ValueError, match="extra bytes after the data"):
+        read_idx(liar)                                                  # inflated only to 101 bytes of data

@@ -24,19 +24,46 @@ from ..atomic import atomic_write
 __all__ = ["read_bytes", "parse_idx", "read_idx", "write_idx"]
 
 _IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, the only one Fashion-MNIST uses
+MAX_BYTES = 1 << 30  # 1 GiB: Fashion-MNIST's largest file is 47 MB
+MAX_RATIO = 100      # uncompressed : compressed, for files above RATIO_FLOOR (Fashion-MNIST's are below 2:1)
+RATIO_FLOOR = 16 << 20
 
 
-def read_bytes(path):
-    """The file's bytes, gunzipped if the name ends with .gz; a broken gzip stream is a ValueError."""
+def read_bytes(path, max_bytes=MAX_BYTES):
+    """The file's bytes, gunzipped if the name ends with .gz; a broken gzip stream is a ValueError.
+
+    Memory is bounded by what the IDX header declares: a gzip stream is inflated only as far as its header
+    says the data go (plus one byte, so that extra data are still seen), and a header that declares more than
+    ``max_bytes``, or a ratio above 100:1 for more than 16 MiB, is refused before anything else is inflated.
+    """
     path = os.fspath(path)
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size:,} bytes, more than the {max_bytes:,} an IDX file may have")
     with open(path, "rb") as f:
         data = f.read()
-    if path.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; EOFError = truncated
-            raise ValueError(f"{path}: corrupt gzip stream ({type(e).__name__}: {e})") from None
-    return data
+    if not path.endswith(".gz"):
+        return data
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = d.decompress(data, 4)
+        if len(head) == 4 and head[:3] == b"\x00\x00\x08":              # an IDX header follows: read its sizes
+            head += d.decompress(d.unconsumed_tail, 4 * head[3])
+            dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(head[3])]
+            declared = len(head) + math.prod(dims)
+            if declared > max_bytes or (declared > RATIO_FLOOR and declared > MAX_RATIO * size):
+                raise ValueError(f"{path}: its header declares {declared:,} bytes of data from a {size:,}-byte "
+                                 f"gzip file; refused (limit {max_bytes:,} bytes, or {MAX_RATIO}:1 above "
+                                 f"{RATIO_FLOOR >> 20} MiB)")
+        else:
+            declared = 64                                                # not IDX: enough for parse_idx to say so
+        body = d.decompress(d.unconsumed_tail, declared - len(head) + 1)
+    except zlib.error as e:
+        raise ValueError(f"{path}: corrupt gzip stream (zlib.error: {e})") from None
+    out = head + body
+    if len(out) <= declared and not d.eof:
+        raise ValueError(f"{path}: corrupt gzip stream (EOFError: the stream is truncated)")
+    return out
 
 
 def parse_idx(data, path):
