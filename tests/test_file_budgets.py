@@ -21,6 +21,22 @@ def _npy_bytes(array) -> bytes:
     return buf.getvalue()
 
 
+def _refused_under_memory_limit(call: str, limit_mb: int) -> str:
+    """Run ``call`` (Python source that raises ValueError on refusal) in a subprocess whose address space is
+    capped at ``limit_mb`` MiB; return what it printed: 'refused: <message>', or fail with its traceback."""
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({limit_mb} << 20, {limit_mb} << 20))
+        try:
+            {call}
+        except ValueError as err:
+            print("refused:", err)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
 def _write_zip(path, members, compression=zipfile.ZIP_STORED):
     with zipfile.ZipFile(path, "w", compression=compression) as z:
         for name, data in members.items():
@@ -40,18 +56,8 @@ def test_a_deflate_bomb_is_refused_before_it_is_read(tmp_path):
             for _ in range(300_000_000 // len(chunk) + 1):
                 member.write(chunk)
     assert path.stat().st_size < 2_000_000
-    code = textwrap.dedent(f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))      # far below what inflating needs
-        from vitnp.npz import load_npz
-        try:
-            load_npz({str(path)!r})
-        except ValueError as err:
-            print("refused:", err)
-    """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "refused: load_npz:" in p.stdout and "decompression bomb" in p.stdout, p.stdout
+    out = _refused_under_memory_limit(f"from vitnp.npz import load_npz; load_npz({str(path)!r})", 600)  # < 300 MB
+    assert "refused: load_npz:" in out and "decompression bomb" in out, out
 
 
 def test_a_header_that_claims_more_than_it_holds_is_refused(tmp_path):
@@ -93,17 +99,8 @@ def test_a_png_bomb_is_refused_from_its_header(tmp_path):
     path = tmp_path / "bomb.png"
     Image.new("L", (9000, 9000)).save(path, optimize=True)
     assert path.stat().st_size < 1_000_000
-    code = textwrap.dedent(f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-        from vitnp.evaluate import load_image
-        try:
-            load_image({str(path)!r})
-        except ValueError as err:
-            print("refused:", err)
-    """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and "81,000,000 pixels, more than" in p.stdout, (p.stdout, p.stderr[-2000:])
+    out = _refused_under_memory_limit(f"from vitnp.evaluate import load_image; load_image({str(path)!r})", 1024)
+    assert "81,000,000 pixels, more than" in out, out
     small = tmp_path / "small.png"
     Image.new("RGB", (28, 20), (255, 255, 255)).save(small)
     assert load_image(small).shape == (20, 28, 3)
@@ -122,17 +119,8 @@ def test_a_gzip_bomb_idx_is_refused_while_inflating(tmp_path):
             f.write(z.compress(chunk))
         f.write(z.flush())
     assert path.stat().st_size < 3_000_000
-    code = textwrap.dedent(f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))
-        from vitnp.data.idx import read_idx
-        try:
-            read_idx({str(path)!r})
-        except ValueError as err:
-            print("refused:", err)
-    """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0 and "header declares 1,200,000,008 bytes" in p.stdout, (p.stdout, p.stderr[-2000:])
+    out = _refused_under_memory_limit(f"from vitnp.data.idx import read_idx; read_idx({str(path)!r})", 600)
+    assert "header declares 1,200,000,008 bytes" in out, out
     from vitnp.data.idx import read_bytes
     with pytest.raises(ValueError, match="refused"):
         read_bytes(path, max_bytes=10_000_000_000)                      # within the cap, but 400:1
