@@ -90,6 +90,7 @@ def test_student_edition_has_no_solutions(student):
             assert "### BEGIN SOLUTION" not in text and "### END SOLUTION" not in text, rel
     fast_ln = (out / "vitnp/fast/layernorm.py").read_text()
     assert "einsum" not in fast_ln and "from ..ops.layernorm import" in fast_ln          # the twin is withheld
+    assert "from ..model import vit_backward, vit_forward" in (out / "vitnp/fast/model.py").read_text()
     assert (ROOT / "vitnp/ops/attention.py").read_text().count("### BEGIN SOLUTION") == 2   # instructor's unchanged
 
 
@@ -134,7 +135,8 @@ def test_grading_the_instructors_tree_passes_everything():
     rows = grade(ROOT)
     assert all(r["passed"] for r in rows), format_table(rows)
     total = sum(e.points for e in EXERCISES)
-    assert f"total: {total} / {total} points, {len(EXERCISES)} of {len(EXERCISES)} exercises passed" in format_table(rows)
+    n = len(EXERCISES)
+    assert f"total: {total} / {total} points, {n} of {n} exercises passed" in format_table(rows)
 
 
 def test_a_planted_bug_fails_exactly_its_exercise(tmp_path):
@@ -155,6 +157,50 @@ def test_a_planted_bug_fails_exactly_its_exercise(tmp_path):
     assert "relative error" in rows[[r["id"] for r in rows].index("softmax-backward")]["failure"]
 
 
+def _copy_of_vitnp(tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "vitnp", copy / "vitnp", ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_wrong_forwards_fail_their_exercises(tmp_path):
+    """A forward wrong only where the first answers do not look (the sine-cosine table, dropout, the mask) fails."""
+    for broken, right, exercise in [
+        ('        z = z + sincos_2d(cfg)', '        z = z', "embed-forward"),
+        ('    z, c["drop"] = dropout_forward(z, cfg.dropout, rng, train)', '    c["drop"] = None', "embed-forward"),
+        ('attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)',
+         'attention_dropout=cfg.attention_dropout, mask=None, rng=rng, train=train)', "vit-forward"),
+        ('attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=train)',
+         'attention_dropout=cfg.attention_dropout, mask=attn_mask, rng=rng, train=False)', "vit-forward")]:
+        copy = _copy_of_vitnp(tmp_path / exercise / str(abs(hash(right))))
+        path = copy / "vitnp/model.py"
+        text = path.read_text()
+        assert text.count(broken) == 1, broken
+        path.write_text(text.replace(broken, right))
+        rows = grade(copy, ids=[exercise])
+        assert not rows[0]["passed"], (broken, right, rows[0])
+
+
+def test_printing_graded_code_and_a_student_grading_their_own_copy(student, tmp_path):
+    """Output printed by the graded code cannot crash the grader; grading with a student edition's own
+    installation names the exercise that is missing first."""
+    copy = _copy_of_vitnp(tmp_path)
+    path = copy / "vitnp/ops/softmax.py"
+    debug = '    print("debug", end="")\n    y, axis = cache\n'                      # stdout the grader must survive
+    path.write_text(path.read_text().replace('    y, axis = cache\n', debug))
+    assert debug in path.read_text()
+    rows = grade(copy, ids=["softmax-backward", "linear-backward"])
+    assert [r["passed"] for r in rows] == [True, True], format_table(rows)
+    own = tmp_path / "own"                           # a student edition in which msa (and attention) are done
+    shutil.copytree(student[0], own, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "vitnp/ops/attention.py", own / "vitnp/ops/attention.py")
+    p = subprocess.run([sys.executable, "-m", "vitnp", "course", "grade", "--root", str(own), "--exercise",
+                        "msa-backward"], cwd=own, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(own)})             # the student's own installation
+    assert p.returncode == 1 and "needs exercise linear-backward first" in p.stdout, (p.stdout, p.stderr)
+    assert grade(own, ids=["msa-backward"])[0]["passed"]                   # the instructor's grader: isolated
+
+
 def test_a_modified_checker_is_refused(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "vitnp", copy / "vitnp", ignore=shutil.ignore_patterns("__pycache__"))
@@ -167,7 +213,7 @@ def test_nan_gradient_fails(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "vitnp", copy / "vitnp", ignore=shutil.ignore_patterns("__pycache__"))
     path = copy / "vitnp/ops/linear.py"
-    path.write_text(path.read_text().replace("    db = d_rows.sum(0)", "    db = d_rows.sum(0) * np.nan"
-                                             ).replace('"""\n\n\ndef linear_forward', '"""\nimport numpy as np\n\n\ndef linear_forward'))
+    text = path.read_text().replace("    db = d_rows.sum(0)", "    db = d_rows.sum(0) * np.nan")
+    path.write_text(text.replace('"""\n\n\ndef linear_forward', '"""\nimport numpy as np\n\n\ndef linear_forward'))
     rows = grade(copy, ids=["linear-backward"])
     assert not rows[0]["passed"] and "relative error inf" in rows[0]["failure"]

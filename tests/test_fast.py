@@ -148,6 +148,7 @@ def test_fast_encoder_block_equals_reference(options, dtype):
     p = {name: (0.4 * rng.standard_normal(s) + (name.endswith("gamma"))).astype(dtype) for name, s in shapes.items()}
     z = rng.standard_normal((B, T, D)).astype(dtype)
     dout = rng.standard_normal((B, T, D)).astype(dtype)
+    z_before, dout_before, p_before = z.copy(), dout.copy(), {k: v.copy() for k, v in p.items()}
     kwargs = dict(options)
     if kwargs.get("mask") == "causal":
         kwargs["mask"] = ops.attention.causal_mask(T)
@@ -158,7 +159,8 @@ def test_fast_encoder_block_equals_reference(options, dtype):
                                                         **kwargs)
         runs.append((out, A, package.block.encoder_block_backward(dout, c)))
     _assert_equal(runs[1], runs[0], dtype, f"encoder block {options}")
-    assert np.array_equal(z, z) and not np.shares_memory(runs[1][0], z)      # the input is not written
+    assert np.array_equal(z, z_before) and np.array_equal(dout, dout_before)     # in-place adds touch no input
+    assert all(np.array_equal(p[k], p_before[k]) for k in p) and not np.shares_memory(runs[1][0], z)
 
 
 def test_fast_ops_do_not_modify_their_inputs():

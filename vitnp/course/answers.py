@@ -39,9 +39,9 @@ def _cross_entropy(pkg):
     return [np.array([loss.softmax_cross_entropy(logits, labels, s)[0] for s in (0.0, 0.1)])]
 
 
-def _embed(pkg, **overrides):
+def _embed(pkg, train=False, **overrides):
     model, cfg, params, x = _model_case(pkg, 1, **overrides)
-    return [model.embed_forward(params, x, cfg)[0]]
+    return [model.embed_forward(params, x, cfg, train=train, rng=np.random.default_rng(5))[0]]
 
 
 def _head(pkg, classifier):
@@ -50,9 +50,10 @@ def _head(pkg, classifier):
     return [model.head_forward(params, z, cfg)[0]]
 
 
-def _logits(pkg, **overrides):
+def _logits(pkg, train=False, mask=False, **overrides):
     model, cfg, params, x = _model_case(pkg, 4, **overrides)
-    logits, cache = model.vit_forward(params, x, cfg)
+    attn_mask = np.tril(np.ones((cfg.num_tokens, cfg.num_tokens), dtype=bool)) if mask else None
+    logits, cache = model.vit_forward(params, x, cfg, train=train, rng=6, attn_mask=attn_mask)
     return [logits, *cache["attention"]]
 
 
@@ -60,11 +61,15 @@ ANSWERS = {
     "cross-entropy loss": _cross_entropy,
     "embed": lambda pkg: _embed(pkg),
     "embed hybrid": lambda pkg: _embed(pkg, hybrid=True),
+    "embed gap sincos": lambda pkg: _embed(pkg, classifier="gap", pos_embedding="sincos"),
+    "embed none, dropout": lambda pkg: _embed(pkg, train=True, pos_embedding="none", dropout=0.3),
     "head token": lambda pkg: _head(pkg, "token"),
     "head gap": lambda pkg: _head(pkg, "gap"),
     "logits": lambda pkg: _logits(pkg),
     "logits gap": lambda pkg: _logits(pkg, classifier="gap", pos_embedding="sincos", gelu="tanh"),
     "logits hybrid": lambda pkg: _logits(pkg, hybrid=True),
+    "logits causal mask": lambda pkg: _logits(pkg, mask=True),
+    "logits dropout": lambda pkg: _logits(pkg, train=True, dropout=0.2, attention_dropout=0.1),
 }
 
 

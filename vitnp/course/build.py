@@ -7,9 +7,9 @@ It writes a complete, installable copy of the project in which
 - every solution region of a notebook cell is replaced by nbgrader's stub (``# YOUR CODE HERE`` and a raise in
   code, ``YOUR ANSWER HERE`` in Markdown), the outputs of those cells are cleared, and the paired source in
   ``notebooks/src/`` is written again from the cut notebook by jupytext;
-- the fast twins (:mod:`vitnp.fast`) of modules that hold exercises are withheld: their names are imported
-  from the reference, because their code would show the solutions.  The sharded model stays, so a student
-  trains at a good speed with their own ops;
+- the fast twins (:mod:`vitnp.fast`) of modules that hold exercises, the fast model among them, are withheld:
+  their names are imported from the reference, because their code would show the solutions (the student
+  edition trains with the student's own reference code);
 - nothing between markers survives (checked after the build; the build fails otherwise).
 
 The instructor's tree is only read.  The copy is built in a temporary directory beside ``DIR`` and renamed to
@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from .exercises import EXERCISES
-from .markers import BEGIN, END, MarkerError, code_stub, cut, find_code_regions, find_regions
+from .markers import MarkerError, code_stub, cut, find_code_regions, find_regions
 
-SKIP_DIRS = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build", "dist"}
+SKIP_DIRS = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build", "dist",
+             ".mypy_cache", ".ruff_cache", "htmlcov", ".tox", ".nox"}
 NOTEBOOK_CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 NOTEBOOK_TEXT_STUB = ["YOUR ANSWER HERE"]
 
@@ -85,9 +87,23 @@ def _public_functions(source: str) -> set:
 def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
     """The student edition's ``vitnp/fast/<module>.py``: the reference's functions under the fast names."""
     names = sorted(_public_functions(fast_source) & _public_functions(reference_source))
-    return (f'"""Student edition: the fast twin of :mod:`vitnp.ops.{module}` is withheld (its code would show the\n'
+    where = "model" if module == "model" else f"ops.{module}"
+    return (f'"""Student edition: the fast twin of :mod:`vitnp.{where}` is withheld (its code would show the\n'
             f'solutions); these names run the reference, which you write."""\n'
-            f"from ..ops.{module} import {', '.join(names)}  # noqa: F401\n")
+            f"from ..{where} import {', '.join(names)}  # noqa: F401\n")
+
+
+def _has_marker(path: Path) -> bool:
+    """Does a solution marker line survive in this file (a notebook's cells are read with nbformat)?"""
+    import nbformat
+    try:
+        if path.suffix == ".ipynb":
+            texts = [cell.source for cell in nbformat.read(path, as_version=4).cells]
+        else:
+            texts = [path.read_text(encoding="utf-8")]
+    except (UnicodeDecodeError, ValueError):
+        return False                                            # binary files (PNG, .npz) hold no markers
+    return any(re.fullmatch(r"[#\s]*(BEGIN|END) SOLUTION\s*", line) for text in texts for line in text.splitlines())
 
 
 def build(out, src=None) -> dict:
@@ -119,15 +135,16 @@ def _build_into(src: Path, dst: Path) -> dict:
     import nbformat
     report = {"files": 0, "exercises": [], "notebook_cells": 0, "withheld": []}
     ex_modules = {Path(e.path).stem for e in EXERCISES if e.path.startswith("vitnp/ops/")}
+    ex_modules.add("model")                     # vitnp/fast/model.py's forward would show vit-forward's solution
     for rel in project_files(src):
         source_path, target = src / rel, dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         report["files"] += 1
         posix = rel.as_posix()
         if posix.startswith("vitnp/fast/") and rel.stem in ex_modules:
-            reference = (src / "vitnp" / "ops" / rel.name).read_text(encoding="utf-8")
-            target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), reference, rel.stem),
-                              encoding="utf-8")
+            twin = src / "vitnp" / ("model.py" if rel.stem == "model" else f"ops/{rel.name}")
+            target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), twin.read_text(encoding="utf-8"),
+                                            rel.stem), encoding="utf-8")
             report["withheld"].append(posix)
         elif posix.startswith("vitnp/") and rel.suffix == ".py" and not posix.startswith("vitnp/course/"):
             text, ids = cut_code(source_path.read_text(encoding="utf-8"), posix)
@@ -148,10 +165,9 @@ def _build_into(src: Path, dst: Path) -> dict:
     missing = sorted({e.id for e in EXERCISES} - set(report["exercises"]))
     if missing:
         raise MarkerError(f"exercises without a solution region in the code: {', '.join(missing)}")
-    leftovers = [str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb")
-                 and not p.relative_to(dst).as_posix().startswith(("tests/", "vitnp/course/"))
-                 and any(line.strip().strip('",') in (BEGIN, END) or line.strip().strip('",').endswith(BEGIN)
-                         for line in p.read_text(encoding="utf-8").splitlines())]
+    leftovers = [str(p.relative_to(dst)) for p in dst.rglob("*")
+                 if p.is_file() and not p.relative_to(dst).as_posix().startswith(("tests/", "vitnp/course/"))
+                 and _has_marker(p)]
     if leftovers:
         raise MarkerError(f"solution markers survived the build in {', '.join(leftovers)}")
     return report

@@ -76,14 +76,14 @@ EXERCISES = (
              ("cross-entropy", "cross-entropy, smoothing 0.1"), ("cross-entropy loss",)),
     Exercise("embed-forward", "vitnp/model.py:embed_forward",
              "compute z₀ = [x_class; x_p E] + E_pos (Eq 1), with the hybrid stem first and dropout last", 2,
-             (), ("embed", "embed hybrid")),
+             (), ("embed", "embed hybrid", "embed gap sincos", "embed none, dropout")),
     Exercise("head-forward", "vitnp/model.py:head_forward",
              "compute y = LN(z_L⁰) (Eq 4; the token mean for 'gap') and logits = y W_head + b_head", 1,
              (), ("head token", "head gap")),
     Exercise("vit-forward", "vitnp/model.py:vit_forward",
              "put Eq 1-4 together: embed_forward, encoder_forward over the L blocks, head_forward", 2,
              ("model token/exact/learned", "model gap/tanh/sincos", "model, causal mask"),
-             ("logits", "logits gap", "logits hybrid")),
+             ("logits", "logits gap", "logits hybrid", "logits causal mask", "logits dropout")),
 )
 
 BY_ID = {e.id: e for e in EXERCISES}

@@ -3,13 +3,20 @@
 For each exercise of :data:`vitnp.course.exercises.EXERCISES` it runs, on the tree being graded, the gradient
 checks the test suite runs (:func:`vitnp.selfcheck.cases`) and the known answers (:mod:`vitnp.course.answers`).
 An exercise passes when every check compared something and every error is a number within its tolerance; a
-``NotImplementedError`` (an exercise not done), any other exception, a NaN or a timeout is a fail with the first
-failing check named, never a crash of the grader.
+``NotImplementedError`` (an exercise not done), any other exception, a NaN or a timeout, or output printed by
+the graded code, is a fail with the first failing check named, never a crash of the grader.
 
 How a tree is graded: each exercise runs in its own subprocess (``python -m vitnp.course.grade worker``), which
 imports ``ROOT/vitnp`` under another package name, so that the graded copy's code runs beside this grader's.
 The checks themselves (``selfcheck.py``, ``gradcheck.py``) must be the course's: a copy whose checking code
 differs from this grader's fails every exercise, and the known answers are read from this grader's package.
+Every other exercise's function is replaced by the grader's own (:func:`_isolate`), so an exercise is graded
+on its own when the instructor's installation grades a copy; a student who grades their own copy with their
+own installation gets "needs exercise X first" where another exercise is not done yet.
+
+The graded code runs in the grading process: the grader detects mistakes, not sabotage (a copy that edits
+the checking code at run time from another module is not caught).  Grade copies you do not trust in a
+sandbox.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,7 +85,7 @@ def grade_one(root: Path, exercise) -> dict:
         try:
             worst = selfcheck.worst_error(fn())
         except Exception as err:
-            return {"passed": False, "failure": f"{name}: {_describe(err)}", "checks": done}
+            return {"passed": False, "failure": f"{name}: {_describe(err, exercise)}", "checks": done}
         done += 1
         if not worst <= tol:
             return {"passed": False, "failure": f"{name}: relative error {worst:.1e} > {tol:.0e}", "checks": done}
@@ -85,7 +93,7 @@ def grade_one(root: Path, exercise) -> dict:
         try:
             problem = answers.check(pkg, name, stored)
         except Exception as err:
-            return {"passed": False, "failure": f"answer {name}: {_describe(err)}", "checks": done}
+            return {"passed": False, "failure": f"answer {name}: {_describe(err, exercise)}", "checks": done}
         done += 1
         if problem:
             return {"passed": False, "failure": f"answer {problem}", "checks": done}
@@ -109,9 +117,14 @@ def _isolate(exercise) -> None:
                         setattr(mod, attr, ours)
 
 
-def _describe(err: BaseException) -> str:
+def _describe(err: BaseException, exercise=None) -> str:
     text = " ".join(str(err).split())
-    return text if isinstance(err, NotImplementedError) else f"{type(err).__name__}: {text}"
+    if isinstance(err, NotImplementedError):
+        other = text.split(":")[0].removeprefix("exercise ").strip() if text.startswith("exercise ") else None
+        if exercise is not None and other and other != exercise.id:     # the grader's own copy is a stub too
+            return f"needs exercise {other} first (this grader's copy of it is not done yet): {text}"
+        return text
+    return f"{type(err).__name__}: {text}"
 
 
 def grade(root=None, ids=None, timeout=TIMEOUT) -> list:
@@ -126,15 +139,19 @@ def grade(root=None, ids=None, timeout=TIMEOUT) -> list:
     rows = []
     for e in EXERCISES if not ids else [BY_ID[i] for i in ids]:
         t0 = time.perf_counter()
-        try:
-            p = subprocess.run([sys.executable, "-m", "vitnp.course.grade", "worker", str(root), e.id],
-                               capture_output=True, text=True, timeout=timeout, cwd=str(Path(__file__).parents[2]))
-            lines = p.stdout.strip().splitlines()
-            result = json.loads(lines[-1]) if p.returncode == 0 and lines else {
-                "passed": False, "failure": f"the check process stopped (exit {p.returncode}): "
-                                            f"{(p.stderr.strip().splitlines() or ['no message'])[-1]}"}
-        except subprocess.TimeoutExpired:
-            result = {"passed": False, "failure": f"timed out after {timeout} s"}
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "result.json"                # not stdout: the graded code may print anything
+            try:
+                p = subprocess.run([sys.executable, "-m", "vitnp.course.grade", "worker", str(root), e.id, str(out)],
+                                   capture_output=True, text=True, timeout=timeout,
+                                   cwd=str(Path(__file__).parents[2]))
+                result = json.loads(out.read_text()) if p.returncode == 0 and out.is_file() else {
+                    "passed": False, "failure": f"the check process stopped (exit {p.returncode}): "
+                                                f"{(p.stderr.strip().splitlines() or ['no message'])[-1]}"}
+            except subprocess.TimeoutExpired:
+                result = {"passed": False, "failure": f"timed out after {timeout} s"}
+            except (OSError, ValueError) as err:         # an unreadable or malformed result file
+                result = {"passed": False, "failure": f"no result from the check process ({err})"}
         rows.append({"id": e.id, "where": e.where, "points": e.points, "passed": bool(result["passed"]),
                      "failure": result.get("failure"), "seconds": time.perf_counter() - t0})
     return rows
@@ -161,9 +178,10 @@ def main(argv=None) -> int:
     p.add_argument("mode", choices=["worker"])
     p.add_argument("root")
     p.add_argument("id", choices=list(BY_ID))
+    p.add_argument("result", help="the JSON file to write the result to")
     args = p.parse_args(argv)
     result = grade_one(Path(args.root), BY_ID[args.id])
-    print(json.dumps(result))
+    Path(args.result).write_text(json.dumps(result))
     return 0
 
 

@@ -11,8 +11,9 @@ unsharded computation up to float rounding (the order in which the batch's gradi
 ``tests/test_fast.py``.
 
 Sharding is used only when it is safe and worth it: the BLAS thread count can be controlled (OpenBLAS,
-which NumPy's wheels ship), more than one thread is configured, each shard gets at least
-``min_rows`` token rows, and no dropout is drawn (a shard would draw different random masks than the
+which NumPy's wheels ship), more than one thread is configured, the batch has at least 2 × ``min_rows`` token
+rows (it is cut into at most rows ÷ ``min_rows`` shards of whole images, so a shard has about ``min_rows``
+rows or more), and no dropout is drawn (a shard would draw different random masks than the
 whole batch, and runs must be reproducible from a seed).
 
 The second lever is glibc's ``malloc``: by default a freed array of more than a few hundred KiB goes

@@ -16,7 +16,7 @@ def pos_embed_forward(z, E_pos):
 
 
 def pos_embed_backward(dout, cache):
-    """Returns dz = dout and dE_pos = Σ_batch dout: every image adds the same table."""
+    """Returns dz (B, T, D) and dE_pos (T, D)."""
     ### BEGIN SOLUTION
     return dout, dout.sum(0)
     ### END SOLUTION

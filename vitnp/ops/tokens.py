@@ -19,7 +19,7 @@ def class_token_forward(x, x_class):
 
 
 def class_token_backward(dz, cache):
-    """Returns dx (B, N, D) and dx_class (D,): x_class is shared by the batch, so its gradient sums."""
+    """Returns dx (B, N, D) and dx_class (D,)."""
     ### BEGIN SOLUTION
     return dz[:, 1:], dz[:, 0].sum(0)
     ### END SOLUTION
@@ -38,7 +38,7 @@ def readout_forward(z, mode):
 
 
 def readout_backward(dy, cache):
-    """Gradient of the readout: dz (B, T, D) is dy in row 0 ('token') or dy/T in every row ('gap')."""
+    """Gradient of readout_forward: returns dz (B, T, D)."""
     ### BEGIN SOLUTION
     mode, shape = cache
     dz = np.zeros(shape, dtype=dy.dtype)
