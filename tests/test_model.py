@@ -219,3 +219,16 @@ def test_public_api_names():
         assert hasattr(vitnp, name)
     checkpoint = importlib.import_module("vitnp.checkpoint")
     assert callable(checkpoint.to_jax) and callable(checkpoint.from_jax)
+
+
+def test_numpy_float_settings_do_not_upcast_float32():
+    """ln_eps and dropout given as NumPy float64 scalars are stored as Python floats: float32 stays float32."""
+    from vitnp import fast
+    cfg = ViTConfig(image_size=8, patch_size=4, dim=8, heads=2, mlp_dim=8, depth=1, ln_eps=np.float64(1e-6),
+                    dropout=np.float64(0.1), attention_dropout=np.float32(0.1))
+    assert all(type(v) is float for v in (cfg.ln_eps, cfg.dropout, cfg.attention_dropout))
+    params = init_params(cfg)
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    for forward in (vit_forward, fast.vit_forward):
+        assert forward(params, x, cfg)[0].dtype == np.float32
+        assert forward(params, x, cfg, train=True, rng=0)[0].dtype == np.float32

@@ -121,6 +121,8 @@ class ViTConfig:
             rate = getattr(self, name)
             if not (_is_number(rate) and 0.0 <= rate < 1.0):
                 raise ValueError(f"{name} must be a rate in [0, 1), got {rate!r}")
+        for name in ("ln_eps", "dropout", "attention_dropout"):     # Python floats: a NumPy float64 scalar here
+            object.__setattr__(self, name, float(getattr(self, name)))   # would turn float32 activations float64
 
     def _check_stem(self):
         """Validate and normalise the hybrid stem fields (stem_channels becomes a tuple of ints)."""
