@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from .exercises import EXERCISES
-from .markers import MarkerError, code_stub, cut, find_code_regions, find_regions
+from .markers import MarkerError, code_stub, cut, find_code_regions, find_regions, mentions_marker
 
 SKIP_DIRS = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build", "dist",
              ".mypy_cache", ".ruff_cache", "htmlcov", ".tox", ".nox"}
@@ -103,7 +102,7 @@ def _has_marker(path: Path) -> bool:
             texts = [path.read_text(encoding="utf-8")]
     except (UnicodeDecodeError, ValueError):
         return False                                            # binary files (PNG, .npz) hold no markers
-    return any(re.fullmatch(r"[#\s]*(BEGIN|END) SOLUTION\s*", line) for text in texts for line in text.splitlines())
+    return any(mentions_marker(text) for text in texts)
 
 
 def build(out, src=None) -> dict:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
+# Either marker, also behind more comment signs (a Markdown line of a percent-format source: "# ### BEGIN …").
+_ANY_MARKER = re.compile(r"[#\s]*(%s|%s)\s*" % (re.escape(BEGIN.lstrip("# ")), re.escape(END.lstrip("# "))))
 
 
 class MarkerError(ValueError):
@@ -46,6 +49,12 @@ def find_regions(text: str, where: str = "<text>") -> list:
     if open_at is not None:
         raise MarkerError(f"{where}:{open_at + 1}: {BEGIN} is never closed")
     return regions
+
+
+def mentions_marker(text: str) -> bool:
+    """Does any line of ``text`` read as a solution marker, even behind extra comment signs?  (The check that
+    nothing between markers survived a build: looser than :func:`find_regions` on purpose.)"""
+    return any(_ANY_MARKER.fullmatch(line) for line in text.splitlines())
 
 
 def find_code_regions(source: str, where: str = "<source>") -> list:
