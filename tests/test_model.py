@@ -232,3 +232,34 @@ def test_numpy_float_settings_do_not_upcast_float32():
     for forward in (vit_forward, fast.vit_forward):
         assert forward(params, x, cfg)[0].dtype == np.float32
         assert forward(params, x, cfg, train=True, rng=0)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("overrides", [{}, {"classifier": "gap", "pos_embedding": "sincos"},
+                                       {"stem_channels": (3,), "image_size": (8, 4)}])
+def test_embed_and_head_gradients(overrides):
+    """Eq 1 (embed_forward/embed_backward) and Eq 4 with the head (head_forward/head_backward) on their own:
+    every parameter they own and their input, centred differences in float64, tolerance OP_TOL = 1e-7."""
+    from vitnp.gradcheck import OP_TOL, check_gradients
+    from vitnp.model import embed_backward, embed_forward, head_backward, head_forward
+    cfg = tiny_config(**overrides)
+    rng = np.random.default_rng(1)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_params(cfg, 1).items()}
+    x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
+    z = rng.standard_normal((2, cfg.num_tokens, cfg.dim))
+    owned = set()
+    for name, forward, backward, inp in (("embed", embed_forward, embed_backward, x),
+                                         ("head", head_forward, head_backward, z)):
+        out, cache = forward(params, inp, cfg)
+        g = rng.standard_normal(out.shape)
+        grads = {}
+        if name == "embed":
+            d_inp = backward(g, cache, grads, input_grad=True)
+        else:
+            d_inp = backward(g, cache, grads)
+        assert grads and not owned & set(grads), name
+        owned |= set(grads)
+        arrays = {"input": inp, **{k: params[k] for k in grads}}
+        errors = check_gradients(lambda: float(np.sum(forward(params, inp, cfg)[0] * g)), arrays,
+                                 {"input": d_inp, **grads})
+        assert max(errors.values()) <= OP_TOL, (name, overrides, errors)
+    assert owned == {k for k in params if not k.startswith("blocks.")}     # Eq 1 and Eq 4 own all the rest
