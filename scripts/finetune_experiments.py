@@ -200,7 +200,9 @@ def hp_flags(hp: HParams) -> str:
     flags = (f"--epochs {hp.epochs} --batch-size {hp.batch_size} --lr {hp.lr:g} --final-lr {hp.final_lr:g} "
              f"--warmup {hp.warmup_epochs:g} --weight-decay {hp.weight_decay:g} "
              f"--label-smoothing {hp.label_smoothing:g} --clip {hp.clip_grad_norm:g} --augment {hp.augment} "
-             f"--seed {hp.seed} --max-minutes 0")
+             f"--seed {hp.seed} --val-size {hp.val_size} --max-minutes 0")
+    if hp.test_curve:
+        flags += " --test-curve"
     if "crop" in hp.augment:
         flags += f" --crop-padding {hp.crop_padding}"
     if hp.classes:
@@ -277,6 +279,8 @@ class Results:
 def train_part(name, out_dir, cfg, hp, data, *, init_from=None):
     """Train (or resume) one part in ``OUT/runs/<name>``; returns its record for results.json.
 
+    Every part trains a fixed schedule and chooses nothing, so its HParams ask for a test curve
+    (``test_curve``): the record's history holds the test accuracy after each epoch.
     The record: final test accuracy and loss (after the last epoch), steps, epochs, wall time of this
     call, the summed epoch times (training + evaluation, across resumes), throughput, the per-epoch
     history (step, test_acc, train_acc, train_loss); the equivalent `python -m vitnp train` command lines are
@@ -317,19 +321,19 @@ def res_hparams(s, meta, epochs) -> HParams:
     """Fine-tuning at the higher resolution, and training on at the base size: the same settings."""
     return HParams(epochs=epochs, batch_size=s["batch_size"], lr=s["res_lr"], warmup_epochs=s["res_warmup"],
                    augment=(meta["hparams"] or {}).get("augment", "flip"), classes=tuple(checkpoint_classes(meta)),
-                   seed=0)
+                   seed=0, test_curve=True)
 
 
 def pretrain_hparams(s) -> HParams:
     return HParams(epochs=s["pretrain_epochs"], batch_size=s["batch_size"], lr=s["pretrain_lr"], warmup_epochs=0.5,
-                   augment="flip", classes=tuple(s["pretrain_classes"]), seed=0)
+                   augment="flip", classes=tuple(s["pretrain_classes"]), seed=0, test_curve=True)
 
 
 def transfer_hparams(s, seed, lr=None) -> HParams:
     """Fine-tune, scratch and probe alike: only the initial weights differ."""
     return HParams(epochs=s["transfer_epochs"], batch_size=s["batch_size"], lr=lr or s["transfer_lr"],
                    warmup_epochs=s["transfer_warmup"], augment="flip", classes=tuple(s["target_classes"]),
-                   train_subset=s["transfer_subset"], seed=seed)
+                   train_subset=s["transfer_subset"], seed=seed, test_curve=True)
 
 
 # ---- experiment 1: resolution -------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def resolution_experiment(res: Results, s, out_dir, source, data, *, longer=Fals
             "checkpoint": s["checkpoint"], "checkpoint_md5": source["md5"], "config": cfg.to_dict(),
             "base_size": list(cfg.image_size), "high_size": [high, high], "patch_size": cfg.patch_size,
             "grid_base": list(cfg.grid), "grid_high": list(cfg_high.grid),
-            "recorded_test_acc": meta["history"][-1]["test_acc"] if meta["history"] else None, "hparams": hp.to_dict()})
+            "recorded_test_acc": meta["history"][-1].get("test_acc") if meta["history"] else None, "hparams": hp.to_dict()})
 
     if not longer and not res.has("resolution", "eval_base"):
         x, y = checkpoint_view(test_x, test_y, cfg, meta)       # the checkpoint's classes, its size

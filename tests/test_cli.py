@@ -21,7 +21,7 @@ from vitnp.evaluate import image_to_input, predict_proba
 from vitnp.resample import resize_area
 from vitnp.train import load_checkpoint
 
-TINY_FLAGS = ["--preset", "fast", "--epochs", "2", "--batch-size", "16", "--train-subset", "0", "--dim", "16",
+TINY_FLAGS = ["--preset", "fast", "--epochs", "2", "--batch-size", "16", "--train-subset", "0", "--val-size", "0", "--dim", "16",
               "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--no-verify", "--quiet"]
 
 
@@ -49,6 +49,11 @@ def run(tmp_path_factory):
     out = root / "run"
     assert main(["train", "--out", str(out), "--data", str(data), *TINY_FLAGS]) == 0
     return {"root": root, "data": str(data), "out": out, "arrays": arrays}
+
+
+def results_of(out, which="best"):
+    """The test evaluation a completed run wrote at its end (``results.json``) for 'best' or 'final'."""
+    return json.loads((out / "results.json").read_text())[which]
 
 
 def run_main(capsys, *argv):
@@ -97,7 +102,7 @@ def test_evaluate_prints_accuracy_and_per_class(run, capsys):
     code, out, err = run_main(capsys, "evaluate", run["out"] / "checkpoint.npz", "--data", run["data"],
                               "--no-verify", "--quiet")
     assert code == 0, err
-    last = json.loads((run["out"] / "metrics.jsonl").read_text().splitlines()[-1])
+    last = results_of(run["out"], "final")                # checkpoint.npz: the last epoch
     # the default --batch-size 500 equals the run's eval batch size, so the numbers agree exactly
     correct = round(last["test_acc"] * 20)
     assert f"test accuracy: {100 * last['test_acc']:.2f}% ({correct}/20)" in out
@@ -241,7 +246,8 @@ def test_image_to_input_grey_colour_alpha_and_inversion():
 
 
 # ---- extensions: fine-tuning, class subsets, the CNN, the hybrid stem ----------------------------------
-SHORT = ["--preset", "fast", "--epochs", "1", "--batch-size", "16", "--train-subset", "0", "--no-verify", "--quiet"]
+SHORT = ["--preset", "fast", "--epochs", "1", "--batch-size", "16", "--train-subset", "0", "--val-size", "0", "--no-verify",
+         "--quiet"]
 
 
 def conf_of(out):
@@ -287,7 +293,7 @@ def test_evaluate_predict_info_of_a_56_pixel_checkpoint(run, finetuned, capsys, 
     code, out, err = run_main(capsys, "evaluate", finetuned / "best.npz", "--data", run["data"], "--no-verify",
                               "--quiet")
     assert code == 0, err
-    last = last_line(finetuned)                       # the test images resized as in training: same numbers
+    last = results_of(finetuned)                          # the test images resized as in training: same numbers
     assert f"test accuracy: {100 * last['test_acc']:.2f}% ({round(last['test_acc'] * 20)}/20)" in out
     assert f"loss {last['test_loss']:.4f}" in out and "resized 28x28 -> 56x56" in out
     images, _ = run["arrays"]["test"]
@@ -325,7 +331,7 @@ def test_classes_flag_sets_num_classes_and_the_names(run, five_classes, capsys, 
     code, out, err = run_main(capsys, "evaluate", five_classes / "best.npz", "--data", run["data"],
                               "--no-verify", "--quiet")
     assert code == 0, err
-    assert f"({round(last_line(five_classes)['test_acc'] * 10)}/10)" in out       # 2 test images per class
+    assert f"({round(results_of(five_classes)['test_acc'] * 10)}/10)" in out       # 2 test images per class
     per_class = [line for line in out.splitlines() if line.strip()[:2].strip().isdigit()]
     assert [line.split(None, 1)[1].rsplit(None, 2)[0] for line in per_class] == list(FASHION_MNIST_CLASSES[:5])
     images, _ = run["arrays"]["test"]
@@ -371,7 +377,7 @@ def test_cnn_train_evaluate_predict_info(run, cnn_run, capsys, tmp_path):
     code, out, err = run_main(capsys, "evaluate", cnn_run / "best.npz", "--data", run["data"], "--no-verify",
                               "--quiet")
     assert code == 0, err
-    last = last_line(cnn_run)
+    last = results_of(cnn_run)
     assert f"test accuracy: {100 * last['test_acc']:.2f}%" in out and f"loss {last['test_loss']:.4f}" in out
     images, _ = run["arrays"]["test"]
     png = tmp_path / "item.png"
@@ -514,6 +520,8 @@ def test_train_evaluate_and_predict_with_the_reference_model(run, tmp_path, caps
         impl = json.loads((tmp_path / name / "config.json").read_text())["implementation"]
         assert impl["reference"] == (name == "ref")
     (fast,), (ref,) = lines["fast"], lines["ref"]
+    fast.update(results_of(tmp_path / "fast", "final"))
+    ref.update(results_of(tmp_path / "ref", "final"))
     for key in ("train_loss", "test_loss"):
         assert ref[key] == pytest.approx(fast[key], rel=1e-4), key
     assert (ref["train_acc"], ref["test_acc"], ref["step"]) == (fast["train_acc"], fast["test_acc"], fast["step"])

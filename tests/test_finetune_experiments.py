@@ -90,7 +90,8 @@ def test_results_schema_and_numbers(setup):
 
     # eval_base reproduces the accuracy the training run recorded for the checkpoint (same data, same code)
     params, cfg, meta = load_checkpoint(setup["ckpt"])
-    assert res["eval_base"]["test_acc"] == meta["history"][-1]["test_acc"]
+    tiny = json.loads((setup["root"] / "tiny" / "results.json").read_text())
+    assert res["eval_base"]["test_acc"] == tiny["final"]["test_acc"]
     # eval_high_interpolated: E_pos interpolated to the 8×8 grid, test images upsampled, no training
     _, _, test_x, test_y = setup["arrays"]
     cfg56 = cfg.replace(image_size=56)

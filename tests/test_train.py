@@ -112,17 +112,18 @@ def test_training_learns_the_synthetic_task():
     h = run.history
     assert [line["epoch"] for line in h] == list(range(1, 16)) and h[-1]["step"] == 15 * 4
     assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
-    assert h[-1]["test_acc"] >= 0.6                   # chance is 0.1; measured 0.83
-    # the last metrics line is the final model on the test split
+    assert run.test["final"]["test_acc"] >= 0.6       # chance is 0.1; measured 0.83
+    # the test split, read once at the end, is the final model's (and, no validation split, the best's)
     r = evaluate_arrays(run.params, cfg, DATA[2], DATA[3], batch_size=hp.eval_batch_size)
-    assert r["accuracy"] == h[-1]["test_acc"] and r["loss"] == h[-1]["test_loss"]
+    assert r["accuracy"] == run.test["final"]["test_acc"] and r["loss"] == run.test["final"]["test_loss"]
+    assert run.test["best"] == {**run.test["final"], "checkpoint": "best.npz"} and run.test["chosen_by"].startswith("last")
     assert r["confusion"].sum() == len(DATA[3])
 
 
 def test_run_directory_contents(reference):
     out, run = reference
     for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "curves.png", "confusion.png",
-                 "predictions.png"):
+                 "predictions.png", "results.json"):
         assert os.path.isfile(os.path.join(out, name)), name
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
     with open(os.path.join(out, "config.json")) as f:
@@ -132,8 +133,7 @@ def test_run_directory_contents(reference):
     with open(os.path.join(out, "metrics.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     assert lines == run.history
-    assert set(lines[0]) == {"epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
-                             "seconds", "images_per_s"}
+    assert set(lines[0]) == {"epoch", "step", "train_loss", "train_acc", "lr", "seconds", "images_per_s"}
     with open(os.path.join(out, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # the checkpoint is plain arrays: numpy can read it with pickle off, and it describes itself
@@ -482,11 +482,11 @@ def test_cnn_learns_the_synthetic_task_and_resumes_bit_exactly(tmp_path):
     conf = json.loads((tmp_path / "full" / "config.json").read_text())
     assert conf["model"] == "cnn" and conf["parameters"] == model_spec(cnn).count(cnn)
     r = evaluate_arrays(full.params, cnn, DATA[2], DATA[3], batch_size=hp.eval_batch_size)
-    assert r["accuracy"] == full.history[-1]["test_acc"]
+    assert r["accuracy"] == full.test["final"]["test_acc"]
     # the same budget rules: no augmentation, more steps, and the CNN learns the bands
     learn = train(CNNConfig(channels=(4, 8)), TINY_HP.replace(epochs=15, lr=1e-2, augment="none",
                                                                 label_smoothing=0.0), data=DATA)
-    assert learn.history[-1]["test_acc"] >= 0.6                       # chance is 0.1; measured 1.0
+    assert learn.test["final"]["test_acc"] >= 0.6                     # chance is 0.1; measured 1.0
 
 
 # ---- review fixes ----------------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ def test_init_from_is_read_once(reference, tmp_path, monkeypatch):
         write_idx(str(data / name), array.astype(np.uint8))
     source = os.path.join(reference[0], "best.npz")
     assert main(["train", "--out", str(tmp_path / "ft"), "--data", str(data), "--no-verify", "--quiet",
-                 "--init-from", source, "--epochs", "1", "--batch-size", "16", "--lr", "0"]) == 0
+                 "--init-from", source, "--epochs", "1", "--batch-size", "16", "--lr", "0", "--val-size", "0"]) == 0
     assert calls == [source]
 
 
@@ -572,7 +572,7 @@ def test_fit_evaluates_every_k_steps_without_changing_the_training(reference):
     assert run.status == "completed" and [line["step"] for line in run.history] == [2, 4, 6, 8, 10, 12]
     assert [line["epoch"] for line in run.history] == [0.5, 1, 1.5, 2, 2.5, 3]
     assert_same_arrays(run.params, ref.params)
-    assert run.history[-1]["test_acc"] == ref.history[-1]["test_acc"]
+    assert run.history[-1]["test_acc"] == ref.test["final"]["test_acc"]     # the script's curve: the same model
     assert (state.epoch, state.batch, state.step) == (3, 0, 12)
 
 
@@ -629,7 +629,7 @@ def test_reference_training_gives_the_fast_paths_numbers(tmp_path, monkeypatch):
     ref = train(cfg, hp, out_dir=tmp_path / "ref", data=DATA, plots=False, callback=losses("ref"), reference=True)
     assert len(steps["ref"]) == len(steps["fast"]) == 4
     np.testing.assert_allclose(steps["ref"], steps["fast"], rtol=1e-4)
-    a, b = fast.history[0], ref.history[0]
+    a, b = {**fast.history[0], **fast.test["final"]}, {**ref.history[0], **ref.test["final"]}
     for key in ("train_loss", "test_loss"):
         assert b[key] == pytest.approx(a[key], rel=1e-4), key
     assert b["train_acc"] == a["train_acc"] and b["test_acc"] == a["test_acc"]

@@ -415,7 +415,13 @@ def info_cli(args) -> int:
              else "; no optimiser state (weights only)"))
     if meta["history"]:
         last = meta["history"][-1]
-        print(f"  last epoch: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f}")
+        seen = [f"{name} accuracy {100 * last[f'{key}_acc']:.2f}%, {name} loss {last[f'{key}_loss']:.4f}"
+                for key, name in (("val", "validation"), ("test", "test")) if f"{key}_acc" in last]
+        print(f"  last epoch: train accuracy {100 * last['train_acc']:.2f}%"
+              + "".join(f"; {text}" for text in seen))
+    best = meta["progress"].get("best_split")
+    if best is not None:
+        print(f"  chosen as the best epoch by: {'validation accuracy' if best == 'val' else best}")
     if meta["hparams"] is not None:
         hp = ", ".join(f"{k}={v}" for k, v in meta["hparams"].items())
         print(f"  hparams: {hp}")

@@ -14,8 +14,11 @@ decay, linear warm-up then cosine decay, global-norm gradient clipping), in :fun
 ``reference=True``; they agree up to float32 rounding.  The CNN baseline has one implementation.
 
 :func:`fit` runs steps until ``total_steps`` (default: ``hp.epochs`` epochs), evaluating on the validation
-split (if any) and the test split after every epoch, or every ``eval_every`` steps, and keeps everything it
-changes in a :class:`TrainState`.  The batches of an epoch depend only on the data RNG's state at the
+split (if any) after every epoch, or every ``eval_every`` steps; the best evaluation is the one of highest
+validation accuracy (without a validation split: the last one), never a test-set one.  A test split in
+``splits`` is evaluated at each evaluation too, as a curve to look at (``HParams.test_curve``); the trainer
+reads the test set only after training (:func:`vitnp.train.train`).  Everything the loop changes is
+kept in a :class:`TrainState`.  The batches of an epoch depend only on the data RNG's state at the
 start of the epoch (:func:`vitnp.data.iterate_batches`), so a state saved in the middle of an epoch (that
 RNG state and the number of batches done) continues **bit-exactly**: the resumed loop draws the same epoch
 and skips the batches already done.  :func:`vitnp.train.train` builds the state (fresh, from a checkpoint,
@@ -57,8 +60,12 @@ class Run:
     status : str             'completed', 'budget' (the deadline, ``max_minutes``), 'interrupted' (Ctrl-C),
                              'stopped' (stop_after_epoch or a callback asked to stop).
     last_eval : dict | None  :func:`vitnp.evaluate.evaluate_arrays` on the test split at the last evaluation
-                             of this call (predictions, confusion, per-class accuracy).
+                             of this call, when ``splits`` holds one; after :func:`vitnp.train.train`, the
+                             best checkpoint's test evaluation (predictions, confusion, per-class accuracy).
     out_dir : str | None
+    best_params : dict | None  a copy of the parameters at the best evaluation of this call (highest
+                             validation accuracy; the last evaluation without a validation split).
+    test : dict | None       :func:`vitnp.train.train` only: the test split read once at the end (``results.json``).
     """
 
     history: list
@@ -68,6 +75,8 @@ class Run:
     status: str
     last_eval: dict | None = None
     out_dir: str | None = None
+    best_params: dict | None = None
+    test: dict | None = None
 
 
 @dataclasses.dataclass
@@ -157,7 +166,7 @@ def schedule(n_train, hp, total_steps=None, warmup_steps=None) -> tuple:
 # ---- the loop --------------------------------------------------------------------------------------
 def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None, warmup_steps=None,
         reference=False, run_dir=None, quiet=True, log=None, callback=None, stop_after_epoch=None,
-        deadline=None) -> Run:
+        deadline=None, final_images=0) -> Run:
     """Train from ``state`` until ``total_steps`` steps are done or something stops the run.
 
     Parameters
@@ -166,7 +175,9 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                                     updated in place.
     cfg : ViTConfig or CNNConfig
     hp : HParams                    batch size, schedule, smoothing, clipping, augmentation, eval batch size.
-    splits : dict                   :func:`vitnp.data.prepare_data`'s: 'train', 'val' (or None), 'test'.
+    splits : dict                   :func:`vitnp.data.prepare_data`'s: 'train', 'val' (or None), 'test' (or
+                                    None; if given, evaluated at every evaluation as a curve, never used
+                                    to choose anything).
     total_steps : int or None       optimiser steps of the whole run (default ``hp.epochs`` epochs); the
                                     learning-rate schedule spans them; the last epoch may be cut short.
     eval_every : int or None        evaluate every this many steps and at the end (default: every epoch).
@@ -181,9 +192,16 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
         Called after every step with {'epoch', 'batch', 'step', 'loss', 'acc', 'lr'} (epoch counted from
         1, batch = batches done in it); returning True stops like Ctrl-C (status 'stopped').
     stop_after_epoch : int or None  stop (status 'stopped') once this many epochs are complete.
-    deadline : float or None        a ``time.perf_counter()`` value: stop mid-epoch when it passes, or at an
-                                    evaluation when the next period (as long as the last one) would end
-                                    after it (status 'budget').
+    deadline : float or None        a ``time.perf_counter()`` value.  Early in the first epoch of this call
+                                    and after every evaluation, the schedule is shortened to the whole
+                                    epochs that still fit (:func:`_fit_deadline`), so warm-up and cosine
+                                    decay end in time; if the deadline passes anyway, the run stops
+                                    mid-epoch (status 'budget', resumable).  With ``eval_every`` there is no
+                                    shortening: the run stops at an evaluation when the next period would
+                                    end after the deadline.
+    final_images : int              images to be evaluated after training (the trainer's test of two
+                                    checkpoints): their time, estimated from this call's evaluations, plus
+                                    5 s is kept free before ``deadline``.
 
     Returns
     -------
@@ -191,20 +209,24 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
 
     A metrics line has ``epoch`` (epochs completed: an int at an epoch end, else a fraction), ``step``,
     ``train_loss``/``train_acc`` (running means over the batches since the last evaluation, augmented,
-    cross-entropy without smoothing), [``val_loss``, ``val_acc``,] ``test_loss``, ``test_acc``, ``lr`` (the
+    cross-entropy without smoothing), [``val_loss``, ``val_acc``,] [``test_loss``, ``test_acc``,] ``lr`` (the
     last step's), ``seconds`` (wall time since the last evaluation, its own included) and
     ``images_per_s`` (training throughput).
     """
-    (tr_x, tr_y), (te_x, te_y) = splits["train"], splits["test"]
+    tr_x, tr_y = splits["train"]
     spe, total, warmup = schedule(len(tr_x), hp, total_steps, warmup_steps)
+    total = state.progress.setdefault("total_steps", total)     # a resumed run keeps its (budgeted) schedule
+    warmup = min(warmup, total)
     if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive number of steps, got {eval_every!r}")
     if run_dir is not None and (total_steps is not None or eval_every is not None):
         raise ValueError("fit(run_dir=…) saves at epoch ends: leave total_steps and eval_every at None")
     augment = augmentation(hp.augment, hp.crop_padding)
     data_rng = np.random.default_rng()              # its state is set to state.epoch_start before each epoch
-    progress, best_split = state.progress, "test" if splits["val"] is None else "val"
-    status, last_eval, lr = "completed", None, None
+    progress, best_split = state.progress, "last" if splits["val"] is None else "val"   # never the test split
+    status, last_eval, best_params, lr = "completed", None, None, None
+    clock = {"steps": 0, "train": 0.0, "val": None, "eval": None}   # this call's timings, for the budget
+    probe = None if deadline is None or eval_every is not None else state.step + max(1, spe // 8)
     bar_cls = None
     if not quiet:
         from tqdm import tqdm as bar_cls
@@ -221,12 +243,16 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                 total=spe * hp.batch_size, initial=state.batch * hp.batch_size, unit="img", unit_scale=True,
                 desc=f"epoch {state.epoch + 1}/{-(-total // spe)}", file=sys.stderr, leave=False,
                 dynamic_ncols=True)
-            stop, due = None, False
+            stop, due, t_last = None, False, time.perf_counter()
             for x, y in batches:
                 lr = warmup_cosine(state.step, total, warmup, hp.lr, hp.final_lr)
                 loss_sum, correct, _ = train_step(state.params, state.opt, x, y, cfg, lr=lr,
                                                   label_smoothing=hp.label_smoothing, clip=hp.clip_grad_norm,
                                                   rng=state.drop_rng, reference=reference)
+                now = time.perf_counter()          # seconds per step, the batch's preparation included
+                clock["steps"] += 1
+                clock["train"] += now - t_last
+                t_last = now
                 state.step += 1
                 state.batch += 1
                 progress["loss_sum"] += loss_sum
@@ -244,8 +270,10 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                     stop = "interrupted"
                 elif deadline is not None and time.perf_counter() > deadline:
                     stop = stop or "budget"
+                if state.step == probe and not stop:         # early in this call: fit the schedule to the deadline
+                    total = _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, log)
                 due = (state.batch == spe if eval_every is None else state.step % eval_every == 0) \
-                    or state.step == total
+                    or state.step >= total
                 if state.batch == spe:          # the epoch is complete; the next starts from the RNG's state now
                     state.epoch, state.batch, state.epoch_start = state.epoch + 1, 0, data_rng.bit_generator.state
                 if due or stop:
@@ -276,27 +304,35 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                 v = evaluate_arrays(state.params, cfg, *splits["val"], batch_size=hp.eval_batch_size,
                                     progress=not quiet, desc="val", reference=reference)
                 line.update(val_loss=v["loss"], val_acc=v["accuracy"])
-            last_eval = evaluate_arrays(state.params, cfg, te_x, te_y, batch_size=hp.eval_batch_size,
-                                        progress=not quiet, desc="test", reference=reference)
-            line.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"], lr=lr)
+            clock["val"] = time.perf_counter() - t_end
+            if splits.get("test") is not None:         # a curve only (HParams.test_curve, or a script's)
+                last_eval = evaluate_arrays(state.params, cfg, *splits["test"], batch_size=hp.eval_batch_size,
+                                            progress=not quiet, desc="test", reference=reference)
+                line.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"])
+            line["lr"] = lr
             seconds = progress["epoch_seconds"] + time.perf_counter() - t_end
             line.update(seconds=round(seconds, 3), images_per_s=round(progress["count"] / progress["train_seconds"], 1))
             state.history.append(line)
-            improved = progress["best_acc"] is None or line[f"{best_split}_acc"] > progress["best_acc"]
+            improved = best_split == "last" or progress["best_acc"] is None or line["val_acc"] > progress["best_acc"]
             if improved:
-                progress["best_acc"], progress["best_epoch"] = line[f"{best_split}_acc"], line["epoch"]
+                progress["best_acc"], progress["best_epoch"] = line.get("val_acc"), line["epoch"]
+                best_params = {k: v.copy() for k, v in state.params.items()}
             progress.update(loss_sum=0.0, correct=0, count=0, epoch_seconds=0.0, train_seconds=0.0)
             if run_dir is not None:
                 run_dir.save_evaluation(state, improved, best_split)
             if log:
-                log(_summary(line, hp.epochs if eval_every is None else total, improved, eval_every is not None))
+                log(_summary(line, -(-total // spe) if eval_every is None else total, improved,
+                             eval_every is not None))
             if stop:
                 status = stop
                 break
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.step < total:
                 status = "stopped"
                 break
-            if deadline is not None and state.step < total and time.perf_counter() + seconds > deadline:
+            clock["eval"] = time.perf_counter() - t_end               # validation, files, plots
+            if probe is not None and state.step < total:             # each epoch: fit the rest to the deadline
+                total = _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, log)
+            elif deadline is not None and state.step < total and time.perf_counter() + seconds > deadline:
                 status = "budget"
                 if log:
                     log(f"budget: the next {'period' if eval_every else 'epoch'} would not finish within "
@@ -304,15 +340,44 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                         + ("; continue with --resume" if run_dir else ""))
                 break
     return Run(history=state.history, params=state.params, cfg=cfg, hparams=hp, status=status,
-               last_eval=last_eval, out_dir=None if run_dir is None else run_dir.path)
+               last_eval=last_eval, out_dir=None if run_dir is None else run_dir.path, best_params=best_params)
+
+
+def _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, log) -> int:
+    """The schedule's new ``total`` steps (never more than before): as many whole epochs as fit before the
+    ``deadline``, counting this call's measured seconds per step, one validation pass per epoch, and
+    the time of evaluating ``final_images`` after training (and 5 s); a part of an epoch when not even the
+    current epoch fits.  The warm-up and cosine decay are then laid over the new total, so a slow machine
+    trains fewer epochs but still ends its decay (rather than stopping in the middle of it)."""
+    step_s = clock["train"] / max(clock["steps"], 1)
+    n_val = 0 if splits["val"] is None else len(splits["val"][0])
+    per_image = clock["val"] / n_val if clock["val"] and n_val else 0.5 * step_s / hp.batch_size   # or a guess
+    eval_s = clock["eval"] if clock["eval"] is not None else per_image * n_val + 1.0
+    left = deadline - time.perf_counter() - per_image * final_images - 5.0
+    this_epoch = (spe - state.batch) * step_s + eval_s          # finishing the current epoch, and its evaluation
+    if left >= this_epoch:
+        epochs = 1 + int((left - this_epoch) // (spe * step_s + eval_s))
+        new = state.step + (spe - state.batch) + (epochs - 1) * spe
+    else:
+        new = state.step + max(1, int((left - eval_s) // step_s))
+    if new >= total:
+        return total
+    state.progress["total_steps"] = new
+    if log:
+        log(f"budget: max_minutes={hp.max_minutes} fits {new / spe:.4g} epochs, not the {total / spe:.4g} planned "
+            f"({step_s * 1e3:.0f} ms per step here); the schedule now ends at step {new}, and its cosine decay "
+            f"with it")
+    return new
 
 
 def _summary(line, end, improved, by_step):
-    """One log line per evaluation: 'epoch  3/10  train loss … acc …  test loss … acc … *  lr …  … s  … img/s'
-    (``by_step``: 'step 200/800 (epoch 1.6)' instead), '*' marking the best so far."""
+    """One log line per evaluation: 'epoch  3/10  train loss … acc …  val loss … acc … *  lr …  … s  … img/s'
+    (``by_step``: 'step 200/800 (epoch 1.6)' instead), '*' marking the best so far (on validation), and a
+    test curve's point labelled as such."""
     where = (f"step {line['step']}/{end} (epoch {line['epoch']})" if by_step
              else f"epoch {line['epoch']:>2}/{end}")
-    val = f"  val {100 * line['val_acc']:.2f}%" if "val_acc" in line else ""
-    return (f"{where}  train loss {line['train_loss']:.4f} acc {100 * line['train_acc']:.2f}%{val}  test loss "
-            f"{line['test_loss']:.4f} acc {100 * line['test_acc']:.2f}%{' *' if improved else '  '}  "
-            f"lr {line['lr']:.2e}  {line['seconds']:.0f} s  {line['images_per_s']:.0f} img/s")
+    val = f"  val loss {line['val_loss']:.4f} acc {100 * line['val_acc']:.2f}%" if "val_acc" in line else ""
+    test = f"  [test curve {100 * line['test_acc']:.2f}%]" if "test_acc" in line else ""
+    return (f"{where}  train loss {line['train_loss']:.4f} acc {100 * line['train_acc']:.2f}%{val}"
+            f"{' *' if improved and val else '  '}{test}  lr {line['lr']:.2e}  {line['seconds']:.0f} s  "
+            f"{line['images_per_s']:.0f} img/s")

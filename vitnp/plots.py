@@ -38,20 +38,22 @@ def save_figure(fig, path) -> None:
 def curves_figure(history):
     """Loss (left) and accuracy (right) per epoch from the metrics lines of a run.
 
-    history : list of dicts with ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
-        and optionally ``val_loss``, ``val_acc`` (the lines of ``metrics.jsonl``).
+    history : list of dicts with ``epoch``, ``train_loss``, ``train_acc`` and optionally ``val_loss``,
+        ``val_acc`` and ``test_loss``, ``test_acc`` (the lines of ``metrics.jsonl``; a test curve is drawn
+        only when the run asked for one, ``test_curve``, and is labelled as not used for any choice).
     """
     fig = figure(10, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
-    for split, style in (("train", "o-"), ("val", "s--"), ("test", "^-")):
+    labels = {"train": "train", "val": "validation", "test": "test (a curve only; chooses nothing)"}
+    for split, style in (("train", "o-"), ("val", "s--"), ("test", "^:")):
         if history and f"{split}_loss" in history[0]:
-            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-            ax_acc.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
+            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=labels[split])
+            ax_acc.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=labels[split])
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    if history and "test_acc" in history[-1]:
-        ax_acc.set_title(f"accuracy (last test: {100 * history[-1]['test_acc']:.2f}%)")
+    if history and "val_acc" in history[-1]:
+        ax_acc.set_title(f"accuracy (last validation: {100 * history[-1]['val_acc']:.2f}%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if epochs:

@@ -20,6 +20,7 @@ How the presets were chosen, and every configuration tried, is in ``docs/results
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from .config import ViTConfig
 from .data.batches import AUGMENTATIONS
@@ -44,7 +45,16 @@ class HParams:
     augment : 'none' | 'crop' | 'flip' | 'crop+flip'
         random crop after zero padding by ``crop_padding`` pixels, and/or a random left-right flip.
     crop_padding : int            pixels of zero padding for the random crop.
-    val_fraction : float          part of the training set held out for validation (0: none).
+    val_size : int                training images held out for validation, the same share of each class
+                                  and the same images for every run and seed
+                                  (:func:`vitnp.data.stratified_split`; 0: none).  The best epoch
+                                  (``best.npz``) is the one of highest validation accuracy; the test split
+                                  is read once, after training.
+    val_fraction : float          the older way: this part of the training set, a random split that
+                                  depends on ``seed`` (0: none; not together with ``val_size``).
+    test_curve : bool             for teaching only: also evaluate the test split after every epoch, so the
+                                  curves show it; those numbers are never used for a choice (the best
+                                  epoch is chosen on validation either way).
     classes : tuple of ints       train and test on these Fashion-MNIST classes only, relabelled 0 … k−1 in
                                   the order given (``vitnp.data.select_classes``); () = all classes. The
                                   model's num_classes must be k.
@@ -52,7 +62,9 @@ class HParams:
                                   the class selection; 0: all).
     seed : int                    fixes the initialisation, the data order, augmentation and dropout.
     eval_batch_size : int         batch size of evaluation (changes results only by float32 rounding).
-    max_minutes : float or None   wall-clock budget of one ``train`` call (see :func:`vitnp.train.train`).
+    max_minutes : float or None   wall-clock budget of one ``train`` call: the schedule is shortened to
+                                  whole epochs that fit, so the cosine decay still ends (see
+                                  :func:`vitnp.fit.fit`).
     """
 
     epochs: int = 10
@@ -68,7 +80,9 @@ class HParams:
     clip_grad_norm: float = 1.0
     augment: str = "crop"
     crop_padding: int = 2
+    val_size: int = 0
     val_fraction: float = 0.0
+    test_curve: bool = False
     classes: tuple = ()
     train_subset: int = 0
     seed: int = 0
@@ -78,14 +92,19 @@ class HParams:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _check(name, getattr(self, name), int, lambda v: v >= 1, "a positive integer")
-        for name in ("crop_padding", "train_subset", "seed"):
+        for name in ("crop_padding", "train_subset", "seed", "val_size"):
             _check(name, getattr(self, name), int, lambda v: v >= 0, "an integer >= 0")
-        for name in ("lr", "final_lr", "warmup_epochs", "weight_decay", "eps", "clip_grad_norm"):
-            _check(name, getattr(self, name), float, lambda v: v >= 0, "a number >= 0")
+        _check("eps", self.eps, float, lambda v: v > 0, "a finite number > 0")
+        for name in ("lr", "final_lr", "warmup_epochs", "weight_decay", "clip_grad_norm"):   # lr 0: frozen
+            _check(name, getattr(self, name), float, lambda v: v >= 0, "a finite number >= 0")
         for name in ("beta1", "beta2", "label_smoothing", "val_fraction"):
             _check(name, getattr(self, name), float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        if self.val_size and self.val_fraction:
+            raise ValueError(f"give val_size ({self.val_size}) or val_fraction ({self.val_fraction}), not both")
+        if not isinstance(self.test_curve, bool):
+            raise ValueError(f"test_curve must be True or False, got {self.test_curve!r}")
         if self.max_minutes is not None:
-            _check("max_minutes", self.max_minutes, float, lambda v: v > 0, "a number > 0 (or None)")
+            _check("max_minutes", self.max_minutes, float, lambda v: v > 0, "a finite number > 0 (or None)")
         if not isinstance(self.classes, (tuple, list)) or any(
                 isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.classes):
             raise ValueError(f"classes must be a tuple of class indices >= 0 (empty: all), got {self.classes!r}")
@@ -115,7 +134,7 @@ class HParams:
 def _check(name, value, kind, ok, what):
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    if not ok(value):
+    if not math.isfinite(value) or not ok(value):
         raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
@@ -126,20 +145,20 @@ PRESETS = {
         ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10,
                   dim=32, depth=2, heads=2, mlp_dim=64),
         HParams(epochs=3, batch_size=128, lr=3e-3, warmup_epochs=0.5, weight_decay=0.05,
-                label_smoothing=0.1, augment="none", train_subset=20000, max_minutes=3.0),
+                label_smoothing=0.1, augment="none", train_subset=20000, val_size=2000, max_minutes=3.0),
     ),
     "fmnist": (                                # run f02 of docs/results.md: the hybrid ViT (§3.1)
         ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10,
                   dim=64, depth=4, heads=4, mlp_dim=128,
                   stem_channels=(16,), stem_kernel=3, stem_pool=1),     # 16 conv 3×3 filters, then 7×7 patches
         HParams(epochs=12, batch_size=128, lr=3e-3, warmup_epochs=0.5, weight_decay=0.05,
-                label_smoothing=0.1, augment="flip", max_minutes=10.0),
+                label_smoothing=0.1, augment="flip", val_size=5000, max_minutes=10.0),
     ),
     "fmnist-vit": (                            # run e07: the best plain ViT (no conv stem) we measured
         ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10,
                   dim=64, depth=4, heads=4, mlp_dim=128),
         HParams(epochs=9, batch_size=128, lr=3e-3, warmup_epochs=0.5, weight_decay=0.05,
-                label_smoothing=0.1, augment="flip", max_minutes=10.0),
+                label_smoothing=0.1, augment="flip", val_size=5000, max_minutes=10.0),
     ),
 }
 

@@ -13,16 +13,21 @@ Run directory (``out_dir``)
                    and ``implementation``: which forward/backward trained (the fast path, or the reference
                    model with ``--reference``; a resumed run records its own call's)
 ``metrics.jsonl``  one JSON line per epoch: epoch, step, train_loss, train_acc, [val_loss, val_acc,]
-                   test_loss, test_acc, lr, seconds, images_per_s
+                   [test_loss, test_acc (only with ``test_curve``: a curve, never used),] lr, seconds,
+                   images_per_s
 ``checkpoint.npz`` the latest state: parameters, AdamW state, RNG states, counters (resumable)
-``best.npz``       the parameters of the best epoch (by validation accuracy if there is a validation
-                   split, else by test accuracy), with the config: enough for evaluate/predict/info
-``curves.png``     loss and accuracy per epoch;  ``confusion.png``: the test confusion matrix;
-``predictions.png`` 25 test images with predicted and true labels
+``best.npz``       the parameters of the best epoch by validation accuracy (the last epoch if the run has
+                   no validation split; never chosen on the test set), with the config: enough for
+                   evaluate/predict/info; its ``progress_json`` names the split that chose it
+``results.json``   written once, when the run completes: the test split evaluated for the final and for the
+                   best checkpoint (epoch, val_acc, test_acc, test_loss of each), the test data's MD5
+``curves.png``     loss and accuracy per epoch;  ``confusion.png``: the best checkpoint's test confusion
+``predictions.png`` matrix, and 25 test images with its predicted and true labels (both at the end)
 =================  ====================================================================================
 
-"test" is always the official 10 000-image Fashion-MNIST test split, evaluated after every epoch with
-dropout off; "val" is a held-out part of the training set (``val_fraction``). Losses are plain
+"test" is the official 10 000-image Fashion-MNIST test split, read once after training (and after every
+epoch only with ``HParams.test_curve``, for teaching); "val" is a held-out part of the training set
+(``val_size``, or ``val_fraction``), evaluated after every epoch with dropout off. Losses are plain
 cross-entropy without label smoothing; train loss and accuracy are running means over the epoch's
 (augmented) batches. ``seconds`` (wall time of the epoch, training and evaluation) and ``images_per_s``
 (training throughput) are the only fields that differ between two runs with the same seed.
@@ -259,17 +264,22 @@ class RunDir:
                         data_info=self.data_info, init_info=self.init_info)
 
     def save_evaluation(self, state, improved: bool, best_split: str) -> None:
-        """After an epoch's evaluation: ``metrics.jsonl``, ``checkpoint.npz``, ``best.npz`` if the epoch is the
-        best so far on ``best_split`` ('val' or 'test'), and ``curves.png``."""
-        self._write_metrics(state.history)
-        self.save_state(state)
+        """After an epoch's evaluation: ``best.npz`` if the epoch is the best so far (``best_split``: 'val',
+        or 'last' without a validation split), then ``metrics.jsonl`` and ``checkpoint.npz`` (which records
+        the best epoch, so it comes after the file it names), and ``curves.png``."""
         if improved:
             save_checkpoint(self.best, state.params, self.cfg, hparams=self.hp, epoch=state.epoch, step=state.step,
                             history=state.history, names=self.names,
                             progress={"best_split": best_split, "best_acc": state.progress["best_acc"]},
                             data_info=self.data_info, init_info=self.init_info)
+        self._write_metrics(state.history)
+        self.save_state(state)
         if self.plots:
             self.save_plots(state.history)
+
+    def save_results(self, results: dict) -> None:
+        """``results.json``: the test evaluation at the end of the run (:func:`vitnp.train.train`)."""
+        write_text(os.path.join(self.path, "results.json"), json.dumps(results, indent=2) + "\n")
 
     def save_plots(self, history, last_eval=None, images=None, labels=None) -> None:
         """``curves.png``; with the last test evaluation (and the test images and labels) also

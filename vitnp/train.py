@@ -62,7 +62,8 @@ import time
 import numpy as np
 
 from . import finetune
-from .data import MEAN, STD, class_names, md5, prepare_data
+from .data import MEAN, STD, class_names, md5, prepare_data, prepare_test
+from .evaluate import evaluate_arrays
 from .fit import Run, TrainState, fit, schedule, train_step
 from .models import describe_model, model_spec
 from .presets import HParams, get_preset
@@ -161,12 +162,12 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
     if init_from is not None:
         adapted = finetune.adapt_init(source, cfg, names, hp.seed)                 # (params, record)
 
-    splits = prepare_data(data, cfg, hp, verify=verify_data)
-    (tr_x, tr_y), (te_x, te_y) = splits["train"], splits["test"]
-    fingerprint = {"train_md5": md5(tr_x, tr_y), "test_md5": md5(te_x, te_y)}
-    if ck is not None and {k: ck["progress"].get(k) for k in fingerprint} != fingerprint:
-        raise ValueError("resume: the data differ from the saved run's (MD5 of the training or test "
-                         "images); pass the same data (--data) as the original run")
+    splits = prepare_data(data, cfg, hp, verify=verify_data, test=hp.test_curve)   # the test set: at the end
+    tr_x, tr_y = splits["train"]
+    fingerprint = {"train_md5": md5(tr_x, tr_y)}
+    if ck is not None and ck["progress"].get("train_md5") != fingerprint["train_md5"]:
+        raise ValueError("resume: the data differ from the saved run's (MD5 of the training images); pass "
+                         "the same data (--data) as the original run")
     steps_per_epoch, total_steps, warmup_steps = schedule(len(tr_x), hp)
     if ck is None:
         params, init_info = (spec.init(cfg, hp.seed), None) if adapted is None else adapted   # init_from
@@ -189,7 +190,10 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
             "parameters": spec.count(cfg), "implementation": _implementation(spec, reference),
             "init_from": None if init_info is None else init_info["path"], "init": init_info,
             "data": {"source": splits["source"], "n_train": len(tr_x),
-                     "n_val": 0 if splits["val"] is None else len(splits["val"][0]), "n_test": len(te_x),
+                     "n_val": 0 if splits["val"] is None else len(splits["val"][0]),
+                     "validation": _validation(hp), "test": "read once, after training (results.json)"
+                     + ("; and after every epoch as a curve (test_curve), never used for a choice"
+                        if hp.test_curve else ""),
                      "classes": list(hp.classes), "source_size": list(splits["source_size"]),
                      "image_size": list(cfg.image_size), **fingerprint},
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
@@ -200,7 +204,7 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
         log(f"model: {describe_model(cfg)} ({spec.count(cfg):,} parameters"
             + (", reference implementation" if reference and spec.kind == "vit" else "")
             + f"); data: {len(tr_x)} train" + (f" / {len(splits['val'][0])} val" if splits["val"] is not None else "")
-            + f" / {len(te_x)} test"
+            + " / the test split read after training"
             + (f" of classes {','.join(map(str, hp.classes))}" if hp.classes else "")
             + (" resized {}x{} -> {}x{}".format(*splits["source_size"], *cfg.image_size) if resized else "")
             + f"; {steps_per_epoch} steps/epoch x {hp.epochs} epochs"
@@ -209,18 +213,65 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
             + (f"; resuming at epoch {state.epoch + 1}, batch {state.batch}" if ck is not None else ""))
 
     deadline = None if hp.max_minutes is None else t_start + 60.0 * hp.max_minutes
+    n_test = len(data[2]) if isinstance(data, (tuple, list)) else 10_000     # Fashion-MNIST's test split
     run = fit(state, cfg, hp, splits, reference=reference, run_dir=run_dir, quiet=quiet, log=log, callback=callback,
-              stop_after_epoch=stop_after_epoch, deadline=deadline)
-    if run_dir is not None and plots and run.last_eval is not None:   # the test split after history[-1]
-        run_dir.save_plots(run.history, run.last_eval, te_x, te_y)
+              stop_after_epoch=stop_after_epoch, deadline=deadline, final_images=2 * n_test)
+    if run.status == "completed" and run.history:
+        run.test = _final_test(run, state, cfg, hp, data, splits, run_dir, verify_data, reference, plots, quiet)
     if log:
         wall = time.perf_counter() - t_start
-        best = (f"; best {100 * state.progress['best_acc']:.2f}% at epoch {state.progress['best_epoch']}"
-                if state.progress.get("best_acc") is not None else "")
-        last = f"test accuracy {100 * run.history[-1]['test_acc']:.2f}%" if run.history else "no epoch completed"
-        log(f"{run.status}: {last}{best}; {wall / 60:.2f} min in this call"
-            + (f"; run directory {out_dir}" if out_dir else ""))
+        if run.test is not None:
+            b, f = run.test["best"], run.test["final"]
+            chosen = f"validation accuracy {100 * b['val_acc']:.2f}%" if b["val_acc"] is not None else "no validation split: the last epoch"
+            log(f"test set, read once after training: best checkpoint (epoch {b['epoch']}, chosen by {chosen}) "
+                f"{100 * b['test_acc']:.2f}%; final (epoch {f['epoch']}) {100 * f['test_acc']:.2f}%")
+        log(f"{run.status}: {len(run.history)} evaluations; {wall / 60:.2f} min in this call"
+            + (f"; run directory {out_dir}" if out_dir else "")
+            + ("" if run.status == "completed" else "; the test set is read when the run completes (--resume)"))
     return run
+
+
+def _validation(hp) -> str:
+    if hp.val_size:
+        return f"{hp.val_size} training images, stratified by class, the same for every seed (best.npz: highest val_acc)"
+    if hp.val_fraction:
+        return f"{hp.val_fraction} of the training images, seeded by the run's seed (best.npz: highest val_acc)"
+    return "none (best.npz: the last epoch)"
+
+
+def _final_test(run, state, cfg, hp, data, splits, run_dir, verify, reference, plots, quiet) -> dict:
+    """The end of a completed run: the test split read (once), the final and the best checkpoint evaluated
+    on it, ``results.json`` written, the confusion and prediction plots drawn from the best checkpoint."""
+    t0 = time.perf_counter()
+    te_x, te_y = splits["test"] if splits.get("test") is not None else prepare_test(data, cfg, hp, verify=verify)
+    best = run.best_params
+    if best is None and run_dir is not None and os.path.isfile(run_dir.best):   # chosen in an earlier call
+        best = load_checkpoint(run_dir.best)[0]
+    if best is None:
+        best = run.params
+    evaluations = {}
+    for name, params in (("final", run.params), ("best", best)):
+        evaluations[name] = evaluate_arrays(params, cfg, te_x, te_y, batch_size=hp.eval_batch_size,
+                                            progress=not quiet, desc=f"test ({name})", reference=reference)
+    epoch_of = {"final": state.history[-1]["epoch"], "best": state.progress.get("best_epoch")}
+    line_of = {name: next((h for h in state.history if h["epoch"] == epoch_of[name]), {}) for name in epoch_of}
+    results = {
+        "test_set": "read once, after training; no choice of this run was made with it",
+        "chosen_by": "val_acc" if splits["val"] is not None else "last epoch (no validation split)",
+        "test_md5": md5(te_x, te_y), "n_test": len(te_x),
+        "epochs_planned": hp.epochs, "steps": state.step,
+        "schedule_steps": state.progress.get("total_steps"),
+        "seconds_in_epochs": round(sum(h.get("seconds", 0.0) for h in state.history), 3),
+        **{name: {"epoch": epoch_of[name], "checkpoint": "best.npz" if name == "best" else "checkpoint.npz",
+                  "val_acc": line_of[name].get("val_acc"), "test_acc": ev["accuracy"], "test_loss": ev["loss"]}
+           for name, ev in evaluations.items()}}
+    results["test_seconds"] = round(time.perf_counter() - t0, 3)
+    run.last_eval = evaluations["best"]
+    if run_dir is not None:
+        run_dir.save_results(results)
+        if plots:
+            run_dir.save_plots(run.history, evaluations["best"], te_x, te_y)
+    return results
 
 
 def _implementation(spec, reference) -> dict:

@@ -4,7 +4,8 @@ and a call of :func:`vitnp.train.train`.
 Each flag overrides one field of the preset (``--preset``), or of the ``--init-from`` checkpoint's config;
 ``--config KEY=VALUE`` sets any other field.  A resumed run (``--resume``) takes everything from its
 checkpoint except ``--max-minutes`` and ``--config eval_batch_size=N``; ``--threads``, ``--quiet`` and
-``--reference`` (the reference model instead of the fast path) may change on any call.
+``--reference`` (the reference model instead of the fast path) may change on any call.  ``--seeds N`` trains
+the same set-up over N seeds and reports the mean ± std of the test accuracy (:mod:`vitnp.seeds`).
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import os
 
 from . import finetune
 from .cnn import CNNConfig
+from .data import AUGMENTATIONS
 from .fast.parallel import set_blas_threads
 from .models import MODELS, model_spec
 from .presets import DESCRIPTIONS, PRESETS, HParams, get_preset
 from .rundir import load_checkpoint
+from .seeds import seed_dirs, summarize, train_seeds
 from .train import RESUMABLE_CHANGES, train
 
 __all__ = ["parse_classes", "add_train_arguments", "train_cli"]
@@ -33,7 +36,7 @@ _CNN_ONLY = ("cnn_channels",)
 _MODEL_FIELD = {"stem": "stem_channels", "cnn_channels": "channels"}
 _HP_FLAGS = {"epochs": int, "batch_size": int, "lr": float, "final_lr": float, "warmup": float,
              "weight_decay": float, "label_smoothing": float, "clip": float, "augment": str,
-             "crop_padding": int, "val_fraction": float, "train_subset": int, "seed": int}
+             "crop_padding": int, "val_size": int, "val_fraction": float, "train_subset": int, "seed": int}
 _HP_FIELD = {"warmup": "warmup_epochs", "clip": "clip_grad_norm"}
 
 
@@ -99,11 +102,20 @@ def add_train_arguments(p) -> None:
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--clip", type=float, metavar="MAX_NORM", help="global gradient-norm clipping (0: off)")
-    g.add_argument("--augment", choices=("none", "crop", "flip", "crop+flip"))
+    g.add_argument("--augment", choices=AUGMENTATIONS)
     g.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                    help="same as --augment none")
     g.add_argument("--crop-padding", type=int, metavar="PIXELS")
-    g.add_argument("--val-fraction", type=float, help="hold out this part of the training set for validation")
+    g.add_argument("--val-size", type=int, metavar="N",
+                   help="hold out N training images for validation, stratified by class, the same for every "
+                        "seed (the presets: 5000); best.npz is the epoch of highest validation accuracy; 0: none "
+                        "(best.npz is then the last epoch)")
+    g.add_argument("--val-fraction", type=float,
+                   help="instead of --val-size: hold out this part of the training set, a random split that "
+                        "depends on --seed")
+    g.add_argument("--test-curve", action="store_true",
+                   help="for teaching: also evaluate the test set after every epoch and plot it (labelled as a "
+                        "curve; nothing is chosen with it). Without it the test set is read once, after training")
     g.add_argument("--classes", metavar="LIST",
                    help="train and test on these classes only, relabelled 0..k-1 in the order given: 0,1,2,3,4 "
                         "or 0-4 or 0-2,7 (sets --num-classes to k unless given)")
@@ -137,6 +149,10 @@ def add_train_arguments(p) -> None:
                    help="set any field of the model's config (ViTConfig or CNNConfig) or of HParams, e.g. "
                         "--config beta2=0.99 (repeatable)")
     g = p.add_argument_group("run control")
+    g.add_argument("--seeds", type=int, metavar="N",
+                   help="train N runs with seeds s, s+1, ... (s: --seed, or the preset's) into RUN_DIR/seed-<s>, "
+                        "then print the mean and sample standard deviation of their test accuracy (RUN_DIR/seeds.json); "
+                        "with --resume: continue every unfinished RUN_DIR/seed-<s>")
     g.add_argument("--max-minutes", type=float, metavar="M",
                    help="wall-clock budget of this call (0: none); stops at an epoch boundary when the next "
                         "epoch would not fit, or mid-epoch with a checkpoint")
@@ -172,6 +188,12 @@ def train_cli(args) -> int:
                   if getattr(args, flag) is not None}
     if args.classes is not None:
         hp_changes["classes"] = parse_classes(args.classes)
+    if args.test_curve:
+        hp_changes["test_curve"] = True
+    if args.val_fraction and args.val_size is None:
+        hp_changes["val_size"] = 0                 # --val-fraction replaces the preset's --val-size
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.max_minutes is not None:
         hp_changes["max_minutes"] = args.max_minutes if args.max_minutes > 0 else None
     if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
@@ -189,16 +211,26 @@ def train_cli(args) -> int:
                              + ", ".join(sorted(fixed)) + " (only --max-minutes and --config eval_batch_size=N "
                              "may change)")
         hp_changes.update(config_hp)
-        hp = None
-        if hp_changes:                             # max_minutes and/or eval_batch_size
-            saved = load_checkpoint(os.path.join(args.out, "checkpoint.npz"))[2]["hparams"] or {}
-            try:
-                hp = HParams.from_dict(saved).replace(**hp_changes)
-            except TypeError as err:               # a wrongly typed --config value
-                raise ValueError(str(err)) from None
-        run = train(None, hp, out_dir=args.out, data=args.data, resume=True, quiet=args.quiet, log=log,
-                    stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, reference=args.reference)
-        return 130 if run.status == "interrupted" else 0
+
+        def resume(out):
+            hp = None
+            if hp_changes:                         # max_minutes and/or eval_batch_size
+                saved = load_checkpoint(os.path.join(out, "checkpoint.npz"))[2]["hparams"] or {}
+                try:
+                    hp = HParams.from_dict(saved).replace(**hp_changes)
+                except TypeError as err:           # a wrongly typed --config value
+                    raise ValueError(str(err)) from None
+            return train(None, hp, out_dir=out, data=args.data, resume=True, quiet=args.quiet, log=log,
+                         stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify,
+                         reference=args.reference)
+        if args.seeds is None:
+            return _status(resume(args.out).status)
+        for out in seed_dirs(args.out):            # --seeds --resume: every unfinished seed, then the summary
+            if not os.path.isfile(os.path.join(out, "results.json")):
+                status = resume(out).status
+                if status != "completed":
+                    return _status(status)
+        return _status(summarize(args.out, log=log).get("status", "completed"))
 
     preset_cfg, hp = get_preset(args.preset)
     init = None
@@ -233,10 +265,19 @@ def train_cli(args) -> int:
         cfg, hp = base.replace(**model), hp.replace(**hp_changes)
     except TypeError as err:                       # a wrongly typed --config value
         raise ValueError(str(err)) from None
-    run = train(cfg, hp, out_dir=args.out, data=args.data, quiet=args.quiet, log=log,
-                stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset,
-                init_from=init, reference=args.reference)
-    return 130 if run.status == "interrupted" else 0
+
+    def train_one(seed, out):
+        return train(cfg, hp.replace(seed=seed), out_dir=out, data=args.data, quiet=args.quiet, log=log,
+                     stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset,
+                     init_from=init, reference=args.reference)
+    if args.seeds is None:
+        return _status(train_one(hp.seed, args.out).status)
+    return _status(train_seeds(args.seeds, hp.seed, args.out, train_one, log=log).get("status", "completed"))
+
+
+def _status(status) -> int:
+    """The exit status of a training call: 130 after Ctrl-C, else 0 (completed, or stopped cleanly)."""
+    return 130 if status == "interrupted" else 0
 
 
 def _config_items(items, cfg_fields, hp_fields):

@@ -5,7 +5,7 @@ one seed per batch for the augmentation), so the state of that generator before 
 epoch's batches: the trainer saves that state and the number of batches done, and a resumed run gets the
 same batches (:mod:`vitnp.fit`).  The augmentations are the light ones a 28×28 model can use:
 :func:`random_crop` (zero padding, then a random window), :func:`random_hflip` and both
-(:func:`crop_and_flip`); :func:`augmentation` names them as ``HParams.augment`` does.
+(:func:`crop_and_flip`), and :func:`random_erase`; :func:`augmentation` names them as ``HParams.augment`` does.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 
 from .images import check_images, normalize
 
-__all__ = ["random_crop", "random_hflip", "crop_and_flip", "AUGMENTATIONS", "augmentation", "iterate_batches"]
+__all__ = ["random_crop", "random_hflip", "random_erase", "crop_and_flip", "AUGMENTATIONS", "augmentation", "iterate_batches"]
 
-AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")       # the names of HParams.augment
+AUGMENTATIONS = ("none", "crop", "flip", "crop+flip", "erase", "flip+erase", "crop+flip+erase")  # HParams.augment
 
 
 def random_crop(images, padding, rng):
@@ -65,6 +65,41 @@ def random_hflip(images, rng, p=0.5):
     return out
 
 
+def random_erase(images, rng, p=0.5, area=(0.02, 0.25), aspect=(0.3, 3.3)):
+    """Random erasing (Zhong et al., 2017): with probability ``p``, replace one random rectangle of each image
+    by random pixels, so that no single part of an object can be relied on.
+
+    The rectangle covers a fraction s ~ U(area) of the image with aspect ratio h/w = r, log r ~
+    U(log aspect); its height round(√(s·H·W·r)) and width round(√(s·H·W/r)) are clipped to the image, and
+    its corner is uniform over the positions where it fits.
+
+    Parameters
+    ----------
+    images : ndarray, uint8, (B, H, W, C)
+    rng : np.random.Generator   advanced by a fixed number of draws per call.
+    p : float in [0, 1]         chance that an image is erased.
+    area, aspect : (low, high)  ranges of s and r.
+
+    Returns
+    -------
+    out : ndarray, (B, H, W, C), same dtype (a new array).
+    """
+    B, H, W, C = images.shape
+    erase = rng.random(B) < p                                        # (B,) bool
+    s = rng.uniform(*area, size=B)                                   # (B,) area fractions
+    r = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1]), size=B))          # (B,) aspect ratios
+    h = np.clip(np.round(np.sqrt(s * H * W * r)), 1, H).astype(np.int64)             # (B,)
+    w = np.clip(np.round(np.sqrt(s * H * W / r)), 1, W).astype(np.int64)             # (B,)
+    top = np.floor(rng.random(B) * (H - h + 1)).astype(np.int64)                       # (B,) 0 … H − h
+    left = np.floor(rng.random(B) * (W - w + 1)).astype(np.int64)                      # (B,) 0 … W − w
+    noise = rng.integers(0, 256, size=images.shape, dtype=np.uint8)                    # (B, H, W, C)
+    rows = np.arange(H)[None, :] - top[:, None]                                        # (B, H)
+    cols = np.arange(W)[None, :] - left[:, None]                                       # (B, W)
+    inside = ((rows >= 0) & (rows < h[:, None]))[:, :, None] & ((cols >= 0) & (cols < w[:, None]))[:, None, :]
+    mask = (inside & erase[:, None, None])[..., None]                                  # (B, H, W, 1)
+    return np.where(mask, noise, images).astype(images.dtype, copy=False)
+
+
 def crop_and_flip(images, rng, padding=2):
     """The usual light augmentation: :func:`random_crop` with ``padding``, then :func:`random_hflip`.
 
@@ -76,10 +111,18 @@ def crop_and_flip(images, rng, padding=2):
 def augmentation(name, padding=2):
     """The augmentation called ``name`` (one of :data:`AUGMENTATIONS`) as a function (uint8 images, rng)
     -> images for :func:`iterate_batches`, or None for 'none'; ``padding`` is the crop's."""
-    return {"none": None,
-            "crop": lambda x, rng: random_crop(x, padding, rng),
-            "flip": lambda x, rng: random_hflip(x, rng),
-            "crop+flip": lambda x, rng: crop_and_flip(x, rng, padding)}[name]
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {name!r}")
+    if name == "none":
+        return None
+    steps = {"crop": lambda x, rng: random_crop(x, padding, rng), "flip": random_hflip, "erase": random_erase}
+    chain = [steps[part] for part in name.split("+")]               # in the order written: crop, flip, erase
+
+    def augment(x, rng):
+        for step in chain:
+            x = step(x, rng)
+        return x
+    return augment
 
 
 def iterate_batches(images, labels, batch_size, *, shuffle=True, rng=None, drop_last=False, augment=None,

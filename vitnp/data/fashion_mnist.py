@@ -32,7 +32,7 @@ from ..atomic import atomic_write
 from .idx import parse_idx, read_bytes
 
 __all__ = ["FASHION_MNIST_CLASSES", "MEAN", "STD", "DEFAULT_ROOT", "ENV_VAR", "RAW_MD5", "GZ_MD5", "URL", "md5",
-           "data_dir", "load_fashion_mnist", "download_fashion_mnist", "class_names", "synthetic_gratings",
+           "data_dir", "split_files", "load_fashion_mnist", "download_fashion_mnist", "class_names", "synthetic_gratings",
            "fashion_mnist_or_synthetic"]
 
 # ---- constants -----------------------------------------------------------------------------------------
@@ -118,6 +118,18 @@ def _find(directory, source, name):
     raise _not_found(directory, source, name)
 
 
+def split_files(root=None, split="train") -> tuple:
+    """(images path, labels path) of one split's IDX files, found as :func:`load_fashion_mnist` finds them,
+    without reading them (the trainer checks the test files exist before training, and reads them after).
+
+    Raises FileNotFoundError (where it looked, and how to get the data) or ValueError (a bad ``split``).
+    """
+    if split not in _FILES:
+        raise ValueError(f"split must be one of {tuple(_FILES)}, got {split!r}")
+    directory, source = data_dir(root)
+    return tuple(_find(directory, source, name) for name in _FILES[split])
+
+
 def _read_checked(path, name, verify):
     data = read_bytes(path)
     if verify and name in RAW_MD5:
@@ -159,12 +171,8 @@ def load_fashion_mnist(root=None, split="train", *, verify=True):
     FileNotFoundError
         A file is missing; the message says where we looked and how to get the data.
     """
-    if split not in _FILES:
-        raise ValueError(f"split must be one of {tuple(_FILES)}, got {split!r}")
-    directory, source = data_dir(root)
+    image_path, label_path = split_files(root, split)
     image_name, label_name = _FILES[split]
-    image_path = _find(directory, source, image_name)
-    label_path = _find(directory, source, label_name)
 
     images = _read_checked(image_path, image_name, verify)  # (N, 28, 28)
     labels = _read_checked(label_path, label_name, verify)  # (N,)
