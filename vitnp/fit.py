@@ -201,7 +201,7 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                                     end after the deadline.
     final_images : int              images to be evaluated after training (the trainer's test of two
                                     checkpoints): their time, estimated from this call's evaluations, plus
-                                    5 s is kept free before ``deadline``.
+                                    5 s (at most 5 % of the budget) is kept free before ``deadline``.
 
     Returns
     -------
@@ -346,14 +346,16 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
 def _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, log) -> int:
     """The schedule's new ``total`` steps (never more than before): as many whole epochs as fit before the
     ``deadline``, counting this call's measured seconds per step, one validation pass per epoch, and
-    the time of evaluating ``final_images`` after training (and 5 s); a part of an epoch when not even the
+    the time of evaluating ``final_images`` after training (and 5 s, or 5 % of a shorter budget, for the files
+    and plots); a part of an epoch when not even the
     current epoch fits.  The warm-up and cosine decay are then laid over the new total, so a slow machine
     trains fewer epochs but still ends its decay (rather than stopping in the middle of it)."""
     step_s = clock["train"] / max(clock["steps"], 1)
     n_val = 0 if splits["val"] is None else len(splits["val"][0])
     per_image = clock["val"] / n_val if clock["val"] and n_val else 0.5 * step_s / hp.batch_size   # or a guess
     eval_s = clock["eval"] if clock["eval"] is not None else per_image * n_val + 1.0
-    left = deadline - time.perf_counter() - per_image * final_images - 5.0
+    slack = min(5.0, 3.0 * (hp.max_minutes or 0.0))             # for the plots and files: 5 s, or 5 % of the budget
+    left = deadline - time.perf_counter() - per_image * final_images - slack
     this_epoch = (spe - state.batch) * step_s + eval_s          # finishing the current epoch, and its evaluation
     if left >= this_epoch:
         epochs = 1 + int((left - this_epoch) // (spe * step_s + eval_s))
