@@ -44,10 +44,14 @@ from .data import augmentation, iterate_batches
 from .evaluate import cross_entropy_sum, evaluate_arrays
 from .models import model_spec
 from .ops.loss import softmax_cross_entropy
-from .optim import AdamW, clip_grad_norm, warmup_cosine
+from .optim import AdamW, clip_grad_norm, grad_norm, warmup_cosine
 from .rundir import SigintGuard
 
-__all__ = ["Run", "TrainState", "train_step", "schedule", "fit"]
+__all__ = ["Run", "TrainState", "DivergedError", "train_step", "schedule", "fit"]
+
+
+class DivergedError(ValueError):
+    """A non-finite loss, gradient or evaluation: training stops before anything of it is applied or saved."""
 
 
 @dataclasses.dataclass
@@ -136,15 +140,22 @@ def train_step(params, opt, x, y, cfg, *, lr, label_smoothing=0.0, clip=0.0, rng
     cfg : ViTConfig or CNNConfig (the forward and backward come from :func:`vitnp.models.model_spec`;
     ``reference=True``: the reference model instead of the fast path)
     The reported cross-entropy has no label smoothing; the gradient is of the smoothed loss.
-    ‖g‖ is the global gradient norm before clipping (None when ``clip`` is 0).
+    ‖g‖ is the global gradient norm before clipping.
+
+    Raises :class:`DivergedError` (and leaves ``params`` and ``opt`` untouched) when the loss or ‖g‖ is not
+    finite: one NaN would otherwise spread to every weight at this step.
     """
     spec = model_spec(cfg, reference=reference)
     logits, cache = spec.forward(params, x, cfg, train=True, rng=rng)          # (B, K)
     _, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
     grads = spec.backward(dlogits, cache)
-    norm = clip_grad_norm(grads, clip) if clip > 0 else None
+    loss_sum = cross_entropy_sum(logits, y)
+    norm = clip_grad_norm(grads, clip) if clip > 0 else grad_norm(grads)
+    if not (np.isfinite(loss_sum) and np.isfinite(norm)):
+        raise DivergedError(f"the loss ({loss_sum / len(y):.4g} per image) or the gradient norm ({norm:.4g}) is "
+                            f"not finite")
     opt.step(params, grads, lr=lr)
-    return cross_entropy_sum(logits, y), int((logits.argmax(1) == y).sum()), norm
+    return loss_sum, int((logits.argmax(1) == y).sum()), norm
 
 
 def schedule(n_train, hp, total_steps=None, warmup_steps=None) -> tuple:
@@ -246,9 +257,13 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
             stop, due, t_last = None, False, time.perf_counter()
             for x, y in batches:
                 lr = warmup_cosine(state.step, total, warmup, hp.lr, hp.final_lr)
-                loss_sum, correct, _ = train_step(state.params, state.opt, x, y, cfg, lr=lr,
-                                                  label_smoothing=hp.label_smoothing, clip=hp.clip_grad_norm,
-                                                  rng=state.drop_rng, reference=reference)
+                try:
+                    loss_sum, correct, _ = train_step(state.params, state.opt, x, y, cfg, lr=lr,
+                                                      label_smoothing=hp.label_smoothing, clip=hp.clip_grad_norm,
+                                                      rng=state.drop_rng, reference=reference)
+                except DivergedError as err:
+                    raise DivergedError(_diverged(state, f"step {state.step + 1} (lr {lr:.3g}): {err}", run_dir)) \
+                        from None
                 now = time.perf_counter()          # seconds per step, the batch's preparation included
                 clock["steps"] += 1
                 clock["train"] += now - t_last
@@ -310,6 +325,10 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                                             progress=not quiet, desc="test", reference=reference)
                 line.update(test_loss=last_eval["loss"], test_acc=last_eval["accuracy"])
             line["lr"] = lr
+            bad = [k for k, v in line.items() if isinstance(v, float) and not np.isfinite(v)]
+            if bad:
+                raise DivergedError(_diverged(state, f"the evaluation after step {state.step} gave non-finite "
+                                                     f"{', '.join(bad)}", run_dir))
             seconds = progress["epoch_seconds"] + time.perf_counter() - t_end
             line.update(seconds=round(seconds, 3), images_per_s=round(progress["count"] / progress["train_seconds"], 1))
             state.history.append(line)
@@ -341,6 +360,19 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
                 break
     return Run(history=state.history, params=state.params, cfg=cfg, hparams=hp, status=status,
                last_eval=last_eval, out_dir=None if run_dir is None else run_dir.path, best_params=best_params)
+
+
+def _diverged(state, what, run_dir) -> str:
+    """The message of a :class:`DivergedError`: what went wrong, where, and that nothing of it was saved."""
+    if run_dir is None:
+        kept = ""
+    elif not state.history:
+        kept = "; nothing was saved (no epoch had completed)"
+    else:
+        kept = (f"; nothing of it was saved: {run_dir.checkpoint} holds the state after epoch {state.history[-1]['epoch']}"
+                f" and best.npz epoch {state.progress.get('best_epoch')}")
+    return (f"training diverged at {what}{kept}; try a lower learning rate (--lr), a longer warm-up (--warmup) "
+            f"or gradient clipping (--clip)")
 
 
 def _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, log) -> int:

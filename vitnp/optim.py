@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-__all__ = ["decays", "SGD", "AdamW", "warmup_cosine", "clip_grad_norm"]
+__all__ = ["decays", "SGD", "AdamW", "warmup_cosine", "grad_norm", "clip_grad_norm"]
 
 
 def decays(name: str, array: np.ndarray) -> bool:
@@ -291,6 +291,12 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float
     return final_lr + 0.5 * (base_lr - final_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def grad_norm(grads: dict) -> float:
+    """The global gradient norm ‖g‖ = √(Σ_k ‖g_k‖²) over all the arrays of ``grads``, as a Python float
+    (inf or nan if any entry is)."""
+    return math.sqrt(sum(_sum_squares(g) for g in grads.values()))
+
+
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """Global-norm gradient clipping in place, as ``torch.nn.utils.clip_grad_norm_``; returns the norm.
 
@@ -304,7 +310,7 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     max_norm = float(max_norm)
     if not max_norm > 0.0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    total = math.sqrt(sum(_sum_squares(g) for g in grads.values()))
+    total = grad_norm(grads)
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads.values():

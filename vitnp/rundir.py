@@ -75,11 +75,13 @@ from .data import MEAN, STD, class_names
 from .models import MODELS, describe_model, model_spec
 from .npz import load_npz, save_npz
 
-__all__ = ["FORMAT", "TIMING_KEYS", "save_checkpoint", "load_checkpoint", "checkpoint_classes", "RunDir",
-           "SigintGuard", "saved_preset"]
+__all__ = ["FORMAT", "TIMING_KEYS", "RUN_FILES", "save_checkpoint", "load_checkpoint", "checkpoint_classes",
+           "RunDir", "RunLock", "RunLockedError", "SigintGuard", "saved_preset"]
 
 FORMAT = "vitnp-checkpoint/1"
 TIMING_KEYS = ("seconds", "images_per_s")        # the only metrics fields that vary between equal runs
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "results.json", "curves.png",
+             "confusion.png", "predictions.png")   # what a run writes; a new run refuses a directory holding any
 
 
 # ---- checkpoint files ------------------------------------------------------------------------------
@@ -251,8 +253,13 @@ class RunDir:
         self.best = os.path.join(self.path, "best.npz")
 
     def begin(self, config: dict, history) -> None:
-        """Create the directory, write ``config.json`` and the metrics lines so far (as the checkpoint says)."""
+        """Create the directory, remove the temporary files an earlier crash left (``.<name>.<hex>.tmp``; the
+        caller holds the :class:`RunLock`, so no other writer owns them), write ``config.json`` and the
+        metrics lines so far (as the checkpoint says)."""
         os.makedirs(self.path, exist_ok=True)
+        for name in os.listdir(self.path):
+            if name.startswith(".") and name.endswith(".tmp") and os.path.isfile(os.path.join(self.path, name)):
+                os.remove(os.path.join(self.path, name))
         write_text(os.path.join(self.path, "config.json"), json.dumps(config, indent=2) + "\n")
         self._write_metrics(history)
 
@@ -279,7 +286,7 @@ class RunDir:
 
     def save_results(self, results: dict) -> None:
         """``results.json``: the test evaluation at the end of the run (:func:`vitnp.train.train`)."""
-        write_text(os.path.join(self.path, "results.json"), json.dumps(results, indent=2) + "\n")
+        write_text(os.path.join(self.path, "results.json"), json.dumps(results, indent=2, allow_nan=False) + "\n")
 
     def save_plots(self, history, last_eval=None, images=None, labels=None) -> None:
         """``curves.png``; with the last test evaluation (and the test images and labels) also
@@ -294,7 +301,8 @@ class RunDir:
                                                        self.names), os.path.join(self.path, "predictions.png"))
 
     def _write_metrics(self, history) -> None:
-        write_text(os.path.join(self.path, "metrics.jsonl"), "".join(json.dumps(line) + "\n" for line in history))
+        write_text(os.path.join(self.path, "metrics.jsonl"),
+                   "".join(json.dumps(line, allow_nan=False) + "\n" for line in history))   # strict JSON: no NaN
 
 
 def saved_preset(path):
@@ -307,28 +315,82 @@ def saved_preset(path):
     return preset if isinstance(preset, str) else None
 
 
-# ---- Ctrl-C ----------------------------------------------------------------------------------------
+# ---- one writer per run directory ------------------------------------------------------------------
+class RunLockedError(OSError):
+    """Another process is training into the same run directory."""
+
+
+class RunLock:
+    """An exclusive lock on ``RUN/.lock`` (``fcntl.flock``): one training process per run directory.
+
+    The OS releases it when the process ends, however it ends (``kill -9`` included), so a crash never
+    leaves a stale lock; the file holds the owner's PID, for the message.  Where ``fcntl`` does not exist
+    (Windows) there is no lock.  Use as a context manager, or :meth:`acquire` / :meth:`release`.
+    """
+
+    def __init__(self, path):
+        self.path = os.path.join(os.fspath(path), ".lock")
+        self._fd = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:                          # no flock on this platform
+            return self
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(f"{os.path.dirname(self.path)} is in use by another training process (PID "
+                                 f"{owner}); wait for it to finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)                       # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+# ---- Ctrl-C and SIGTERM ----------------------------------------------------------------------------
 class SigintGuard:
-    """Ctrl-C sets ``interrupted`` (the loop then saves and stops); a second Ctrl-C raises at once.
-    Installed only in the main thread (Python allows signal handlers nowhere else)."""
+    """Ctrl-C (SIGINT) or SIGTERM sets ``interrupted`` (the loop then saves and stops); a second signal raises
+    KeyboardInterrupt at once.  Installed only in the main thread (Python allows signal handlers nowhere
+    else)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.interrupted = False
-        self._old = None
+        self._old = {}
 
     def _handler(self, signum, frame):
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        print("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to quit at once)",
+        name = "interrupt" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: finishing this step, then saving a checkpoint (again to quit at once)",
               file=sys.stderr, flush=True)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._old if self._old is not None else signal.SIG_DFL)
+            for sig, old in self._old.items():
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
         return False

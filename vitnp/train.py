@@ -67,7 +67,8 @@ from .evaluate import evaluate_arrays
 from .fit import Run, TrainState, fit, schedule, train_step
 from .models import describe_model, model_spec
 from .presets import HParams, get_preset
-from .rundir import FORMAT, RunDir, load_checkpoint, save_checkpoint, saved_preset
+from .fast import parallel
+from .rundir import FORMAT, RUN_FILES, RunDir, RunLock, load_checkpoint, save_checkpoint, saved_preset
 
 __all__ = ["train", "RESUMABLE_CHANGES", "Run", "train_step", "load_checkpoint", "save_checkpoint", "FORMAT",
            "model_spec", "describe_model"]
@@ -77,7 +78,7 @@ RESUMABLE_CHANGES = ("max_minutes", "eval_batch_size")   # HParams a resumed run
 
 def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, resume=False, quiet=True, log=None,
           callback=None, stop_after_epoch=None, verify_data=True, preset=None, plots=True, init_from=None,
-          reference=False) -> Run:
+          reference=False, overwrite=False, threads=None) -> Run:
     """Train a ViT (or the CNN) with AdamW, warm-up + cosine and label smoothing; test after every epoch.
 
     Parameters
@@ -110,12 +111,33 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     command line passes the checkpoint it already read, the dict of
                                     :func:`vitnp.finetune.load_init`, so the file is read and hashed once.)
     reference : bool                the reference model (:mod:`vitnp.model`) instead of the fast path; a
-                                    resumed run may switch either way.
+                                    resumed run may switch either way (then it is not bit-exact).
+    overwrite : bool                a new run into a directory that holds run files (``RUN_FILES``)
+                                    replaces them; without it such a directory is refused.
+    threads : int or None           the shard threads the caller insists on (``--threads``); a resumed run
+                                    whose saved layout differs is then refused.  Without it a resumed run
+                                    takes its saved layout (:func:`vitnp.fast.parallel.layout`).
+
+    Only one process at a time trains into ``out_dir`` (:class:`vitnp.rundir.RunLock`); a second one gets
+    :class:`vitnp.rundir.RunLockedError` at once.
 
     Returns
     -------
     Run
     """
+    lock = None if out_dir is None else RunLock(out_dir).acquire()
+    try:
+        return _train(cfg, hparams, out_dir=out_dir, data=data, resume=resume, quiet=quiet, log=log,
+                      callback=callback, stop_after_epoch=stop_after_epoch, verify_data=verify_data, preset=preset,
+                      plots=plots, init_from=init_from, reference=reference, overwrite=overwrite, threads=threads)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg, hparams, *, out_dir, data, resume, quiet, log, callback, stop_after_epoch, verify_data, preset,
+           plots, init_from, reference, overwrite, threads) -> Run:
+    """:func:`train`, with the run directory locked."""
     t_start = time.perf_counter()
     ckpt_path = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.npz")
     ck = None
@@ -148,9 +170,10 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
         if cfg is None:                            # the checkpoint's model, as on the command line
             cfg = default_cfg if init_from is None else source["cfg"]
         hp = default_hp if hparams is None else hparams
-        if out_dir is not None and os.path.exists(ckpt_path):
-            raise FileExistsError(f"{out_dir} already holds a run (checkpoint.npz); pass resume=True "
-                                  f"(--resume) to continue it, or choose another output directory")
+        existing = [] if out_dir is None else [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
+        if existing and not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to "
+                                  f"continue it, --overwrite to replace it, or choose another output directory")
     if not isinstance(hp, HParams):
         raise TypeError(f"hparams must be an HParams, got {type(hp).__name__}")
     spec = model_spec(cfg, reference=reference)     # TypeError for anything but ViTConfig / CNNConfig
@@ -171,10 +194,11 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
     steps_per_epoch, total_steps, warmup_steps = schedule(len(tr_x), hp)
     if ck is None:
         params, init_info = (spec.init(cfg, hp.seed), None) if adapted is None else adapted   # init_from
-        state = TrainState.start(params, hp, **fingerprint)
+        state = TrainState.start(params, hp, **fingerprint, layout=parallel.layout())
     else:
         init_info = ck["init_from"]
         state = TrainState.restore(saved_params, hp, ck)
+        _restore_layout(state.progress.get("layout"), threads, log)
         if state.opt.step_count != state.step or len(state.history) != state.epoch or \
                 state.batch >= steps_per_epoch:
             raise ValueError(f"{ckpt_path}: inconsistent counters (epoch {state.epoch}, batch {state.batch}, "
@@ -183,6 +207,8 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
 
     run_dir = None
     if out_dir is not None:
+        for name in existing if ck is None else ():          # overwrite=True: the old run's files go
+            os.remove(os.path.join(out_dir, name))
         run_dir = RunDir(out_dir, cfg, hp, names=names, init_info=init_info, plots=plots,
                          data_info={"classes": list(hp.classes), "source_size": list(splits["source_size"])})
         run_dir.begin({
@@ -229,6 +255,25 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
             + (f"; run directory {out_dir}" if out_dir else "")
             + ("" if run.status == "completed" else "; the test set is read when the run completes (--resume)"))
     return run
+
+
+def _restore_layout(saved, threads, log) -> None:
+    """A resumed run continues bit-exactly only with the shard layout it was trained with: take the saved one,
+    or refuse a ``threads`` the caller insists on that differs from it."""
+    current = parallel.layout()
+    if not saved or saved == current:
+        return
+    if threads is not None and threads != saved["threads"]:
+        raise ValueError(f"resume: the run was trained with {saved['threads']} shard thread(s), and --threads "
+                         f"{threads} would cut the batches differently (float32 sums in another order: not "
+                         f"bit-exact); drop --threads to use the saved {saved['threads']}, or pass --threads "
+                         f"{saved['threads']}")
+    parallel.configure(threads=saved["threads"], shards_per_thread=saved["shards_per_thread"],
+                       min_rows=saved["min_rows"])
+    parallel.set_blas_threads(saved["threads"])
+    if log:
+        log(f"resume: using the saved layout of {saved['threads']} thread(s) (this machine's default is "
+            f"{current['threads']}), so that the run continues bit-exactly")
 
 
 def _validation(hp) -> str:

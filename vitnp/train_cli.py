@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from . import finetune
@@ -83,7 +84,11 @@ def add_train_arguments(p) -> None:
                    help="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()).replace("%", "%%")
                    + " (default: fmnist)")
     p.add_argument("--resume", action="store_true",
-                   help="continue RUN_DIR/checkpoint.npz bit-exactly (model and training flags come from it)")
+                   help="continue RUN_DIR/checkpoint.npz bit-exactly (model and training flags, and the thread "
+                        "layout, come from it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in RUN_DIR even if it holds one (its files are replaced); without it "
+                        "such a directory is refused")
     p.add_argument("--data", metavar="DIR", default=None,
                    help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
     p.add_argument("--no-verify", action="store_true",
@@ -195,6 +200,9 @@ def train_cli(args) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.max_minutes is not None:
+        if not math.isfinite(args.max_minutes) or args.max_minutes < 0:
+            raise ValueError(f"--max-minutes must be a finite number of minutes >= 0 (0: no budget), got "
+                             f"{args.max_minutes}")
         hp_changes["max_minutes"] = args.max_minutes if args.max_minutes > 0 else None
     if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
         raise ValueError(f"--stop-after-epoch must be >= 1, got {args.stop_after_epoch}")
@@ -205,7 +213,8 @@ def train_cli(args) -> int:
         cfg_fields = {f.name for spec in MODELS.values() for f in dataclasses.fields(spec.config)}
         config_model, config_hp = _config_items(args.config, cfg_fields, hp_fields)
         fixed = {k for k in {**model, **config_model, **hp_changes, **config_hp} if k not in RESUMABLE_CHANGES}
-        fixed |= {name for name, value in (("model", args.model), ("init_from", args.init_from)) if value}
+        fixed |= {name for name, value in (("model", args.model), ("init_from", args.init_from),
+                                           ("overwrite", args.overwrite)) if value}
         if fixed:
             raise ValueError("--resume continues the saved run with its own settings; drop "
                              + ", ".join(sorted(fixed)) + " (only --max-minutes and --config eval_batch_size=N "
@@ -222,7 +231,7 @@ def train_cli(args) -> int:
                     raise ValueError(str(err)) from None
             return train(None, hp, out_dir=out, data=args.data, resume=True, quiet=args.quiet, log=log,
                          stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify,
-                         reference=args.reference)
+                         reference=args.reference, threads=args.threads or None)
         if args.seeds is None:
             return _status(resume(args.out).status)
         for out in seed_dirs(args.out):            # --seeds --resume: every unfinished seed, then the summary
@@ -269,7 +278,7 @@ def train_cli(args) -> int:
     def train_one(seed, out):
         return train(cfg, hp.replace(seed=seed), out_dir=out, data=args.data, quiet=args.quiet, log=log,
                      stop_after_epoch=args.stop_after_epoch, verify_data=not args.no_verify, preset=args.preset,
-                     init_from=init, reference=args.reference)
+                     init_from=init, reference=args.reference, overwrite=args.overwrite)
     if args.seeds is None:
         return _status(train_one(hp.seed, args.out).status)
     return _status(train_seeds(args.seeds, hp.seed, args.out, train_one, log=log).get("status", "completed"))

@@ -43,7 +43,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["configure", "num_threads", "shard_slices", "run_shards", "blas_threads", "set_blas_threads",
+__all__ = ["configure", "num_threads", "layout", "shard_slices", "run_shards", "blas_threads", "set_blas_threads",
            "tune_malloc"]
 
 _MIN_ROWS = 1024                    # token rows (images × T) below which a shard is not worth a thread
@@ -104,6 +104,14 @@ def num_threads() -> int:
         return n
     fns = _blas_functions()
     return max(1, fns[0]()) if fns is not None else 1
+
+
+def layout() -> dict:
+    """What fixes how a batch is cut into shards (:func:`shard_slices`), and so the order of the sums of a
+    sharded step: {'threads', 'shards_per_thread', 'min_rows'}.  A run resumed with another layout is not
+    bit-exact (float32 sums in another order); the trainer saves it and restores it on resume."""
+    return {"threads": num_threads(), "shards_per_thread": _settings["shards_per_thread"],
+            "min_rows": _settings["min_rows"]}
 
 
 def shard_slices(batch: int, tokens: int) -> list:
