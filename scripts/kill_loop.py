@@ -65,13 +65,13 @@ def snapshot(out):
     return state
 
 
-def trial(k, root, data, reference, rng, log):
+def trial(k, root, data, reference, rng, log, span):
     out = os.path.join(root, f"trial-{k}")
     kills, calls = [], 0
     while True:
         proc = train(out, data, resume=calls > 0 and os.path.isfile(os.path.join(out, "checkpoint.npz")))
         calls += 1
-        delay = rng.uniform(0.5, 4.0)
+        delay = rng.uniform(0.1, 1.0) * span          # somewhere inside a whole run's time
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -112,11 +112,12 @@ def main(argv=None) -> int:
         print(ref.stderr.read(), file=sys.stderr)
         return 1
     reference = snapshot(os.path.join(root, "reference"))
-    print(f"reference run: {time.perf_counter() - t0:.1f} s", flush=True)
+    span = time.perf_counter() - t0
+    print(f"reference run: {span:.1f} s", flush=True)
     rng = np.random.default_rng(args.seed)
     failures = []
     for k in range(args.trials):
-        ok, why = trial(k, root, data, reference, rng, lambda s: print(s, flush=True))
+        ok, why = trial(k, root, data, reference, rng, lambda s: print(s, flush=True), span)
         if not ok:
             print(why, flush=True)
             failures.append(why)

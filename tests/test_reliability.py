@@ -220,3 +220,94 @@ def test_sigterm_saves_like_ctrl_c(tmp_path):
     meta = load_checkpoint(tmp_path / "r" / "checkpoint.npz")[2]
     assert (meta["epoch"], meta["batch"], meta["step"]) == (1, 2, 6)
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or callable(signal.getsignal(signal.SIGTERM))
+
+
+# ---- hostile or careless inputs: one clear line each ------------------------------------------------------
+def saved_checkpoint(tmp_path, **changes):
+    """A valid checkpoint of TINY, with entries replaced by ``changes`` (name -> array)."""
+    from vitnp import init_params
+    from vitnp.npz import load_npz, save_npz
+    from vitnp.rundir import save_checkpoint
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, init_params(TINY), TINY, history=[{"epoch": 1}])
+    arrays = dict(load_npz(path))
+    arrays.update(changes)
+    save_npz(path, arrays)
+    return path
+
+
+def test_a_checkpoint_config_beyond_sane_bounds_is_refused(tmp_path):
+    """image_size 70000 with average pooling and no position table: every parameter shape still matches, so
+    only a bound on the config stops `evaluate` from asking for terabytes."""
+    cfg = TINY.to_dict()
+    cfg.update(image_size=[70000, 70000], classifier="gap", pos_embedding="none")
+    params = {k: v for k, v in __import__("vitnp").init_params(TINY).items() if k not in ("cls", "E_pos")}
+    path = saved_checkpoint(tmp_path, config_json=np.array(json.dumps(cfg)))
+    from vitnp.npz import load_npz, save_npz
+    arrays = {k: v for k, v in load_npz(path).items() if k not in ("params/cls", "params/E_pos")}
+    save_npz(path, arrays)
+    assert set(params) == {k[len("params/"):] for k in arrays if k.startswith("params/")}
+    with pytest.raises(ValueError, match="image_size .*70000 is beyond the limit"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("entry, value, message", [
+    ("history_json", '"not a list"', "history_json.*wrong shape"),
+    ("history_json", "[1, 2]", "history_json.*wrong shape"),
+    ("hparams_json", "[1]", "hparams_json.*wrong shape"),
+    ("progress_json", "3", "progress_json.*wrong shape"),
+    ("rng_json", '"x"', "rng_json.*wrong shape"),
+    ("history_json", "{not json", "history_json.*not valid JSON")])
+def test_malformed_json_entries_of_a_checkpoint_are_one_clear_error(tmp_path, entry, value, message):
+    path = saved_checkpoint(tmp_path, **{entry: np.array(value)})
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path)
+
+
+def test_nan_parameters_are_refused(tmp_path):
+    from vitnp import init_params
+    E = init_params(TINY)["E"].copy()
+    E[3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or Inf \('E'\)|NaN or Inf \(E\)"):
+        load_checkpoint(saved_checkpoint(tmp_path, **{"params/E": E}))
+
+
+def test_class_names_with_terminal_escapes_are_printed_escaped(tmp_path, capsys):
+    names = [f"class{k}" for k in range(9)] + ["evil\x1b[2J\x07"]
+    path = saved_checkpoint(tmp_path, class_names_json=np.array(json.dumps(names)))
+    assert load_checkpoint(path)[2]["class_names"][-1] == "evil\\x1b[2J\\x07"
+    assert main(["info", str(path)]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_a_fifo_as_checkpoint_fails_at_once(tmp_path):
+    fifo = tmp_path / "ckpt.npz"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "vitnp", "info", str(fifo)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "not a regular file" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["forward", "--batch-size", "0"], "empty batch"),
+    (["bench", "--json", "/no/such/dir/b.json"], "--json /no/such/dir/b.json: cannot write there"),
+    (["train", "--out", "RUN", "--warmup", "inf"], "warmup_epochs must be a finite number"),
+    (["train", "--out", "RUN", "--resume", "--preset", "fast"], "drop preset")])
+def test_small_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    if "--resume" in argv:
+        train(TINY, HP.replace(epochs=1), out_dir=out, data=DATA, plots=False, stop_after_epoch=1)
+    argv = [str(out) if a == "RUN" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_memory_error_is_one_line(capsys):
+    from vitnp.__main__ import _guarded
+
+    def greedy(args):
+        raise MemoryError("Unable to allocate 44.0 TiB for an array with shape (70000, 70000, 9000)")
+    assert _guarded(greedy, None) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory: Unable to allocate 44.0 TiB") and err.count("\n") == 1

@@ -33,6 +33,10 @@ def _guarded(command, args):
     except (OSError, ValueError, TypeError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except MemoryError as err:
+        print(f"error: out of memory: {' '.join(str(err).split()) or 'an allocation failed'} (a smaller "
+              f"--batch-size, model or image size needs less)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -48,7 +52,7 @@ def _lazy(module, function, guarded=True):
     return handler
 
 
-_bench = _lazy("bench", "run", guarded=False)
+_bench = _lazy("bench", "run")
 _train = _lazy("train_cli", "train_cli")
 _evaluate = _lazy("evaluate", "evaluate_cli")
 _predict = _lazy("evaluate", "predict_cli")
@@ -61,10 +65,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m vitnp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("gradcheck", help="check every backward against centred differences (float64)")
-    p.set_defaults(func=_gradcheck)
+    p.set_defaults(func=lambda args: _guarded(_gradcheck, args))
     p = sub.add_parser("forward", help="run one forward pass of an untrained ViT and print the shapes")
     p.add_argument("--batch-size", type=int, default=4)
-    p.set_defaults(func=_forward_demo)
+    p.set_defaults(func=lambda args: _guarded(_forward_demo, args))
     from .bench import add_arguments as add_bench_arguments
     p = sub.add_parser("bench", help="training-step and inference throughput, next to PyTorch on the CPU",
                        description="Time vitnp's float32 training step (forward + backward + AdamW) and "

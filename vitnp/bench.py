@@ -30,6 +30,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -332,6 +333,15 @@ def run(args) -> int:
             print("error: --threads must be positive", file=sys.stderr)
             return 2
         parallel.configure(threads=args.threads)
+    if args.json:                                   # now, not after minutes of timing
+        try:
+            if os.path.isdir(args.json):
+                raise IsADirectoryError("it is a directory")
+            with tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(args.json))):
+                pass                                # the atomic write needs a temporary file there
+        except OSError as err:
+            print(f"error: --json {args.json}: cannot write there ({err.strerror or err})", file=sys.stderr)
+            return 2
     threads = parallel.num_threads()
     log = print if not args.quiet else (lambda *a, **k: None)
     machine = _machine(threads)

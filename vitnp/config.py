@@ -98,6 +98,10 @@ class ViTConfig:
             _positive_int(name, getattr(self, name))
             object.__setattr__(self, name, int(getattr(self, name)))          # plain ints: JSON-friendly
         self._check_stem()
+        grid = [side // max(self.patch_size, 1) for side in self.feature_hw]
+        if grid[0] * grid[1] > LIMITS["tokens"]:
+            raise ValueError(f"image_size {self.image_size} with patch_size {self.patch_size} makes "
+                             f"{grid[0] * grid[1]:,} patches, beyond the limit of {LIMITS['tokens']:,}")
         for side, name in zip(self.feature_hw, ("H", "W")):
             if side % self.patch_size:
                 if self.is_hybrid:
@@ -240,10 +244,22 @@ class ViTConfig:
         return cls(**fields)
 
 
+# Upper bounds far beyond anything a CPU trains, so that a config from a hostile or corrupt checkpoint
+# (say image_size 70000 with no position table to give it away) fails at once instead of asking for TiBs.
+LIMITS = {"image_size": 4096, "patch_size": 4096, "in_channels": 4096, "num_classes": 100_000, "dim": 16_384,
+          "depth": 1024, "heads": 1024, "mlp_dim": 65_536, "channels": 16_384, "kernel_size": 63, "pool": 4096,
+          "stem_channels": 16_384, "stem_kernel": 63, "stem_pool": 4096, "tokens": 65_536}
+
+
 def _positive_int(name, value):
-    """Raise ValueError unless ``value`` is an int (or NumPy integer, not a bool) >= 1; shared with vitnp.cnn."""
+    """Raise ValueError unless ``value`` is an int (or NumPy integer, not a bool) >= 1 and at most
+    ``LIMITS`` of the field (its name before any " (…)"); shared with vitnp.cnn."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    most = LIMITS.get(name.split(" ")[0])
+    if most is not None and value > most:
+        raise ValueError(f"{name} = {value} is beyond the limit of {most:,} (vitnp refuses configs no CPU could "
+                         f"run: a corrupt or hostile file?)")
 
 
 def _is_number(value):

@@ -415,10 +415,9 @@ def info_cli(args) -> int:
              else "; no optimiser state (weights only)"))
     if meta["history"]:
         last = meta["history"][-1]
-        seen = [f"{name} accuracy {100 * last[f'{key}_acc']:.2f}%, {name} loss {last[f'{key}_loss']:.4f}"
-                for key, name in (("val", "validation"), ("test", "test")) if f"{key}_acc" in last]
-        print(f"  last epoch: train accuracy {100 * last['train_acc']:.2f}%"
-              + "".join(f"; {text}" for text in seen))
+        seen = [f"{name} accuracy {100 * last[f'{key}_acc']:.2f}%" for key, name in
+                (("train", "train"), ("val", "validation"), ("test", "test")) if _is_fraction(last.get(f"{key}_acc"))]
+        print(f"  last epoch ({last.get('epoch', '?')}): {'; '.join(seen) or 'no accuracy recorded'}")
     best = meta["progress"].get("best_split")
     if best is not None:
         print(f"  chosen as the best epoch by: {'validation accuracy' if best == 'val' else best}")
@@ -426,3 +425,7 @@ def info_cli(args) -> int:
         hp = ", ".join(f"{k}={v}" for k, v in meta["hparams"].items())
         print(f"  hparams: {hp}")
     return 0
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

@@ -112,6 +112,8 @@ def load_npz(path, *, max_bytes=MAX_BYTES, max_ratio=MAX_RATIO) -> dict:
         take more memory than allowed.
     """
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):         # a FIFO would block open() for ever
+        raise ValueError(f"load_npz: {path!r} is not a regular file (a directory, FIFO or device)")
     try:
         f = open(path, "rb")
     except FileNotFoundError:

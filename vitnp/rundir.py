@@ -198,6 +198,10 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: parameters do not match the stored config ({describe_model(cfg)}): "
                          + "; ".join(problems[:3]) + (f"; … ({len(problems)} problems)" if len(problems) > 3 else ""))
     params = {k: params[k] for k in shapes}          # the canonical order
+    bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: parameters hold NaN or Inf ({_few(bad)}): the run that wrote them diverged, "
+                         f"or the file is corrupt")
     hp = parsed("hparams_json", required=False)
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")} or None
     counters = {}
@@ -218,13 +222,29 @@ def load_checkpoint(path):
     history = parsed("history_json", required=False) or []
     data_info = parsed("data_json", required=False) or {}
     init_info = parsed("init_json", required=False)
-    if not isinstance(data_info, dict) or not (init_info is None or isinstance(init_info, dict)):
-        raise ValueError(f"{path}: data_json and init_json should be JSON objects")
+    progress = parsed("progress_json", required=False) or {}
+    rng = parsed("rng_json", required=False)
+    for key, value, ok in (("hparams_json", hp, hp is None or isinstance(hp, dict)),
+                           ("history_json", history, isinstance(history, list)
+                            and all(isinstance(h, dict) for h in history)),
+                           ("progress_json", progress, isinstance(progress, dict)),
+                           ("rng_json", rng, rng is None or isinstance(rng, dict)),
+                           ("data_json", data_info, isinstance(data_info, dict)),
+                           ("init_json", init_info, init_info is None or isinstance(init_info, dict))):
+        if not ok:
+            raise ValueError(f"{path}: entry {key!r} has the wrong shape (expected "
+                             f"{'a list of JSON objects' if key == 'history_json' else 'a JSON object'}, got "
+                             f"{type(value).__name__})")
     meta = {"format": fmt, "model": kind, "hparams": hp, **counters, "history": history,
-            "progress": parsed("progress_json", required=False) or {}, "rng": parsed("rng_json", required=False),
-            "optim": optim, "norm_mean": norm[0], "norm_std": norm[1], "class_names": [str(n) for n in names],
-            "data": data_info, "init_from": init_info}
+            "progress": progress, "rng": rng, "optim": optim, "norm_mean": norm[0], "norm_std": norm[1],
+            "class_names": [_printable(n) for n in names], "data": data_info, "init_from": init_info}
     return params, cfg, meta
+
+
+def _printable(name) -> str:
+    """A class name safe to print: control characters (terminal escapes) shown escaped, at most 100 chars."""
+    name = str(name)
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in name)[:100]
 
 
 def checkpoint_classes(meta) -> list:

@@ -80,7 +80,7 @@ def _parse_ints(flag, text) -> tuple:
 def add_train_arguments(p) -> None:
     """The flags of ``python -m vitnp train``."""
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created if missing)")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="fmnist",
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()).replace("%", "%%")
                    + " (default: fmnist)")
     p.add_argument("--resume", action="store_true",
@@ -214,7 +214,7 @@ def train_cli(args) -> int:
         config_model, config_hp = _config_items(args.config, cfg_fields, hp_fields)
         fixed = {k for k in {**model, **config_model, **hp_changes, **config_hp} if k not in RESUMABLE_CHANGES}
         fixed |= {name for name, value in (("model", args.model), ("init_from", args.init_from),
-                                           ("overwrite", args.overwrite)) if value}
+                                           ("overwrite", args.overwrite), ("preset", args.preset)) if value}
         if fixed:
             raise ValueError("--resume continues the saved run with its own settings; drop "
                              + ", ".join(sorted(fixed)) + " (only --max-minutes and --config eval_batch_size=N "
@@ -241,6 +241,7 @@ def train_cli(args) -> int:
                     return _status(status)
         return _status(summarize(args.out, log=log).get("status", "completed"))
 
+    args.preset = args.preset or "fmnist"
     preset_cfg, hp = get_preset(args.preset)
     init = None
     if args.init_from is not None:                 # the model is the checkpoint's, unless flags change it

@@ -37,6 +37,8 @@ def read_bytes(path, max_bytes=MAX_BYTES):
     ``max_bytes``, or a ratio above 100:1 for more than 16 MiB, is refused before anything else is inflated.
     """
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):         # a FIFO would block open() for ever
+        raise ValueError(f"{path}: not a regular file (a directory, FIFO or device)")
     size = os.path.getsize(path)
     if size > max_bytes:
         raise ValueError(f"{path}: {size:,} bytes, more than the {max_bytes:,} an IDX file may have")
