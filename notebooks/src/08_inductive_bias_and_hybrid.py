@@ -729,14 +729,14 @@ def hybrid_param_count(cfg):
 # %% nbgrader={"grade": true, "grade_id": "nb08-hybrid-params-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 from vitnp.presets import get_preset
 
-fmnist_cfg = get_preset("fmnist")[0]
+fmnist_cfg = get_preset("fmnist-hybrid")[0]
 cases = {"tiny hybrid above (P = 1)": hcfg, "hybrid of the sweep": configs["hybrid"], "plain ViT of the sweep":
-         configs["vit"], "fmnist preset": fmnist_cfg, "fmnist, 5×5 stem, 'gap'": fmnist_cfg.replace(stem_kernel=5,
-                                                                                                   classifier="gap")}
+         configs["vit"], "fmnist-hybrid preset": fmnist_cfg, "fmnist-hybrid, 5×5 stem, 'gap'": fmnist_cfg.replace(
+             stem_kernel=5, classifier="gap")}
 for name, c in cases.items():
     mine, lib = hybrid_param_count(c), vitnp.count_params(c)
     print(f"{name:<28} {mine:>9,} (library {lib:,})")
     assert mine == lib
 stem_share = sum(int(np.prod(s)) for k, s in param_shapes(fmnist_cfg).items() if k.startswith("stem."))
-print(f"the fmnist preset's stem: {stem_share:,} of {vitnp.count_params(fmnist_cfg):,} parameters; its E: "
+print(f"the fmnist-hybrid preset's stem: {stem_share:,} of {vitnp.count_params(fmnist_cfg):,} parameters; its E: "
       f"{param_shapes(fmnist_cfg)['E']}, the plain ViT's: {param_shapes(configs['vit'])['E']}")
