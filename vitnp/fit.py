@@ -385,7 +385,7 @@ def _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, 
     step_s = clock["train"] / max(clock["steps"], 1)
     n_val = 0 if splits["val"] is None else len(splits["val"][0])
     per_image = clock["val"] / n_val if clock["val"] and n_val else 0.5 * step_s / hp.batch_size   # or a guess
-    eval_s = clock["eval"] if clock["eval"] is not None else per_image * n_val + 1.0
+    eval_s = clock["eval"] if clock["eval"] is not None else per_image * n_val     # measured after epoch 1
     slack = min(5.0, 3.0 * (hp.max_minutes or 0.0))             # for the plots and files: 5 s, or 5 % of the budget
     left = deadline - time.perf_counter() - per_image * final_images - slack
     this_epoch = (spe - state.batch) * step_s + eval_s          # finishing the current epoch, and its evaluation

@@ -85,6 +85,7 @@ def summarize(out_dir, log=None) -> dict:
                "best_epoch": [r["best"]["epoch"] for _, r in runs],
                "final_epoch": [r["final"]["epoch"] for _, r in runs],
                "seconds_in_epochs": mean_std([r["seconds_in_epochs"] for _, r in runs]),
+               "seconds_last_call": mean_std([r["seconds_this_call"] for _, r in runs if "seconds_this_call" in r]),
                "std": "sample standard deviation (ddof=1) over the seeds"}
     write_text(os.path.join(os.fspath(out_dir), "seeds.json"), json.dumps(summary, indent=2) + "\n")
     if log:

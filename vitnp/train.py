@@ -248,7 +248,8 @@ def _train(cfg, hparams, *, out_dir, data, resume, quiet, log, callback, stop_af
     run = fit(state, cfg, hp, splits, reference=reference, run_dir=run_dir, quiet=quiet, log=log, callback=callback,
               stop_after_epoch=stop_after_epoch, deadline=deadline, final_images=2 * n_test)
     if run.status == "completed" and run.history:
-        run.test = _final_test(run, state, cfg, hp, data, splits, run_dir, verify_data, reference, plots, quiet)
+        run.test = _final_test(run, state, cfg, hp, data, splits, run_dir, verify_data, reference, plots, quiet,
+                               t_start)
     if log:
         wall = time.perf_counter() - t_start
         if run.test is not None:
@@ -289,7 +290,7 @@ def _validation(hp) -> str:
     return "none (best.npz: the last epoch)"
 
 
-def _final_test(run, state, cfg, hp, data, splits, run_dir, verify, reference, plots, quiet) -> dict:
+def _final_test(run, state, cfg, hp, data, splits, run_dir, verify, reference, plots, quiet, t_start) -> dict:
     """The end of a completed run: the test split read (once), the final and the best checkpoint evaluated
     on it, ``results.json`` written, the confusion and prediction plots drawn from the best checkpoint."""
     t0 = time.perf_counter()
@@ -318,10 +319,11 @@ def _final_test(run, state, cfg, hp, data, splits, run_dir, verify, reference, p
            for name, ev in evaluations.items()}}
     results["test_seconds"] = round(time.perf_counter() - t0, 3)
     run.last_eval = evaluations["best"]
+    if run_dir is not None and plots:
+        run_dir.save_plots(run.history, evaluations["best"], te_x, te_y)
+    results["seconds_this_call"] = round(time.perf_counter() - t_start, 3)   # the train() call, plots included
     if run_dir is not None:
         run_dir.save_results(results)
-        if plots:
-            run_dir.save_plots(run.history, evaluations["best"], te_x, te_y)
     return results
 
 
