@@ -44,9 +44,11 @@ def write_data(directory, seed=0):
         write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte"), labels.astype(np.uint8))
 
 
-def train(out, data, resume, timeout=None):
+def train(out, data, resume, overwrite=False):
+    """``--resume`` when there is a checkpoint; else a fresh start (``--overwrite``: killed before the first
+    checkpoint, the directory holds config.json and nothing to resume, which is what the error message says)."""
     argv = [sys.executable, "-m", "vitnp", "train", "--out", out, "--data", data]
-    argv += ["--resume", "--no-verify", "--quiet"] if resume else FLAGS
+    argv += ["--resume", "--no-verify", "--quiet"] if resume else FLAGS + (["--overwrite"] if overwrite else [])
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -69,7 +71,8 @@ def trial(k, root, data, reference, rng, log, span):
     out = os.path.join(root, f"trial-{k}")
     kills, calls = [], 0
     while True:
-        proc = train(out, data, resume=calls > 0 and os.path.isfile(os.path.join(out, "checkpoint.npz")))
+        resume = calls > 0 and os.path.isfile(os.path.join(out, "checkpoint.npz"))
+        proc = train(out, data, resume=resume, overwrite=calls > 0 and not resume)
         calls += 1
         delay = rng.uniform(0.1, 1.0) * span          # somewhere inside a whole run's time
         try:

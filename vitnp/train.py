@@ -149,7 +149,8 @@ def _train(cfg, hparams, *, out_dir, data, resume, quiet, log, callback, stop_af
         if out_dir is None:
             raise ValueError("resume needs out_dir (the run directory holding checkpoint.npz)")
         if not os.path.isfile(ckpt_path):
-            raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}")
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path} (a run stopped before its first "
+                                    f"save has nothing to resume: start it again with --overwrite)")
         if init_from is not None:
             raise ValueError("init_from starts a new run; a resumed run continues from its own checkpoint "
                              "(which records where its initial weights came from)")
@@ -176,6 +177,10 @@ def _train(cfg, hparams, *, out_dir, data, resume, quiet, log, callback, stop_af
         hp = default_hp if hparams is None else hparams
         existing = [] if out_dir is None else [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
         if existing and not overwrite:
+            if "checkpoint.npz" not in existing and "best.npz" not in existing:
+                raise FileExistsError(f"{out_dir} holds a run that stopped before its first checkpoint "
+                                      f"({', '.join(existing)}): there is nothing to resume; pass --overwrite to "
+                                      f"start it again, or choose another output directory")
             raise FileExistsError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to "
                                   f"continue it, --overwrite to replace it, or choose another output directory")
     if not isinstance(hp, HParams):
