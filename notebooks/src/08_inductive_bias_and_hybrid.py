@@ -401,7 +401,7 @@ assert configs["hybrid"].feature_hw == (28, 28) and configs["hybrid"].num_patche
 # ## 4. Accuracy against the amount of training data
 #
 # **The rule.** Every run gets the same budget: $S$ AdamW steps of $B = 128$ images, with the same recipe for every
-# model and every data size (the `fmnist` preset's: peak learning rate $3 \times 10^{-3}$, warm-up over 5 % of the
+# model and every data size (the presets' of the time: peak learning rate $3 \times 10^{-3}$, warm-up over 5 % of the
 # steps then cosine decay, weight decay 0.05, label smoothing 0.1, clipping at 1, random left-right flips). Why
 # steps:
 #
@@ -522,7 +522,7 @@ plt.show()
 #   cannot show the crossover.
 # * **Budget.** At a fixed number of steps, the large-$N$ runs see each image only a few times. There, the result
 #   also measures how fast each model learns per step, not just what it can learn.
-# * **One recipe.** The recipe was tuned for the ViT (`fmnist` preset) and used unchanged for the CNN and the hybrid,
+# * **One recipe.** The recipe was tuned for the plain ViT and used unchanged for the CNN and the hybrid,
 #   with one seed per point. Differences of a point or less are within what another seed or learning rate could
 #   change.
 # * **The hybrid** here is the cheap variant (one conv, $P = 7$), not the paper's ResNet trunk with $P = 1$. The paper
