@@ -83,7 +83,8 @@ RESUMABLE_CHANGES = ("max_minutes", "eval_batch_size")   # HParams a resumed run
 def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, resume=False, quiet=True, log=None,
           callback=None, stop_after_epoch=None, verify_data=True, preset=None, plots=True, init_from=None,
           reference=False, overwrite=False, threads=None) -> Run:
-    """Train a ViT (or the CNN) with AdamW, warm-up + cosine and label smoothing; test after every epoch.
+    """Train a ViT (or the CNN) with AdamW, warm-up + cosine and label smoothing; validate after every epoch,
+    test once at the end.
 
     Parameters
     ----------
