@@ -211,3 +211,22 @@ def test_seeds_trains_each_seed_and_reports_mean_and_sample_std(tmp_path, capsys
         assert load_checkpoint(out / f"seed-{s}" / "best.npz")[2]["hparams"]["seed"] == s
     assert "mean ± sample std" in capsys.readouterr().out
     assert mean_std([0.5])["std"] is None
+
+
+def test_evaluate_split_val_rebuilds_the_runs_validation_split(tmp_path, capsys):
+    """`evaluate --split val` gives the validation accuracy the run recorded for that checkpoint (the same
+    held-out images, the same model), so that checkpoints can be compared without touching the test set; a
+    run without a validation split gets one clear line."""
+    directory = idx_files(tmp_path / "data", data())
+    run = train(TINY, HP.replace(epochs=2), out_dir=tmp_path / "r", data=str(directory), verify_data=False,
+                plots=False)
+    assert main(["evaluate", str(tmp_path / "r" / "best.npz"), "--split", "val", "--data", str(directory),
+                 "--no-verify", "--quiet", "--batch-size", str(HP.eval_batch_size)]) == 0
+    out = capsys.readouterr().out
+    best = run.test["best"]["val_acc"]
+    assert f"val accuracy: {100 * best:.2f}% ({round(best * 40)}/40)" in out
+    train(TINY, HP.replace(epochs=1, val_size=0), out_dir=tmp_path / "n", data=str(directory), verify_data=False,
+          plots=False)
+    assert main(["evaluate", str(tmp_path / "n" / "best.npz"), "--split", "val", "--data", str(directory),
+                 "--no-verify"]) == 2
+    assert "held out no validation split" in capsys.readouterr().err

@@ -271,7 +271,9 @@ def add_evaluate_arguments(p):
     p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
     p.add_argument("--data", metavar="DIR", default=None,
                    help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="which split (default: test)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test",
+                   help="which split (default: test); val: the validation images the checkpoint's run held out of "
+                        "the training set (compare checkpoints on this one, and read the test split once, at the end)")
     p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
     p.add_argument("--no-verify", action="store_true",
                    help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
@@ -313,8 +315,11 @@ def evaluate_cli(args) -> int:
     if args.threads:
         set_blas_threads(args.threads)
     params, cfg, meta = load_checkpoint(args.checkpoint)
-    images, labels = load_fashion_mnist(args.data, args.split, verify=not args.no_verify)
-    images, labels = checkpoint_view(images, labels, cfg, meta)
+    if args.split == "val":
+        images, labels = validation_split(args.data, cfg, meta, verify=not args.no_verify, path=args.checkpoint)
+    else:
+        images, labels = load_fashion_mnist(args.data, args.split, verify=not args.no_verify)
+        images, labels = checkpoint_view(images, labels, cfg, meta)
     r = evaluate_arrays(params, cfg, images, labels, batch_size=args.batch_size, mean=meta["norm_mean"],
                         std=meta["norm_std"], progress=not args.quiet, reference=args.reference)
     names = meta["class_names"]
@@ -333,6 +338,21 @@ def evaluate_cli(args) -> int:
         print(f"  {k:2d} {name:<{width}}  {_pct(r['per_class'][k])}  ({r['confusion'][k, k]}/"
               f"{r['confusion'][k].sum()})")
     return 0
+
+
+def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
+    """The validation images the checkpoint's run held out (its ``val_size`` or ``val_fraction``, classes,
+    training subset and image size), rebuilt from the training files exactly as :func:`vitnp.train.train` did:
+    (images, labels) ready for the model.  ValueError if the run had no validation split."""
+    from .data import prepare_data
+    from .presets import HParams
+    try:
+        hp = HParams.from_dict(meta["hparams"] or {})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its hparams cannot rebuild the validation split ({err})") from None
+    if not (hp.val_size or hp.val_fraction) or not meta["hparams"]:
+        raise ValueError(f"{path}: its run held out no validation split (val_size 0); use --split test or train")
+    return prepare_data(data, cfg, hp, verify=verify, test=False)["val"]
 
 
 def checkpoint_view(images, labels, cfg, meta):
