@@ -397,7 +397,12 @@ def test_cnn_train_evaluate_predict_info(run, cnn_run, capsys, tmp_path):
     assert int(total.split()[-1].replace(",", "")) == conf["parameters"]
 
 
-def test_cnn_resume_through_the_cli(run, cnn_run, capsys):
+def test_cnn_resume_through_the_cli(run, cnn_run, capsys, monkeypatch):
+    """A budget stop in the middle of epoch 1, then --resume without a budget, ends as the uninterrupted run.
+    The budget planner, which would rather shorten the schedule to the steps that fit (on a fast machine a
+    few ms may fit a step), is switched off: this test is about the hard stop and the resume."""
+    import vitnp.fit
+    monkeypatch.setattr(vitnp.fit, "_fit_deadline", lambda state, total, *args: total)
     out = run["root"] / "cnn2"
     flags = ["--out", out, "--data", run["data"], *SHORT, "--epochs", "1", "--model", "cnn", "--cnn-channels", "4,8"]
     code, _, err = run_main(capsys, "train", *flags, "--max-minutes", "0.0001")     # stops inside epoch 1

@@ -230,3 +230,19 @@ def test_evaluate_split_val_rebuilds_the_runs_validation_split(tmp_path, capsys)
     assert main(["evaluate", str(tmp_path / "n" / "best.npz"), "--split", "val", "--data", str(directory),
                  "--no-verify"]) == 2
     assert "held out no validation split" in capsys.readouterr().err
+
+
+def test_a_budget_that_ends_the_schedule_mid_epoch_completes_and_resumes(tmp_path, monkeypatch):
+    """A fake clock (+1 s per reading, so the run is deterministic) and a 19 s budget: the planner shortens
+    the schedule to 1¼ epochs, the run completes there (the test set read once), and --resume of the
+    completed run is accepted (a metrics line at a fraction of an epoch is no inconsistency) and changes
+    nothing."""
+    import vitnp.train as train_module
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
+    run = train(TINY, HP.replace(epochs=6, max_minutes=19 / 60), out_dir=tmp_path / "r", data=data(), plots=False)
+    assert run.status == "completed" and [line["epoch"] for line in run.history] == [1, 1.25]
+    assert run.test["schedule_steps"] == 5 and run.history[-1]["step"] == 5
+    monkeypatch.undo()
+    again = train(out_dir=tmp_path / "r", data=data(), plots=False, resume=True)
+    assert again.status == "completed" and again.test["final"] == run.test["final"]

@@ -342,7 +342,7 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
             if log:
                 log(_summary(line, -(-total // spe) if eval_every is None else total, improved,
                              eval_every is not None))
-            if stop:
+            if stop and state.step < total:     # (at the last step the schedule is done: completed)
                 status = stop
                 break
             if stop_after_epoch is not None and state.epoch >= stop_after_epoch and state.step < total:
@@ -388,6 +388,8 @@ def _fit_deadline(state, total, spe, deadline, clock, splits, hp, final_images, 
     eval_s = clock["eval"] if clock["eval"] is not None else per_image * n_val     # measured after epoch 1
     slack = min(5.0, 3.0 * (hp.max_minutes or 0.0))             # for the plots and files: 5 s, or 5 % of the budget
     left = deadline - time.perf_counter() - per_image * final_images - slack
+    if left <= 0:                       # the budget is spent already: the deadline stops the run (resumable)
+        return total
     this_epoch = (spe - state.batch) * step_s + eval_s          # finishing the current epoch, and its evaluation
     if left >= this_epoch:
         epochs = 1 + int((left - this_epoch) // (spe * step_s + eval_s))

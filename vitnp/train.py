@@ -209,8 +209,9 @@ def _train(cfg, hparams, *, out_dir, data, resume, quiet, log, callback, stop_af
         init_info = ck["init_from"]
         state = TrainState.restore(saved_params, hp, ck)
         _restore_layout(state.progress.get("layout"), threads, log)
-        if state.opt.step_count != state.step or len(state.history) != state.epoch or \
-                state.batch >= steps_per_epoch:
+        whole = [h for h in state.history if float(h["epoch"]).is_integer()]   # a budget may end mid-epoch
+        if state.opt.step_count != state.step or len(whole) != state.epoch or \
+                len(state.history) > len(whole) + 1 or state.batch >= steps_per_epoch:
             raise ValueError(f"{ckpt_path}: inconsistent counters (epoch {state.epoch}, batch {state.batch}, "
                              f"step {state.step}, optimiser step {state.opt.step_count}, {len(state.history)} "
                              f"metrics lines)")
