@@ -98,10 +98,9 @@ class ViTConfig:
             _positive_int(name, getattr(self, name))
             object.__setattr__(self, name, int(getattr(self, name)))          # plain ints: JSON-friendly
         self._check_stem()
-        grid = [side // max(self.patch_size, 1) for side in self.feature_hw]
-        if grid[0] * grid[1] > LIMITS["tokens"]:
+        if self.num_patches > LIMITS["tokens"]:
             raise ValueError(f"image_size {self.image_size} with patch_size {self.patch_size} makes "
-                             f"{grid[0] * grid[1]:,} patches, beyond the limit of {LIMITS['tokens']:,}")
+                             f"{self.num_patches:,} patches, beyond the limit of {LIMITS['tokens']:,}")
         for side, name in zip(self.feature_hw, ("H", "W")):
             if side % self.patch_size:
                 if self.is_hybrid:

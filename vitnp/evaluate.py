@@ -32,10 +32,12 @@ import sys
 import numpy as np
 
 from .config import ViTConfig
-from .data import MEAN, STD, check_images, load_fashion_mnist, normalize, resize_images, select_classes
+from .data import (MEAN, STD, check_images, load_fashion_mnist, normalize, prepare_data, resize_images,
+                   select_classes)
 from .fast.parallel import set_blas_threads
 from .models import describe_model, model_spec
 from .ops.loss import log_softmax
+from .presets import HParams
 from .resample import resize_area
 from .rundir import checkpoint_classes, load_checkpoint
 
@@ -344,8 +346,6 @@ def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
     """The validation images the checkpoint's run held out (its ``val_size`` or ``val_fraction``, classes,
     training subset and image size), rebuilt from the training files exactly as :func:`vitnp.train.train` did:
     (images, labels) ready for the model.  ValueError if the run had no validation split."""
-    from .data import prepare_data
-    from .presets import HParams
     try:
         hp = HParams.from_dict(meta["hparams"] or {})
     except (TypeError, ValueError) as err:

@@ -9,10 +9,11 @@ tenths of a point, as much as many of the choices one would like to compare.  So
 directory), then :func:`summarize` reads their ``results.json`` (the test set, read once at the end of each
 run) and writes ``RUN_DIR/seeds.json``::
 
-    {"seeds": [0, 1, 2], "n": 3, "chosen_by": "val_acc",
-     "best":  {"test_acc": [...], "mean": …, "std": …},      # the best-by-validation checkpoints
-     "final": {"test_acc": [...], "mean": …, "std": …},      # the last epochs
-     "val_acc": {...}, "train_seconds": {...}}
+    {"seeds": [0, 1, 2], "n": 3, "chosen_by": ["val_acc"],
+     "best":  {"values": [...], "mean": …, "std": …},        # test accuracy of the best-by-validation checkpoints
+     "final": {"values": [...], "mean": …, "std": …},        # test accuracy of the last epochs
+     "best_val_acc": {...}, "best_epoch": [...], "final_epoch": [...],
+     "seconds_in_epochs": {...}, "seconds_last_call": {...}, "std": "sample standard deviation …"}
 """
 from __future__ import annotations
 
@@ -27,14 +28,14 @@ __all__ = ["seed_dirs", "train_seeds", "summarize", "mean_std"]
 
 
 def seed_dirs(out_dir) -> list:
-    """The ``seed-<s>`` run directories inside ``out_dir``, by seed."""
+    """[(s, path)] of the ``seed-<s>`` run directories inside ``out_dir``, by seed."""
     out_dir = os.fspath(out_dir)
     found = []
     for name in os.listdir(out_dir) if os.path.isdir(out_dir) else ():
         tail = name[len("seed-"):]
         if name.startswith("seed-") and tail.isdigit() and os.path.isdir(os.path.join(out_dir, name)):
             found.append((int(tail), os.path.join(out_dir, name)))
-    return [path for _, path in sorted(found)]
+    return sorted(found)
 
 
 def mean_std(values) -> dict:
@@ -44,8 +45,9 @@ def mean_std(values) -> dict:
             "std": float(a.std(ddof=1)) if a.size > 1 else None}
 
 
-def train_seeds(n, first_seed, out_dir, train_one, log=None) -> dict:
-    """Train ``n`` seeds, then :func:`summarize`.
+def train_seeds(n, first_seed, out_dir, train_one, log=None) -> str:
+    """Train ``n`` seeds, then :func:`summarize`; returns the status of the last run ('completed' when all
+    completed and ``seeds.json`` is written).
 
     ``train_one(seed, run_dir)`` trains one run (the caller fixes everything else) and returns a
     :class:`vitnp.fit.Run`; a run that does not complete (Ctrl-C, the budget) stops the loop, and
@@ -59,20 +61,21 @@ def train_seeds(n, first_seed, out_dir, train_one, log=None) -> dict:
             log(f"--- seed {seed} ({seed - first_seed + 1} of {n}) ---")
         run = train_one(seed, os.path.join(out_dir, f"seed-{seed}"))
         if run.status != "completed":
-            return {"status": run.status}
-    return summarize(out_dir, log=log)
+            return run.status
+    summarize(out_dir, log=log)
+    return "completed"
 
 
 def summarize(out_dir, log=None) -> dict:
     """Read ``results.json`` of every ``seed-<s>`` run in ``out_dir``; write and return ``seeds.json``."""
     runs = []
-    for path in seed_dirs(out_dir):
+    for seed, path in seed_dirs(out_dir):
         results = os.path.join(path, "results.json")
         if not os.path.isfile(results):
             raise ValueError(f"{path} has no results.json: the run has not completed (continue it with --resume)")
         with open(results, encoding="utf-8") as f:
             try:
-                runs.append((int(os.path.basename(path)[len("seed-"):]), json.load(f)))
+                runs.append((seed, json.load(f)))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{results}: not valid JSON ({err})") from None
     if not runs:

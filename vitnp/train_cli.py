@@ -234,12 +234,13 @@ def train_cli(args) -> int:
                          reference=args.reference, threads=args.threads or None)
         if args.seeds is None:
             return _status(resume(args.out).status)
-        for out in seed_dirs(args.out):            # --seeds --resume: every unfinished seed, then the summary
+        for _, out in seed_dirs(args.out):         # --seeds --resume: every unfinished seed, then the summary
             if not os.path.isfile(os.path.join(out, "results.json")):
                 status = resume(out).status
                 if status != "completed":
                     return _status(status)
-        return _status(summarize(args.out, log=log).get("status", "completed"))
+        summarize(args.out, log=log)
+        return 0
 
     args.preset = args.preset or "fmnist"
     preset_cfg, hp = get_preset(args.preset)
@@ -282,7 +283,7 @@ def train_cli(args) -> int:
                      init_from=init, reference=args.reference, overwrite=args.overwrite)
     if args.seeds is None:
         return _status(train_one(hp.seed, args.out).status)
-    return _status(train_seeds(args.seeds, hp.seed, args.out, train_one, log=log).get("status", "completed"))
+    return _status(train_seeds(args.seeds, hp.seed, args.out, train_one, log=log))
 
 
 def _status(status) -> int:

@@ -4,7 +4,8 @@
 Fashion-MNIST files (or arrays), checked (:func:`vitnp.data.check_images`), cut to ``hp.classes`` and
 ``hp.train_subset``, split into train and validation (``hp.val_size``, stratified by class and the same for
 every run; or ``hp.val_fraction``), and resized to the model's image size.  The test split is read apart
-(:func:`prepare_test`), so that a trainer can leave it unread until training is over.  Each step is its own function here or in :mod:`vitnp.data.images`.
+(:func:`prepare_test`), so that a trainer can leave it unread until training is over.  Each step is its own
+function here or in :mod:`vitnp.data.images`.
 """
 from __future__ import annotations
 
@@ -157,10 +158,11 @@ def prepare_data(data, cfg, hp, verify=True, *, test=True) -> dict:
     """
     source, (tr_x, tr_y) = _load(data, "train", verify)
     tr_y = check_images(tr_x, tr_y, what="train", channels=cfg.in_channels)     # int64 (N,)
-    if isinstance(data, (tuple, list)):
-        check_images(data[2], None, what="test", channels=cfg.in_channels)
-    elif not test:
-        split_files(data, "test")                   # FileNotFoundError now, not after training
+    if not test:                                    # unread until later, but a bad one should fail now
+        if isinstance(data, (tuple, list)):
+            check_images(data[2], None, what="test", channels=cfg.in_channels)
+        else:
+            split_files(data, "test")               # FileNotFoundError now, not after training
     tr_x, tr_y = _classes_and_labels("train", tr_x, tr_y, cfg, hp)
     if hp.train_subset:
         if hp.train_subset > len(tr_x):
