@@ -4,7 +4,7 @@ vitnp itself never imports torch, so :mod:`vitnp.bench` starts this script as a 
 it over stdin/stdout, one JSON object per line:
 
     -> {"cmd": "train", "steps": 3}     <- {"times": [s, s, s], "loss": ...}   forward + backward + AdamW
-    -> {"cmd": "infer", "steps": 3}     <- {"times": [s, s, s]}                forward only, no autograd
+    -> {"cmd": "infer", "steps": 3, "batch": 500}   <- {"times": [s, s, s]}    forward only, no autograd
     -> {"cmd": "rss"}                   <- {"max_rss_bytes": n}
     -> {"cmd": "quit"}
 
@@ -12,8 +12,9 @@ The model is the one vitnp builds for the same config, written the way a PyTorch
 ``nn.Linear`` layers (a fused qkv projection of width 3D), ``nn.LayerNorm`` (ε from the config),
 pre-LN blocks (Eq 2–3), exact GELU (``nn.GELU()``), a class token and learned position embeddings,
 the final LayerNorm and a linear head, ``torch.optim.AdamW`` over all parameters, float32.
-Attention is computed explicitly, ``softmax(q kᵀ / √D_h) v`` with the weights materialised, as vitnp
-does (it returns them); ``--attention sdpa`` uses ``F.scaled_dot_product_attention`` instead.
+``--attention sdpa`` computes attention with ``F.scaled_dot_product_attention`` (what a PyTorch user picks, and
+the bench's baseline); ``--attention explicit`` computes ``softmax(q kᵀ / √D_h) v`` with the weights
+materialised, as vitnp does (it returns them).
 
 Usage (normally started by vitnp.bench):
     python benchmarks/torch_worker.py --config '{"image_size": [28, 28], ...}' --batch-size 128 --threads 2
@@ -95,6 +96,9 @@ def main():
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--attention", choices=("explicit", "sdpa"), default="explicit")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="instead of serving: profile STEPS training steps and inference passes with "
+                         "torch.profiler, print one JSON line and exit (vitnp bench --profile)")
     args = ap.parse_args()
     cfg = json.loads(args.config)
     if cfg.get("classifier", "token") != "token" or cfg.get("pos_embedding", "learned") != "learned" \
@@ -116,11 +120,60 @@ def main():
         opt.step()
         return float(loss.detach())
 
-    def infer_step():
-        with torch.inference_mode():
-            return model(x)
+    inputs = {args.batch_size: x}
 
+    def infer_step(batch):
+        if batch not in inputs:
+            inputs[batch] = torch.randn(batch, H, W, cfg["in_channels"], generator=g)
+        with torch.inference_mode():
+            return model(inputs[batch])
+
+    if args.profile:
+        print(json.dumps(profile(model, opt, x, y, args.profile)))
+        return
     serve(train_step, infer_step, {"torch": torch.__version__, "threads": torch.get_num_threads()})
+
+
+def profile(model, opt, x, y, steps):
+    """{'train': {'self_ms': {aten op: ms per step}, 'optimizer_ms', 'wall_ms'}, 'infer': {...}}: the self CPU
+    time of each op under torch.profiler (forward + backward; AdamW timed apart, outside the profiler); wall
+    times are medians (wall_ms of 'train' excludes AdamW)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    import time
+
+    def fwd_bwd():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    def infer():
+        with torch.inference_mode():
+            model(x)
+
+    out = {}
+    for kind, fn in (("train", fwd_bwd), ("infer", infer)):
+        fn()
+        if kind == "train":
+            opt.step()
+        walls, opt_times = [], []
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                fn()
+                walls.append(time.perf_counter() - t0)
+        for _ in range(steps if kind == "train" else 0):        # AdamW outside the profiler
+            fwd_bwd()
+            t0 = time.perf_counter()
+            opt.step()
+            opt_times.append(time.perf_counter() - t0)
+        self_ms = {}
+        for e in prof.key_averages():
+            self_ms[e.key] = self_ms.get(e.key, 0.0) + e.self_cpu_time_total / 1e3 / steps
+        walls.sort()
+        opt_times.sort()
+        out[kind] = {"self_ms": self_ms, "wall_ms": 1e3 * walls[len(walls) // 2],
+                     "optimizer_ms": 1e3 * opt_times[len(opt_times) // 2] if opt_times else 0.0}
+    return out
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ max|a − b| / (max|a| + max|b|) per array:
 Random configurations cover the hybrid stem, both readouts, all position embeddings, both GELUs, dropout
 with a fixed seed, masks, non-square images, sharded and unsharded batches.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -411,15 +412,31 @@ def test_bench_runs_vitnp_only_and_writes_json(tmp_path, monkeypatch, capsys):
     from vitnp import bench
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     out_json = tmp_path / "bench.json"
-    rc = bench.main(["--config", "small", "--batch-size", "4", "--steps", "1", "--rounds", "2", "--no-torch",
-                     "--no-gradcheck", "--json", str(out_json)])
+    rc = bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
+                     "--rounds", "2", "--no-torch", "--no-gradcheck", "--json", str(out_json)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "small    vitnp" in out and "PyTorch was not available (--no-torch given)" in out
+    assert "BLAS openblas" in out or "BLAS unknown" in out
     data = json.loads(out_json.read_text())
     side = data["results"][0]["sides"]["vitnp"]
     assert len(side["train_times"]) == 2 and side["train_img_s"] > 0 and side["max_rss_bytes"] > 0
-    assert "pytorch" not in data["results"][0]["sides"]
+    assert len(side["infer_eval_times"]) == 2 and len(side["latency_times"]) == 40 and side["latency_s"] > 0
+    assert side["infer_eval_img_s"] > 0 and 0 < side["train_max_rss_bytes"] <= side["max_rss_bytes"]
+    assert set(data["results"][0]["sides"]) == {"vitnp"} and "library" in data["machine"]["blas"]
+
+
+def test_bench_with_both_torch_sides(monkeypatch, capsys):
+    """With torch: two PyTorch sides (SDPA, the baseline, and explicit attention) in the same rounds, each
+    with its ratios; the summary line names the baseline."""
+    pytest.importorskip("torch")
+    from vitnp import bench
+    monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
+    assert bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
+                       "--rounds", "1", "--no-gradcheck", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "small    pytorch-sdpa" in out and "small    pytorch-explicit" in out
+    assert "small: against pytorch-sdpa: training" in out and "batch-1 latency" in out
 
 
 def test_bench_reference_side_and_ops_table(tmp_path, monkeypatch, capsys):
@@ -506,3 +523,134 @@ def test_overlapping_blas_blocks_restore_the_first_count(blas_count):
     assert get() == 1
     inner.__exit__(None, None, None)
     assert get() == before
+
+
+# ================================================================================================
+# Issue 15: the float32 GELU, cache-sized blocks, the inference path (vit_predict), the profile
+# ================================================================================================
+def test_fast_gelu_float32_is_accurate():
+    """The float32 polynomial (degree 7, vitnp.fast.gelu._S32) against the float64 reference, elementwise.
+
+    Tolerances: GELU relative error ≤ 3e-6 for |x| ≤ 8 (the fit is 8.3e-7; float32 rounding of x² inside
+    exp(−x²/2) adds up to ~2e-6 at |x| = 8), absolute error ≤ 1e-6 of dGELU/dx everywhere on [−16, 16].
+    The float32 reference itself is at 1.5e-5 relative (rounding of 1 − erfc), so this is a tighter check."""
+    x = np.concatenate([np.linspace(-16, 16, 400_001), [0.0, -0.0, 1e-30, -1e-30, 5.3, -5.3]]).astype(np.float32)
+    want = ops.gelu.gelu_forward(x.astype(np.float64))[0]
+    dwant = ops.gelu.gelu_exact_derivative(x.astype(np.float64))
+    got, (dgot,) = fast.gelu.gelu_forward(x)
+    assert got.dtype == dgot.dtype == np.float32
+    inner = (np.abs(x) <= 8) & (np.abs(want) > 1e-30)
+    rel = np.abs(got[inner] - want[inner]) / np.abs(want[inner])
+    assert rel.max() <= 3e-6, f"max relative error {rel.max():.3g} at x = {x[inner][rel.argmax()]}"
+    assert np.abs(dgot - dwant).max() <= 1e-6
+    tiny = np.abs(x) == np.float32(1e-30)
+    assert got[x == 0].tolist() == [0.0, 0.0, 0.0] and np.allclose(got[tiny], 0.5 * x[tiny], rtol=1e-6, atol=0)
+    assert np.isnan(fast.gelu.gelu_forward(np.array([np.nan], np.float32))[0]).all()
+    special = np.array([np.inf, -np.inf, np.nan, 1e30, -1e30], np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_equal(fast.gelu.gelu_forward(special)[0], ops.gelu.gelu_forward(special)[0])
+
+
+def test_fast_gelu_float32_coefficients_refit():
+    """_S32 is what _fit_float32_coefficients() derives, and that fit is below 1e-6 in relative error."""
+    coefficients, max_rel = fast.gelu._fit_float32_coefficients()
+    np.testing.assert_allclose(coefficients, fast.gelu._S32, rtol=1e-9, atol=1e-12)
+    assert max_rel < 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", ["exact", "tanh"])
+def test_fast_gelu_derivative_false_and_blocks(monkeypatch, dtype, approximate):
+    """derivative=False returns the same values and no cache; many small ragged blocks give the same results
+    as one block (so the block loop, not only its first block, is covered)."""
+    x = (3 * np.random.default_rng(0).standard_normal((7, 13))).astype(dtype)
+    out, (d,) = fast.gelu.gelu_forward(x, approximate)
+    out2, cache = fast.gelu.gelu_forward(x, approximate, derivative=False)
+    assert cache is None and np.array_equal(out, out2)
+    monkeypatch.setattr(fast.gelu, "_BLOCK", 10)                      # 91 elements: 10 blocks, the last of 1
+    out3, (d3,) = fast.gelu.gelu_forward(x, approximate)
+    out4, _ = fast.gelu.gelu_forward(x, approximate, derivative=False)
+    assert np.array_equal(out, out3) and np.array_equal(d, d3) and np.array_equal(out, out4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_layernorm_row_blocks(monkeypatch, dtype):
+    """More rows than one block (_ROWS = 4, 23 rows: 6 blocks, the last of 3) equals the reference; and
+    keep_cache=False gives the same output and no cache."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((23, 10)) + 2.0).astype(dtype)
+    gamma, beta = rng.standard_normal(10).astype(dtype), rng.standard_normal(10).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    monkeypatch.setattr(fast.layernorm, "_ROWS", 4)
+    ref_out, ref_cache = ops.layernorm.layernorm_forward(x, gamma, beta)
+    out, cache = fast.layernorm.layernorm_forward(x, gamma, beta)
+    _assert_equal([out, fast.layernorm.layernorm_backward(dout, cache)],
+                  [ref_out, ops.layernorm.layernorm_backward(dout, ref_cache)], dtype, "layernorm in row blocks")
+    out2, none = fast.layernorm.layernorm_forward(x, gamma, beta, keep_cache=False)
+    assert none is None and np.array_equal(out, out2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(4))
+def test_vit_predict_equals_forward(seed, dtype, sharding):
+    """The inference path: bit-identical to the fast forward's logits, within tolerance of the reference's,
+    also with a per-image mask; the reference's vit_predict is its forward's logits."""
+    cfg, params, x, _ = random_case(seed if dtype == "float32" else 100 + seed, dtype)
+    logits = fast.vit_forward(params, x, cfg)[0]
+    got = fast.vit_predict(params, x, cfg)
+    assert np.array_equal(got, logits)
+    ref = model.vit_predict(params, x, cfg)
+    assert np.array_equal(ref, model.vit_forward(params, x, cfg)[0]) and rel_error(got, ref) <= TOL[dtype]
+    T = cfg.num_tokens
+    mask = np.random.default_rng(seed).random((x.shape[0], 1, T, T)) < 0.7
+    mask[..., 0] = True                                               # every query may see the class token
+    assert np.array_equal(fast.vit_predict(params, x, cfg, attn_mask=mask),
+                          fast.vit_forward(params, x, cfg, attn_mask=mask)[0])
+
+
+def test_evaluation_uses_the_inference_path(monkeypatch):
+    """evaluate_arrays and predict_proba run ModelSpec.predict (no cache), not the training forward."""
+    from vitnp import evaluate, models
+    cfg, params, _, _ = random_case(0, "float32")
+    calls = []
+    spec = models.model_spec(cfg)
+    monkeypatch.setattr(evaluate, "model_spec", lambda c, reference=False: dataclasses.replace(
+        spec, forward=None, predict=lambda *a, **k: calls.append(1) or spec.predict(*a, **k)))
+    images = np.random.default_rng(0).integers(0, 256, (5, *cfg.hw, cfg.in_channels), dtype=np.uint8)
+    evaluate.evaluate_arrays(params, cfg, images, np.zeros(5, np.int64), batch_size=2)
+    evaluate.predict_proba(params, cfg, np.zeros((3, *cfg.hw, cfg.in_channels), np.float32))
+    assert len(calls) == 3 + 1
+
+
+def test_bench_profile_without_torch(tmp_path, monkeypatch, capsys):
+    """``bench --profile --no-torch``: vitnp's per-op rows add up to the step's wall time (the rest row
+    takes what no wrapped op took), the wrapped functions are restored afterwards, JSON is written."""
+    from vitnp import bench
+    from vitnp.bench_profile import ROWS
+    before = (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward)
+    out_json = tmp_path / "profile.json"
+    assert bench.main(["--profile", "--config", "small", "--batch-size", "4", "--steps", "1", "--no-torch",
+                       "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "one training step" in text and "one inference pass" in text and "| gelu |" in text
+    assert (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward) == before
+    prof = json.loads(out_json.read_text())["profile"]["small"]["vitnp"]
+    for kind in ("train", "infer"):
+        assert set(prof[kind]) == set(ROWS)
+        assert prof[kind]["gelu"] > 0 and prof[kind]["linear (GEMM + bias)"] > 0
+        assert sum(prof[kind].values()) == pytest.approx(prof[f"{kind}_ms"], rel=0.2)
+
+
+def test_torch_worker_profile_rows():
+    """The torch worker's --profile mode: every row gets time, GEMMs and GELU among them; AdamW apart."""
+    pytest.importorskip("torch")
+    from vitnp.bench import CONFIGS, TORCH_WORKER
+    from vitnp.bench_profile import profile_torch
+    if not TORCH_WORKER.is_file():
+        pytest.skip("benchmarks/torch_worker.py is not in this checkout")
+    cfg = vitnp.ViTConfig(**CONFIGS["small"])
+    for attention in ("sdpa", "explicit"):
+        prof = profile_torch(cfg, 4, 1, TORCH_WORKER, attention)
+        assert prof["train"]["linear (GEMM + bias)"] > 0 and prof["train"]["gelu"] > 0
+        assert prof["train"]["AdamW"] > 0 and prof["infer"]["AdamW"] == 0
+        assert prof["infer"]["attention (q kᵀ, A v)"] > 0 and prof["train_ms"] > prof["infer_ms"] > 0

@@ -23,6 +23,7 @@ The configurations of issue 5::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -103,7 +104,7 @@ def _worker(args) -> int:
     from .optim import AdamW
     parallel.configure(threads=args.threads)
     spec = model_spec("vit", reference=args.path == "reference")
-    vit_forward, vit_backward = spec.forward, spec.backward
+    vit_forward, vit_backward, vit_predict = spec.forward, spec.backward, spec.predict
     cfg = ViTConfig(**json.loads(args.config))
     rng = np.random.default_rng(args.seed)
     params = init_params(cfg, args.seed)
@@ -111,6 +112,7 @@ def _worker(args) -> int:
     x = rng.standard_normal((args.batch_size, *cfg.hw, cfg.in_channels)).astype(np.float32)
     y = rng.integers(0, cfg.num_classes, args.batch_size)
     base_rss = _rss_now()
+    inputs = {args.batch_size: x}
 
     def train_step():
         logits, cache = vit_forward(params, x, cfg, train=True)
@@ -118,8 +120,10 @@ def _worker(args) -> int:
         opt.step(params, vit_backward(dlogits, cache))
         return loss
 
-    def infer_step():
-        return vit_forward(params, x, cfg)[0]
+    def infer_step(batch):
+        if batch not in inputs:
+            inputs[batch] = rng.standard_normal((batch, *cfg.hw, cfg.in_channels)).astype(np.float32)
+        return vit_predict(params, inputs[batch], cfg)
 
     return serve(train_step, infer_step, {"threads": parallel.num_threads(), "settings": parallel.configure(),
                                            "path": args.path}, base_rss=base_rss)
@@ -127,14 +131,15 @@ def _worker(args) -> int:
 
 def serve(train_step, infer_step, hello: dict, base_rss=None) -> int:
     """The worker protocol, one JSON object a line on stdin/stdout: says ``{"ready": true, **hello}``, then answers
-    ``train``/``infer`` (``steps`` timed calls: their times and the last loss), ``rss`` (max and base resident
-    set size) and ``quit``.  The vitnp worker and ``benchmarks/torch_worker.py`` both run it."""
+    ``train``/``infer`` (``steps`` timed calls: their times and the last loss; ``infer`` takes a ``batch`` size,
+    ``infer_step(batch)``), ``rss`` (max and base resident set size) and ``quit``.  The vitnp worker and
+    ``benchmarks/torch_worker.py`` both run it."""
     print(json.dumps({"ready": True, **hello}), flush=True)
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.get("cmd")
         if cmd in ("train", "infer"):
-            fn = train_step if cmd == "train" else infer_step
+            fn = train_step if cmd == "train" else functools.partial(infer_step, int(msg["batch"]))
             times, loss = [], None
             for _ in range(int(msg.get("steps", 1))):
                 t0 = time.perf_counter()
@@ -193,14 +198,21 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def _torch_attentions(args) -> list:
+    """The PyTorch sides to run: SDPA first (the baseline of the ratios), then the explicit variant."""
+    return {"both": ["sdpa", "explicit"], "sdpa": ["sdpa"], "explicit": ["explicit"]}[args.torch_attention]
+
+
 def _start_workers(cfg, args, threads, log):
+    """{side name: worker} (vitnp, vitnp-reference, pytorch-sdpa, pytorch-explicit) and why torch is missing."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))        # torch reads it at import; set_num_threads too
     common = ["--config", json.dumps(cfg.to_dict()), "--batch-size", str(args.batch_size),
               "--threads", str(threads), "--seed", "0"]
-    vit = _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "fast"] + common, env=env)
-    ref = (_Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "reference"] + common, env=env)
-           if args.reference else None)
-    torch_proc, why = None, ""
+    workers = {"vitnp": _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "fast"] + common, env=env)}
+    if args.reference:
+        workers["vitnp-reference"] = _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "reference"]
+                                              + common, env=env)
+    why = ""
     worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
     if args.no_torch:
         why = "--no-torch given"
@@ -209,69 +221,87 @@ def _start_workers(cfg, args, threads, log):
     elif not worker.is_file():
         why = f"the worker script {worker} is missing"
     else:
-        try:
-            torch_proc = _Process([sys.executable, str(worker)] + common + ["--attention", args.torch_attention],
-                                  env=env)
-        except RuntimeError as e:
-            why = str(e)
-    if torch_proc is None:
+        for attention in _torch_attentions(args):
+            try:
+                workers[f"pytorch-{attention}"] = _Process([sys.executable, str(worker)] + common
+                                                           + ["--attention", attention], env=env)
+            except RuntimeError as e:
+                why = str(e)
+                break
+    if why:
         log(f"  PyTorch not available ({why}): vitnp only")
-    return vit, ref, torch_proc, why
+    return workers, why
 
 
-def _alternate(workers, cmd, rounds, steps, warmup):
+def _alternate(workers, cmd, rounds, steps, warmup, **msg):
     """Rounds of `steps` timed steps per worker, one worker after the other; returns name -> times."""
     times = {name: [] for name in workers}
     for name, w in workers.items():
-        w.ask(cmd=cmd, steps=warmup)
+        w.ask(cmd=cmd, steps=warmup, **msg)
     for _ in range(rounds):
         for name, w in workers.items():
-            times[name] += w.ask(cmd=cmd, steps=steps)["times"]
+            times[name] += w.ask(cmd=cmd, steps=steps, **msg)["times"]
     return times
 
 
 def bench_config(name, args, threads, peak, log) -> dict:
-    """Train and inference throughput of one configuration, vitnp and (if present) torch, alternating."""
+    """Train and inference throughput of one configuration, vitnp and (if present) torch, alternating.
+
+    Inference is timed at three batch sizes: the training batch, the evaluation batch of the CLI
+    (``--eval-batch-size``, 500 as ``HParams.eval_batch_size``) and 1 (latency).  Peak memory (max RSS) is read
+    after the training rounds and again at the end.
+    """
     from . import ViTConfig
     cfg = ViTConfig(**CONFIGS[name])
     steps = args.steps or DEFAULT_STEPS[name]
     log(f"[{name}] {cfg.num_tokens} tokens, D={cfg.dim}, depth {cfg.depth}, heads {cfg.heads}, MLP {cfg.mlp_dim}; "
         f"{args.rounds} rounds × {steps} steps per side")
-    vit, ref, torch_proc, why = _start_workers(cfg, args, threads, log)
-    workers = {"vitnp": vit}
-    if ref is not None:
-        workers["vitnp-reference"] = ref
-    if torch_proc is not None:
-        workers["pytorch"] = torch_proc
+    workers, why = _start_workers(cfg, args, threads, log)
+    eval_batch = args.eval_batch_size
+    eval_steps = max(1, round(steps * args.batch_size / eval_batch))
     try:
         train = _alternate(workers, "train", args.rounds, steps, warmup=2)
-        infer = _alternate(workers, "infer", args.rounds, steps, warmup=1)
+        rss_train = {k: w.ask(cmd="rss") for k, w in workers.items()}
+        infer = _alternate(workers, "infer", args.rounds, steps, warmup=1, batch=args.batch_size)
+        infer_eval = _alternate(workers, "infer", args.rounds, eval_steps, warmup=1, batch=eval_batch)
+        latency = _alternate(workers, "infer", args.rounds, 20, warmup=5, batch=1)
         rss = {k: w.ask(cmd="rss") for k, w in workers.items()}
     finally:
         for w in workers.values():
             w.close()
     flops_train = matmul_flops(cfg, args.batch_size, train=True)
     flops_infer = matmul_flops(cfg, args.batch_size, train=False)
-    out = {"config": name, "cfg": cfg.to_dict(), "batch_size": args.batch_size, "steps_per_round": steps,
-           "rounds": args.rounds, "gflop_train_step": flops_train / 1e9, "gflop_infer_step": flops_infer / 1e9,
-           "torch_missing_reason": why or None, "torch_attention": args.torch_attention, "sides": {}}
+    out = {"config": name, "cfg": cfg.to_dict(), "batch_size": args.batch_size, "eval_batch_size": eval_batch,
+           "steps_per_round": steps, "rounds": args.rounds, "gflop_train_step": flops_train / 1e9,
+           "gflop_infer_step": flops_infer / 1e9, "torch_missing_reason": why or None, "sides": {}}
     for k in workers:
         t_train, t_infer = statistics.median(train[k]), statistics.median(infer[k])
+        t_eval, t_one = statistics.median(infer_eval[k]), statistics.median(latency[k])
         out["sides"][k] = {
             "train_step_s": t_train, "train_img_s": args.batch_size / t_train,
             "train_gflops": flops_train / t_train / 1e9, "train_pct_peak": 100 * flops_train / t_train / 1e9 / peak,
             "infer_step_s": t_infer, "infer_img_s": args.batch_size / t_infer,
-            "train_times": train[k], "infer_times": infer[k],
+            "infer_eval_step_s": t_eval, "infer_eval_img_s": eval_batch / t_eval, "latency_s": t_one,
+            "train_times": train[k], "infer_times": infer[k], "infer_eval_times": infer_eval[k],
+            "latency_times": latency[k],
+            "train_max_rss_bytes": rss_train[k]["max_rss_bytes"],
             "max_rss_bytes": rss[k]["max_rss_bytes"], "base_rss_bytes": rss[k].get("base_rss_bytes"),
         }
-    if "pytorch" in out["sides"]:
-        v, t = out["sides"]["vitnp"], out["sides"]["pytorch"]
-        out["train_ratio"] = t["train_step_s"] / v["train_step_s"]
-        out["infer_ratio"] = t["infer_step_s"] / v["infer_step_s"]
+    v = out["sides"]["vitnp"]
+    for k, t in out["sides"].items():
+        if k.startswith("pytorch") or k == "vitnp-reference":
+            t["ratios"] = {"train": t["train_step_s"] / v["train_step_s"], "infer": t["infer_step_s"] / v["infer_step_s"],
+                           "infer_eval": t["infer_eval_step_s"] / v["infer_eval_step_s"],
+                           "latency": t["latency_s"] / v["latency_s"]}
+    baseline = next((k for k in ("pytorch-sdpa", "pytorch-explicit") if k in out["sides"]), None)
+    if baseline:
+        out["baseline"] = baseline
+        out["train_ratio"] = out["sides"][baseline]["ratios"]["train"]
+        out["infer_ratio"] = out["sides"][baseline]["ratios"]["infer"]
+        out["infer_eval_ratio"] = out["sides"][baseline]["ratios"]["infer_eval"]
     if "vitnp-reference" in out["sides"]:
-        v, r = out["sides"]["vitnp"], out["sides"]["vitnp-reference"]
-        out["fast_over_reference_train"] = r["train_step_s"] / v["train_step_s"]
-        out["fast_over_reference_infer"] = r["infer_step_s"] / v["infer_step_s"]
+        r = out["sides"]["vitnp-reference"]["ratios"]
+        out["fast_over_reference_train"], out["fast_over_reference_infer"] = r["train"], r["infer"]
     return out
 
 
@@ -295,25 +325,30 @@ def _machine(threads) -> dict:
     from .fast import parallel
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "numpy": np.__version__,
-            "blas_thread_control": parallel.configure()["blas_control"],
+            "blas_thread_control": parallel.configure()["blas_control"], "blas": blas_info(),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def format_table(results, peak) -> str:
-    """The results as a fixed-width text table."""
-    head = (f"{'config':<8} {'side':<16} {'train img/s':>11} {'ratio':>6} {'GFLOP/s':>8} {'% peak':>7} "
-            f"{'infer img/s':>11} {'ratio':>6} {'peak RSS':>9}")
+    """The results as a fixed-width text table.  On every row but vitnp's, "×" is vitnp's speed over that
+    row's (its time / vitnp's time): above 1.0 vitnp is faster."""
+    head = (f"{'config':<8} {'side':<17} {'train img/s':>11} {'×':>5} {'GFLOP/s':>8} {'% peak':>7} "
+            f"{'infer img/s':>11} {'×':>5} {'eval img/s':>10} {'×':>5} {'batch-1 ms':>10} {'×':>5} "
+            f"{'RSS train':>9} {'RSS max':>8}")
     lines = [head, "-" * len(head)]
+    fmt = lambda r: f"{r:.2f}" if r is not None else ""
     for r in results:
         for side, s in r["sides"].items():
-            ratio = r.get("train_ratio") if side == "vitnp" else None
-            iratio = r.get("infer_ratio") if side == "vitnp" else None
-            lines.append(f"{r['config']:<8} {side:<16} {s['train_img_s']:>11.1f} "
-                         f"{(f'{ratio:.2f}' if ratio else ''):>6} {s['train_gflops']:>8.1f} "
-                         f"{s['train_pct_peak']:>6.1f}% {s['infer_img_s']:>11.1f} "
-                         f"{(f'{iratio:.2f}' if iratio else ''):>6} {s['max_rss_bytes'] / 2**20:>6.0f} MiB")
-    lines.append(f"ratio = vitnp (the fast path) / PyTorch throughput (same threads, alternating rounds, medians); "
-                 f"peak = {peak:.1f} GFLOP/s (NumPy float32 matmul, this run)")
+            q = s.get("ratios", {})
+            lines.append(f"{r['config']:<8} {side:<17} {s['train_img_s']:>11.1f} {fmt(q.get('train')):>5} "
+                         f"{s['train_gflops']:>8.1f} {s['train_pct_peak']:>6.1f}% {s['infer_img_s']:>11.1f} "
+                         f"{fmt(q.get('infer')):>5} {s['infer_eval_img_s']:>10.1f} {fmt(q.get('infer_eval')):>5} "
+                         f"{1e3 * s['latency_s']:>10.2f} {fmt(q.get('latency')):>5} "
+                         f"{s['train_max_rss_bytes'] / 2**20:>5.0f} MiB {s['max_rss_bytes'] / 2**20:>4.0f} MiB")
+    r0 = results[0]
+    lines.append(f"× = vitnp's speed / this side's (same threads, alternating rounds, medians); infer at batch "
+                 f"{r0['batch_size']}, eval at batch {r0['eval_batch_size']}; peak = {peak:.1f} GFLOP/s (NumPy "
+                 f"float32 matmul, this run); RSS = max resident memory after the training rounds / at the end")
     for r in results:
         if "fast_over_reference_train" in r:
             lines.append(f"{r['config']}: fast path / reference path: training {r['fast_over_reference_train']:.2f}×, "
@@ -321,12 +356,44 @@ def format_table(results, peak) -> str:
     return "\n".join(lines)
 
 
+def blas_info() -> dict:
+    """NumPy's BLAS: library, version, kernel (the core type it runs) and threads, from threadpoolctl when it
+    is installed, else from OpenBLAS's own ``openblas_get_config``/``openblas_get_corename`` (ctypes)."""
+    try:
+        from threadpoolctl import threadpool_info
+        for lib in threadpool_info():
+            if lib.get("user_api") == "blas":
+                return {"library": lib.get("internal_api"), "version": lib.get("version"),
+                        "kernel": lib.get("architecture"), "threads": lib.get("num_threads"),
+                        "threading_layer": lib.get("threading_layer"), "source": "threadpoolctl"}
+    except ImportError:
+        pass
+    from .fast import parallel
+    fns = parallel._blas_functions()
+    if fns is None:
+        return {"library": "unknown (not OpenBLAS, or not found)", "source": "none"}
+    import ctypes
+    lib = parallel._blas_lib
+    out = {"library": "openblas", "threads": fns[0](), "source": "ctypes"}
+    for key, names in (("version", ("scipy_openblas_get_config64_", "openblas_get_config64_", "openblas_get_config")),
+                       ("kernel", ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                                   "openblas_get_corename"))):
+        for n in names:
+            fn = getattr(lib, n, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                out[key] = fn().decode(errors="replace")
+                break
+    return out
+
+
 def run(args) -> int:
     """The ``bench`` command."""
     from .fast import parallel
     names = list(CONFIGS) if args.config == "all" else [args.config]
-    if args.batch_size < 1 or (args.steps is not None and args.steps < 1) or args.rounds < 1:
-        print("error: --batch-size, --steps and --rounds must be positive", file=sys.stderr)
+    if (args.batch_size < 1 or (args.steps is not None and args.steps < 1) or args.rounds < 1
+            or args.eval_batch_size < 1):
+        print("error: --batch-size, --eval-batch-size, --steps and --rounds must be positive", file=sys.stderr)
         return 2
     if args.threads is not None:
         if args.threads < 1:
@@ -348,8 +415,12 @@ def run(args) -> int:
     if args.ops:
         from .bench_ops import run_ops
         return run_ops(args, machine, log)
-    log(f"machine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}; "
-        f"threads {threads}; NumPy {machine['numpy']}")
+    if args.profile:
+        from .bench_profile import run_profile
+        return run_profile(args, machine, log)
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}; "
+          f"threads {threads}; NumPy {machine['numpy']}; BLAS {machine['blas'].get('library')} "
+          f"{machine['blas'].get('version', '?')}, kernel {machine['blas'].get('kernel', '?')}")
     peak = matmul_peak(threads)
     log(f"float32 matmul peak: {peak['gflops']:.1f} GFLOP/s "
         f"({', '.join(f'{n}: {g:.1f}' for n, g in peak['by_size'].items())})")
@@ -360,12 +431,18 @@ def run(args) -> int:
     if grad:
         print(f"gradient-check suite: {grad['seconds']:.1f} s, {'passed' if grad['passed'] else 'FAILED'}")
     for r in results:
+        v = r["sides"]["vitnp"]
+        mem = f"peak memory {v['train_max_rss_bytes'] / 2**30:.2f} GiB training, {v['max_rss_bytes'] / 2**30:.2f} GiB in all"
         if "train_ratio" in r:
-            v = r["sides"]["vitnp"]
-            print(f"{r['config']}: train ratio {r['train_ratio']:.2f} ({'≥' if r['train_ratio'] >= 1 else '<'} 1.0), "
-                  f"{v['train_pct_peak']:.0f}% of peak, peak memory {v['max_rss_bytes'] / 2**30:.2f} GiB")
+            mark = lambda x: f"{x:.2f} ({'≥' if x >= 1 else '<'} 1.0)"
+            t = r["sides"][r["baseline"]]
+            print(f"{r['config']}: against {r['baseline']}: training {mark(r['train_ratio'])}, inference "
+                  f"{mark(r['infer_ratio'])} at batch {r['batch_size']}, {mark(r['infer_eval_ratio'])} at batch "
+                  f"{r['eval_batch_size']}; batch-1 latency {1e3 * v['latency_s']:.2f} ms (PyTorch "
+                  f"{1e3 * t['latency_s']:.2f} ms); {v['train_pct_peak']:.0f}% of peak; {mem}")
         else:
-            print(f"{r['config']}: PyTorch was not available ({r['torch_missing_reason']})")
+            print(f"{r['config']}: PyTorch was not available ({r['torch_missing_reason']}); "
+                  f"{v['train_pct_peak']:.0f}% of peak; {mem}")
     if args.json:
         _write_json(args.json, {"machine": machine, "peak": peak, "results": results, "gradcheck": grad})
     return 0 if grad is None or grad["passed"] else 1
@@ -388,13 +465,20 @@ def add_arguments(p: argparse.ArgumentParser):
                         "one per core unless OPENBLAS_NUM_THREADS says otherwise)")
     p.add_argument("--no-torch", action="store_true", help="measure vitnp only")
     p.add_argument("--torch-worker", default=None, help=f"path of the PyTorch worker (default {TORCH_WORKER})")
-    p.add_argument("--torch-attention", choices=("explicit", "sdpa"), default="explicit",
-                   help="PyTorch attention: explicit softmax(q kᵀ/√D_h) v with the weights materialised, as vitnp "
-                        "(default), or F.scaled_dot_product_attention")
+    p.add_argument("--torch-attention", choices=("both", "sdpa", "explicit"), default="both",
+                   help="PyTorch sides: F.scaled_dot_product_attention (the baseline of the ratios), explicit "
+                        "softmax(q kᵀ/√D_h) v with the weights materialised as vitnp does, or both (default); "
+                        "--profile uses sdpa for 'both'")
+    p.add_argument("--eval-batch-size", type=int, default=500,
+                   help="inference is also timed at this batch size (default 500, the CLI's evaluation batch) "
+                        "and at batch 1 (latency)")
     p.add_argument("--reference", action="store_true",
                    help="also time the clear reference model (vitnp.model) as a third side, in the same rounds")
     p.add_argument("--ops", action="store_true",
                    help="instead: time each fast op against its reference twin (forward + backward, base28 shapes)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: per-op time of one training step and one inference pass on one thread, vitnp "
+                        "next to PyTorch's profiler (Markdown tables)")
     p.add_argument("--no-gradcheck", action="store_true", help="do not time the gradient-check suite")
     p.add_argument("--json", default=None, metavar="PATH", help="also write every number to this JSON file")
     p.add_argument("--quiet", action="store_true", help="print only the table")

@@ -88,7 +88,7 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
     ValueError   images not of the model's (H, W, C); as many labels as images needed; labels outside
                  0 … K−1 (:func:`vitnp.data.check_images`); batch_size < 1.
     """
-    forward = model_spec(cfg, reference=reference).forward
+    predict = model_spec(cfg, reference=reference).predict
     mean = MEAN if mean is None else mean
     std = STD if std is None else std
     K = cfg.num_classes
@@ -104,7 +104,7 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
         bar = tqdm(total=len(labels), unit="img", desc=desc, leave=False, file=sys.stderr)
     for i, x in enumerate(_batches_of_inputs(images, batch_size, mean, std, cfg.np_dtype)):
         y = labels[i * batch_size:(i + 1) * batch_size]
-        logits, _ = forward(params, x, cfg, train=False)                     # (B, K)
+        logits = predict(params, x, cfg)                                     # (B, K), dropout off
         loss_sum += cross_entropy_sum(logits, y)
         preds[i * batch_size:i * batch_size + len(y)] = logits.argmax(1)
         if bar is not None:
@@ -125,10 +125,10 @@ def evaluate_arrays(params, cfg, images, labels, *, batch_size=500, mean=None, s
 def predict_proba(params, cfg, x, batch_size=500, *, reference=False):
     """Softmax probabilities (B, K), float64, of normalised float images x (B, H, W, C), dropout off (ViT or
     CNN; ``reference``: the ViT's reference model instead of the fast path)."""
-    forward = model_spec(cfg, reference=reference).forward
+    predict = model_spec(cfg, reference=reference).predict
     out = []
     for i in range(0, len(x), batch_size):
-        logits, _ = forward(params, x[i:i + batch_size], cfg, train=False)           # (b, K)
+        logits = predict(params, x[i:i + batch_size], cfg)                           # (b, K), dropout off
         out.append(np.exp(log_softmax(logits.astype(np.float64))))
     return np.concatenate(out)
 

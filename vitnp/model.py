@@ -61,6 +61,15 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
     ### END SOLUTION
 
 
+def vit_predict(params, x, cfg: ViTConfig, *, attn_mask=None):
+    """Logits (B, K) of a batch of images with dropout off: ``vit_forward(params, x, cfg)[0]``.
+
+    What evaluation and prediction call.  Here it is the forward pass with its cache thrown away; the fast
+    path's :func:`vitnp.fast.model.vit_predict` keeps no cache in the first place.
+    """
+    return vit_forward(params, x, cfg, attn_mask=attn_mask)[0]
+
+
 def vit_backward(dlogits, cache, *, input_grad=False):
     """Gradients of every parameter from ∂loss/∂logits (B, K); same keys and shapes as the params.
 

@@ -6,8 +6,9 @@ to build, run and check one kind of model, and :func:`model_spec` finds the row 
 ======  ===================================  =================================================================
 kind    config                               forward / backward
 ======  ===================================  =================================================================
-``vit`` :class:`~vitnp.config.ViTConfig`    :func:`vitnp.fast.vit_forward` / ``vit_backward`` (Eq 1–4); with
-                                             ``reference=True`` the clear :func:`vitnp.model.vit_forward`
+``vit`` :class:`~vitnp.config.ViTConfig`    :func:`vitnp.fast.vit_forward` / ``vit_backward`` (Eq 1–4) and
+                                             ``vit_predict`` (inference); with ``reference=True`` the clear
+                                             :func:`vitnp.model.vit_forward`
 ``cnn`` :class:`~vitnp.cnn.CNNConfig`       :func:`vitnp.cnn.cnn_forward` / ``cnn_backward`` (the baseline)
 ======  ===================================  =================================================================
 
@@ -41,6 +42,7 @@ class ModelSpec:
     forward : (params, x, cfg, *, train, rng) -> (logits (B, K), cache)
     backward : (dlogits (B, K), cache) -> grads          same names and shapes as params
     check : (params, cfg) -> None                        raises a clear error when params do not fit cfg
+    predict : (params, x, cfg) -> logits (B, K)          dropout off, no cache kept (evaluation, prediction)
     """
 
     kind: str
@@ -50,6 +52,7 @@ class ModelSpec:
     forward: Callable
     backward: Callable
     check: Callable
+    predict: Callable
 
     def count(self, cfg) -> int:
         """Number of trainable scalars."""
@@ -58,9 +61,10 @@ class ModelSpec:
 
 MODELS = {
     "vit": ModelSpec("vit", ViTConfig, param_shapes, lambda cfg, seed: init_params(cfg, seed=seed),
-                     fast.vit_forward, fast.vit_backward, check_params),
+                     fast.vit_forward, fast.vit_backward, check_params, fast.vit_predict),
     "cnn": ModelSpec("cnn", CNNConfig, cnn_param_shapes, lambda cfg, seed: init_cnn_params(seed, cfg=cfg),
-                     cnn_forward, cnn_backward, check_cnn_params),
+                     cnn_forward, cnn_backward, check_cnn_params,
+                     lambda params, x, cfg: cnn_forward(params, x, cfg, train=False)[0]),
 }
 
 
@@ -81,7 +85,8 @@ def model_spec(cfg_or_kind, reference: bool = False) -> ModelSpec:
                             f"got {type(cfg_or_kind).__name__}")
         spec = found[0]
     if reference and spec.kind == "vit":
-        spec = dataclasses.replace(spec, forward=model.vit_forward, backward=model.vit_backward)
+        spec = dataclasses.replace(spec, forward=model.vit_forward, backward=model.vit_backward,
+                                   predict=model.vit_predict)
     return spec
 
 

@@ -17,6 +17,6 @@ module                   what differs from the reference
 ``fast.gelu``            cache-sized blocks with scratch buffers; the forward caches dGELU/dx
 =======================  ==========================================================================
 """
-from .model import vit_backward, vit_forward
+from .model import vit_backward, vit_forward, vit_predict
 
-__all__ = ["vit_forward", "vit_backward"]
+__all__ = ["vit_forward", "vit_backward", "vit_predict"]

@@ -16,8 +16,12 @@ from .linear import linear_backward, linear_forward
 
 
 def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, attention_dropout=0.0,
-                          mask=None, rng=None, train=False):
-    """One encoder block, as :func:`vitnp.ops.block.encoder_block_forward`: returns z (B, T, D), A, cache."""
+                          mask=None, rng=None, train=False, keep_cache=True):
+    """One encoder block, as :func:`vitnp.ops.block.encoder_block_forward`: returns z (B, T, D), A, cache.
+
+    keep_cache : keyword of the fast path only; False (inference) returns (z, None, None): GELU skips its
+        derivative and the block's activations are freed as soon as it returns.
+    """
     drop = train and dropout > 0.0
     c = {}
     a, c["ln1"] = layernorm_forward(z, p["ln1.gamma"], p["ln1.beta"], eps)
@@ -28,14 +32,14 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
     a += z                                                           # z′ = MSA(LN(z)) + z, in MSA's array
     h, c["ln2"] = layernorm_forward(a, p["ln2.gamma"], p["ln2.beta"], eps)
     h, c["fc1"] = linear_forward(h, p["mlp.W1"], p["mlp.b1"])        # (B, T, M)
-    h, c["gelu"] = gelu_forward(h, gelu)
+    h, c["gelu"] = gelu_forward(h, gelu, derivative=keep_cache)
     if drop:
         h, c["drop_hidden"] = dropout_forward(h, dropout, rng, train)
     m, c["fc2"] = linear_forward(h, p["mlp.W2"], p["mlp.b2"])        # (B, T, D)
     if drop:
         m, c["drop_mlp"] = dropout_forward(m, dropout, rng, train)
     m += a                                                           # z = MLP(LN(z′)) + z′
-    return m, A, c
+    return (m, A, c) if keep_cache else (m, None, None)
 
 
 def encoder_block_backward(dout, cache):
@@ -56,7 +60,14 @@ def encoder_block_backward(dout, cache):
 
 
 def encoder_forward(z, blocks, heads, **kwargs):
-    """z_L from z₀ through the L blocks; returns z_L, the L attention maps and the L caches."""
+    """z_L from z₀ through the L blocks; returns z_L, the L attention maps and the L caches.
+
+    With ``keep_cache=False`` (inference, fast path only) returns z_L alone.
+    """
+    if not kwargs.get("keep_cache", True):
+        for p in blocks:
+            z = encoder_block_forward(z, p, heads, **kwargs)[0]
+        return z
     steps = []
     for p in blocks:
         z, A, c = encoder_block_forward(z, p, heads, **kwargs)

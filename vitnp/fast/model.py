@@ -54,6 +54,29 @@ def vit_forward(params, x, cfg, *, train=False, rng=None, attn_mask=None):
     return logits, {"cfg": cfg, "attention": attention, "shards": [(s, c) for s, (_, c) in zip(shards, results)]}
 
 
+def vit_predict(params, x, cfg, *, attn_mask=None):
+    """Logits (B, K) of a batch of images with dropout off, as :func:`vitnp.model.vit_predict`.
+
+    The inference path: the same numbers as ``vit_forward(params, x, cfg)[0]``, but no block keeps a
+    cache for a backward pass (each block's activations are freed when it returns, so memory does not grow
+    with the depth), GELU skips its derivative, and no attention maps are collected.
+    """
+    x, _, attn_mask = check_inputs(params, x, cfg, False, None, attn_mask)
+    parallel.tune_malloc()
+    B = x.shape[0]
+    per_image_mask = attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1
+    blocks = block_params(params, cfg)
+
+    def run(s):
+        z, _ = embed_forward(params, x[s], cfg)
+        z = encoder_forward(z, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps,
+                            mask=attn_mask[s] if per_image_mask else attn_mask, keep_cache=False)
+        return head_forward(params, z, cfg)[0]
+
+    logits = parallel.run_shards(run, parallel.shard_slices(B, cfg.num_tokens))
+    return logits[0] if len(logits) == 1 else np.concatenate(logits)
+
+
 def vit_backward(dlogits, cache, *, input_grad=False):
     """Gradients of every parameter from ∂loss/∂logits (B, K); as :func:`vitnp.vit_backward`.
 

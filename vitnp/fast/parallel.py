@@ -52,6 +52,7 @@ _SHARDS_PER_THREAD = 2             # more shards than threads: a thread that fin
 _settings = {"threads": None, "malloc_tuning": None, "min_rows": _MIN_ROWS, "shards_per_thread": _SHARDS_PER_THREAD}
 _pool = None                        # ThreadPoolExecutor, made on first use
 _blas = None                        # (get, set) ctypes functions, False if not found
+_blas_lib = None                    # the ctypes.CDLL of that OpenBLAS (bench reads its version and kernel)
 _malloc_done = False
 
 
@@ -144,7 +145,7 @@ def run_shards(fn, items) -> list:
 # ---- BLAS threads ----------------------------------------------------------------------------------
 def _blas_functions():
     """(get_num_threads, set_num_threads) of the OpenBLAS inside this NumPy, or None."""
-    global _blas
+    global _blas, _blas_lib
     if _blas is None:
         _blas = False
         try:
@@ -163,7 +164,7 @@ def _blas_functions():
                 set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
                 if get is not None and set_ is not None:
                     get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                    _blas = (get, set_)
+                    _blas, _blas_lib = (get, set_), lib
                     break
             if _blas:
                 break
