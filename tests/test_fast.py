@@ -654,3 +654,16 @@ def test_torch_worker_profile_rows():
         assert prof["train"]["linear (GEMM + bias)"] > 0 and prof["train"]["gelu"] > 0
         assert prof["train"]["AdamW"] > 0 and prof["infer"]["AdamW"] == 0
         assert prof["infer"]["attention (q kᵀ, A v)"] > 0 and prof["train_ms"] > prof["infer_ms"] > 0
+
+
+def test_blas_info_with_and_without_threadpoolctl(monkeypatch):
+    """The bench names NumPy's BLAS: through threadpoolctl, or without it through OpenBLAS's own functions."""
+    import sys
+    if not parallel.configure()["blas_control"]:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS vitnp can find")
+    with_tp = parallel.blas_info()
+    assert with_tp["library"] == "openblas" and with_tp["kernel"]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)              # import fails: the ctypes route
+    without = parallel.blas_info()
+    assert without["source"] == "ctypes" and without["library"] == "openblas"
+    assert without["kernel"] and "OpenBLAS" in without["version"] and without["threads"] >= 1

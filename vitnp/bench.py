@@ -325,7 +325,7 @@ def _machine(threads) -> dict:
     from .fast import parallel
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "numpy": np.__version__,
-            "blas_thread_control": parallel.configure()["blas_control"], "blas": blas_info(),
+            "blas_thread_control": parallel.configure()["blas_control"], "blas": parallel.blas_info(),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
@@ -354,37 +354,6 @@ def format_table(results, peak) -> str:
             lines.append(f"{r['config']}: fast path / reference path: training {r['fast_over_reference_train']:.2f}×, "
                          f"inference {r['fast_over_reference_infer']:.2f}×")
     return "\n".join(lines)
-
-
-def blas_info() -> dict:
-    """NumPy's BLAS: library, version, kernel (the core type it runs) and threads, from threadpoolctl when it
-    is installed, else from OpenBLAS's own ``openblas_get_config``/``openblas_get_corename`` (ctypes)."""
-    try:
-        from threadpoolctl import threadpool_info
-        for lib in threadpool_info():
-            if lib.get("user_api") == "blas":
-                return {"library": lib.get("internal_api"), "version": lib.get("version"),
-                        "kernel": lib.get("architecture"), "threads": lib.get("num_threads"),
-                        "threading_layer": lib.get("threading_layer"), "source": "threadpoolctl"}
-    except ImportError:
-        pass
-    from .fast import parallel
-    fns = parallel._blas_functions()
-    if fns is None:
-        return {"library": "unknown (not OpenBLAS, or not found)", "source": "none"}
-    import ctypes
-    lib = parallel._blas_lib
-    out = {"library": "openblas", "threads": fns[0](), "source": "ctypes"}
-    for key, names in (("version", ("scipy_openblas_get_config64_", "openblas_get_config64_", "openblas_get_config")),
-                       ("kernel", ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
-                                   "openblas_get_corename"))):
-        for n in names:
-            fn = getattr(lib, n, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                out[key] = fn().decode(errors="replace")
-                break
-    return out
 
 
 def run(args) -> int:
@@ -417,7 +386,9 @@ def run(args) -> int:
         return run_ops(args, machine, log)
     if args.profile:
         from .bench_profile import run_profile
-        return run_profile(args, machine, log)
+        worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
+        use_torch = not args.no_torch and _torch_available() and worker.is_file()
+        return run_profile(args, machine, log, CONFIGS, worker if use_torch else None)
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}; "
           f"threads {threads}; NumPy {machine['numpy']}; BLAS {machine['blas'].get('library')} "
           f"{machine['blas'].get('version', '?')}, kernel {machine['blas'].get('kernel', '?')}")

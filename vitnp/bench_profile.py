@@ -175,21 +175,21 @@ def format_profile(name, batch, vit, torch_side, attention) -> str:
     return "\n".join(lines)
 
 
-def run_profile(args, machine, log) -> int:
-    """The ``bench --profile`` command: both configurations (or ``--config``), one thread, Markdown tables."""
+def run_profile(args, machine, log, configs, worker) -> int:
+    """The ``bench --profile`` command: both configurations (or ``--config``), one thread, Markdown tables.
+
+    configs : {name: ViTConfig fields} (vitnp.bench.CONFIGS); worker : path of the torch worker, None for
+    vitnp only."""
     from . import ViTConfig
-    from .bench import CONFIGS, TORCH_WORKER, _torch_available
     from .atomic import write_text
-    from pathlib import Path
-    names = list(CONFIGS) if args.config == "all" else [args.config]
-    worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
-    use_torch = not args.no_torch and _torch_available() and worker.is_file()
+    names = list(configs) if args.config == "all" else [args.config]
+    use_torch = worker is not None
     steps = args.steps or 3
     attention = "explicit" if args.torch_attention == "explicit" else "sdpa"
     results = {}
     print(f"CPU: {machine['cpu']}; one thread; batch {args.batch_size}; medians of {steps} steps\n")
     for name in names:
-        cfg = ViTConfig(**CONFIGS[name])
+        cfg = ViTConfig(**configs[name])
         log(f"[{name}] profiling vitnp …")
         vit = profile_vitnp(cfg, args.batch_size, steps)
         torch_side = None

@@ -44,7 +44,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["configure", "num_threads", "layout", "shard_slices", "run_shards", "blas_threads", "set_blas_threads",
-           "tune_malloc"]
+           "blas_info", "tune_malloc"]
 
 _MIN_ROWS = 1024                    # token rows (images × T) below which a shard is not worth a thread
 _lock = threading.Lock()
@@ -169,6 +169,35 @@ def _blas_functions():
             if _blas:
                 break
     return _blas or None
+
+
+def blas_info() -> dict:
+    """NumPy's BLAS: library, version, kernel (the core type it runs) and threads, from threadpoolctl when it
+    is installed, else from OpenBLAS's own ``openblas_get_config``/``openblas_get_corename`` (ctypes)."""
+    try:
+        from threadpoolctl import threadpool_info
+        for lib in threadpool_info():
+            if lib.get("user_api") == "blas":
+                return {"library": lib.get("internal_api"), "version": lib.get("version"),
+                        "kernel": lib.get("architecture"), "threads": lib.get("num_threads"),
+                        "threading_layer": lib.get("threading_layer"), "source": "threadpoolctl"}
+    except ImportError:
+        pass
+    fns = _blas_functions()
+    if fns is None:
+        return {"library": "unknown (not OpenBLAS, or not found)", "source": "none"}
+    lib = _blas_lib
+    out = {"library": "openblas", "threads": fns[0](), "source": "ctypes"}
+    for key, names in (("version", ("scipy_openblas_get_config64_", "openblas_get_config64_", "openblas_get_config")),
+                       ("kernel", ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                                   "openblas_get_corename"))):
+        for n in names:
+            fn = getattr(lib, n, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                out[key] = fn().decode(errors="replace")
+                break
+    return out
 
 
 _blas_users = []                    # [(n, count before the first of them)] while blas_threads blocks are open
