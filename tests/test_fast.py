@@ -627,17 +627,20 @@ def test_bench_profile_without_torch(tmp_path, monkeypatch, capsys):
     takes what no wrapped op took), the wrapped functions are restored afterwards, JSON is written."""
     from vitnp import bench
     from vitnp.bench_profile import ROWS
-    before = (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward)
+    import vitnp.fast.ln_linear
+    before = (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward,
+              fast.ln_linear.normalize_forward)
     out_json = tmp_path / "profile.json"
     assert bench.main(["--profile", "--config", "small", "--batch-size", "4", "--steps", "1", "--no-torch",
                        "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "one training step" in text and "one inference pass" in text and "| gelu |" in text
-    assert (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward) == before
+    assert (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward,
+            fast.ln_linear.normalize_forward) == before
     prof = json.loads(out_json.read_text())["profile"]["small"]["vitnp"]
     for kind in ("train", "infer"):
         assert set(prof[kind]) == set(ROWS)
-        assert prof[kind]["gelu"] > 0 and prof[kind]["linear (GEMM + bias)"] > 0
+        assert all(prof[kind][row] > 0 for row in ROWS[:5])             # every op is seen, LN inside ln_linear too
         assert sum(prof[kind].values()) == pytest.approx(prof[f"{kind}_ms"], rel=0.2)
 
 
@@ -667,3 +670,26 @@ def test_blas_info_with_and_without_threadpoolctl(monkeypatch):
     without = parallel.blas_info()
     assert without["source"] == "ctypes" and without["library"] == "openblas"
     assert without["kernel"] and "OpenBLAS" in without["version"] and without["threads"] >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_ln_linear_equals_layernorm_then_linear(monkeypatch, dtype):
+    """LN(z) W + b with γ, β, b folded into one GEMM equals the reference LayerNorm then linear: output and
+    every gradient (dz, dγ, dβ, dW, db), over several row blocks (_ROWS = 5, 2·9 rows); keep_cache=False
+    gives the same output."""
+    import vitnp.fast.ln_linear as fl
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((2, 9, 6)) + 1.5).astype(dtype)
+    gamma, beta = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    W, b = rng.standard_normal((6, 11)).astype(dtype), rng.standard_normal(11).astype(dtype)
+    dy = rng.standard_normal((2, 9, 11)).astype(dtype)
+    monkeypatch.setattr(fast.layernorm, "_ROWS", 5)
+    h, c_ln = ops.layernorm.layernorm_forward(z, gamma, beta)
+    y, c_lin = ops.linear.linear_forward(h, W, b)
+    dh, dW, db = ops.linear.linear_backward(dy, c_lin)
+    dz, dgamma, dbeta = ops.layernorm.layernorm_backward(dh, c_ln)
+    got, cache = fl.ln_linear_forward(z, gamma, beta, W, b)
+    _assert_equal([got, fl.ln_linear_backward(dy, cache)], [y, (dz, dgamma, dbeta, dW, db)], dtype,
+                  "LN → linear, folded")
+    got2, none = fl.ln_linear_forward(z, gamma, beta, W, b, keep_cache=False)
+    assert none is None and np.array_equal(got, got2)

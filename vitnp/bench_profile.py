@@ -1,8 +1,9 @@
 """``python -m vitnp bench --profile``: where one training step and one inference pass spend their time, op by op,
 in vitnp's fast path and in PyTorch, on one thread.
 
-vitnp's side wraps the fast path's functions (``vitnp.fast.block``, ``.attention``, ``.model``) in timers that
-keep a stack, so each op's time is its own (the linear layers inside MSA count as "linear", not as MSA).
+vitnp's side wraps the fast path's functions (``vitnp.fast.block``, ``.attention``, ``.ln_linear``, ``.model``)
+in timers that keep a stack, so each op's time is its own (LayerNorm's normalisation inside the folded
+LN → linear op counts as "layernorm", the rest of that op, the GEMM with γ, β and b folded in, as "linear").
 PyTorch's side is ``torch.profiler`` on the same model in ``benchmarks/torch_worker.py`` (``--profile``): the
 self CPU time of each aten op, put in the same rows by :data:`TORCH_ROWS`.  Both run on one thread (BLAS and
 torch), so that the times add up to the step's wall time and no op hides behind another thread.  The AdamW
@@ -65,13 +66,13 @@ class OpTimer:
 @contextlib.contextmanager
 def _timed_fast_path(timer):
     """Within the block the fast path's ops are wrapped in ``timer``; the originals are restored after."""
-    from .fast import attention as fa, block as fb, model as fm
+    from .fast import attention as fa, block as fb, ln_linear as fl, model as fm
     targets = []
     for d in ("forward", "backward"):
-        targets += [(fb, f"linear_{d}", ROWS[0]), (fa, f"linear_{d}", ROWS[0]), (fa, f"attention_{d}", ROWS[1]),
-                    (fa, f"softmax_{d}", ROWS[2]), (fb, f"layernorm_{d}", ROWS[3]), (fb, f"gelu_{d}", ROWS[4]),
-                    (fm, f"embed_{d}", ROWS[6]), (fm, f"head_{d}", ROWS[6]),
-                    (fb, f"encoder_block_{d}", ROWS[7]), (fa, f"msa_{d}", ROWS[7])]
+        targets += [(fb, f"linear_{d}", ROWS[0]), (fb, f"ln_linear_{d}", ROWS[0]),   # GEMMs, bias, γ/β fold
+                    (fb, f"qkv_attention_{d}", ROWS[1]), (fa, f"attention_{d}", ROWS[1]),
+                    (fa, f"softmax_{d}", ROWS[2]), (fl, f"normalize_{d}", ROWS[3]), (fb, f"gelu_{d}", ROWS[4]),
+                    (fm, f"embed_{d}", ROWS[6]), (fm, f"head_{d}", ROWS[6]), (fb, f"encoder_block_{d}", ROWS[7])]
     saved = [(m, name, getattr(m, name)) for m, name, _ in targets]
     try:
         for m, name, label in targets:

@@ -57,7 +57,7 @@ def attention_backward(dout, cache, *, out=None):
     return dq, dk, dv
 
 
-def _scaled_qkv(U_qkv, U_qkv_bias, D, scale):
+def scaled_qkv(U_qkv, U_qkv_bias, D, scale):
     """U_qkv and its bias with the q columns multiplied by ``scale`` (copies; the parameters stay)."""
     W, b = U_qkv.copy(), U_qkv_bias.copy()
     W[:, :D] *= scale
@@ -65,32 +65,53 @@ def _scaled_qkv(U_qkv, U_qkv_bias, D, scale):
     return W, b
 
 
-def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
-                train=False):
-    """MSA(z), Eq 5–8, as :func:`vitnp.ops.attention.msa_forward`: returns out (B, T, D), A (B, k, T, T), cache."""
-    B, T, D = z.shape
-    Dh = D // heads
-    scale = 1.0 / math.sqrt(Dh)
-    W, b = _scaled_qkv(U_qkv, U_qkv_bias, D, scale)
-    qkv, c_qkv = linear_forward(z, W, b)                             # Eq 5: (B, T, 3D), q already scaled
+def qkv_attention_forward(qkv, heads, mask=None, dropout=0.0, rng=None, train=False):
+    """Eq 6–7 and Eq 8's concatenation from the fused, already scaled projection qkv (B, T, 3D):
+    returns o (B, T, D) (the heads side by side), A (B, k, T, T) and the cache."""
+    B, T, D3 = qkv.shape
+    D, Dh = D3 // 3, D3 // 3 // heads
     q, k, v = qkv.reshape(B, T, 3, heads, Dh).transpose(2, 0, 3, 1, 4)   # 3 × (B, k, T, D_h) views
     o = np.empty((B, T, heads, Dh), dtype=qkv.dtype)                 # heads side by side = Eq 8's concat
     _, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train, scale=1.0,
                                     out=o.transpose(0, 2, 1, 3))     # Eq 6–7
-    out, c_out = linear_forward(o.reshape(B, T, D), U_msa, U_msa_bias)   # Eq 8: (B, T, D)
-    return out, A, (c_qkv, c_att, c_out, heads, scale)
+    return o.reshape(B, T, D), A, (c_att, heads)
+
+
+def qkv_attention_backward(do, cache):
+    """dqkv (B, T, 3D) from do (B, T, D), for :func:`qkv_attention_forward`."""
+    c_att, heads = cache
+    B, T, D = do.shape
+    Dh = D // heads
+    dqkv = np.empty((B, T, 3, heads, Dh), dtype=do.dtype)            # dq, dk, dv land here, as qkv's layout
+    attention_backward(do.reshape(B, T, heads, Dh).transpose(0, 2, 1, 3), c_att,
+                       out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))
+    return dqkv.reshape(B, T, 3 * D)
+
+
+def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
+                train=False):
+    """MSA(z), Eq 5–8, as :func:`vitnp.ops.attention.msa_forward`: returns out (B, T, D), A (B, k, T, T), cache."""
+    D = z.shape[-1]
+    scale = 1.0 / math.sqrt(D // heads)
+    W, b = scaled_qkv(U_qkv, U_qkv_bias, D, scale)
+    qkv, c_qkv = linear_forward(z, W, b)                             # Eq 5: (B, T, 3D), q already scaled
+    o, A, c_att = qkv_attention_forward(qkv, heads, mask, dropout, rng, train)   # Eq 6–8's concat
+    out, c_out = linear_forward(o, U_msa, U_msa_bias)                # Eq 8: (B, T, D)
+    return out, A, (c_qkv, c_att, c_out, scale)
 
 
 def msa_backward(dout, cache):
     """Returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D), dU_msa_bias (D,)."""
-    c_qkv, c_att, c_out, heads, scale = cache
-    B, T, D = dout.shape
-    Dh = D // heads
+    c_qkv, c_att, c_out, scale = cache
+    D = dout.shape[-1]
     do, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = concat(o) U_msa + b
-    dqkv = np.empty((B, T, 3, heads, Dh), dtype=do.dtype)            # dq, dk, dv land here, as qkv's layout
-    attention_backward(do.reshape(B, T, heads, Dh).transpose(0, 2, 1, 3), c_att,
-                       out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))
-    dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv.reshape(B, T, 3 * D), c_qkv)   # through the scaled W
-    dU_qkv[:, :D] *= scale                                           # q = z (s U_q): ∂/∂U_q = s ∂/∂(s U_q)
-    dU_qkv_bias[:D] *= scale
+    dqkv = qkv_attention_backward(do, c_att)
+    dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv, c_qkv)           # through the scaled W
+    unscale_qkv_grads(dU_qkv, dU_qkv_bias, D, scale)
     return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias
+
+
+def unscale_qkv_grads(dW, db, D, scale):
+    """Gradients for U_qkv from those for its scaled copy, in place: q = z (s U_q), so ∂/∂U_q = s ∂/∂(s U_q)."""
+    dW[:, :D] *= scale
+    db[:D] *= scale

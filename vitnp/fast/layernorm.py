@@ -1,11 +1,11 @@
 """Same math as :mod:`vitnp.ops.layernorm`; differs by: the rows are processed in blocks of ``_ROWS`` rows, so
-every pass after the first reads data that is still in the core's L2 cache instead of main memory; row
-means are matrix-vector products (BLAS); row sums of squares and of products are ``einsum`` dot products
-with no (…, D) temporary; x̂ and the backward's dx̂ are written once and updated in place.
+every pass after the first reads data that is still in the core's L2 cache; row means are matrix-vector
+products (BLAS); row sums of squares and of products are ``einsum`` dot products with no (…, D) temporary; x̂
+and the backward's dx̂ are written once and updated in place.  :func:`normalize_forward` /
+:func:`normalize_backward` are LayerNorm without γ and β, for :mod:`vitnp.fast.ln_linear`, which folds γ and β
+into the next linear layer.
 
-Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
-Intel Xeon with AVX-512, 26 Nov 2026): see docs/performance.md.  Proven equal to the reference in
-``tests/test_fast.py``.
+Proven equal to the reference in ``tests/test_fast.py``; timings in docs/performance.md.
 """
 import numpy as np
 
@@ -26,6 +26,24 @@ def _row_blocks(n):
         yield slice(start, min(start + _ROWS, n))
 
 
+def _normalized_blocks(x2, eps, x_hat, inv_std):
+    """For each block of rows: write x̂ = (x − μ)/σ and 1/σ, yield (rows, x̂ of the block).
+
+    x_hat is (n, D), or a (≤ _ROWS, D) scratch array that every block reuses."""
+    D = x2.shape[1]
+    mu = x2 @ np.full(D, 1.0 / D, dtype=x2.dtype)                    # (n,) row means (BLAS)
+    whole = len(x_hat) == len(x2)
+    for s in _row_blocks(len(x2)):
+        xh = x_hat[s] if whole else x_hat[: s.stop - s.start]
+        np.subtract(x2[s], mu[s, None], out=xh)                       # x − μ
+        var = np.einsum("nd,nd->n", xh, xh)                           # Σ (x − μ)², still in cache
+        var *= 1.0 / D
+        var += eps
+        np.sqrt(var, out=var)
+        xh *= np.divide(1.0, var, out=inv_std[s])[:, None]            # x̂ = (x − μ)/σ
+        yield s, xh
+
+
 def layernorm_forward(x, gamma, beta, eps=1e-6, *, keep_cache=True):
     """LN(x) over the last axis.
 
@@ -37,25 +55,56 @@ def layernorm_forward(x, gamma, beta, eps=1e-6, *, keep_cache=True):
     D = x.shape[-1]
     x2 = x.reshape(-1, D)
     n = len(x2)
-    mu = x2 @ np.full(D, 1.0 / D, dtype=x.dtype)                     # (n,) row means (BLAS)
     out = np.empty_like(x2)
-    x_hat = np.empty_like(x2) if keep_cache else np.empty((min(n, _ROWS), D), x2.dtype)
+    x_hat = np.empty((n if keep_cache else min(n, _ROWS), D), x2.dtype)
     inv_std = np.empty(n, x2.dtype)
-    for s in _row_blocks(n):
-        xh = x_hat[s] if keep_cache else x_hat[: s.stop - s.start]
-        np.subtract(x2[s], mu[s, None], out=xh)                        # x − μ
-        var = np.einsum("nd,nd->n", xh, xh)                            # Σ (x − μ)², still in cache
-        var *= 1.0 / D
-        var += eps
-        np.sqrt(var, out=var)
-        inv = np.divide(1.0, var, out=inv_std[s])                      # 1/σ
-        xh *= inv[:, None]                                             # x̂
+    for s, xh in _normalized_blocks(x2, eps, x_hat, inv_std):
         o = np.multiply(xh, gamma, out=out[s])
-        o += beta                                                      # γ x̂ + β
+        o += beta                                                     # γ x̂ + β
     out = out.reshape(x.shape)
     if not keep_cache:
         return out, None
     return out, (x_hat.reshape(x.shape), inv_std.reshape(*x.shape[:-1], 1), gamma)
+
+
+def normalize_forward(x, eps=1e-6, *, out=None, keep_cache=True):
+    """x̂ = (x − μ)/σ over the last axis: LayerNorm without γ and β.
+
+    x: (..., D)   out: optional (n, D) array for x̂ (a strided view is fine), n = x.size // D
+    ->   x̂ (n, D), cache = (x̂, 1/σ (n,)), or None with ``keep_cache=False``
+    """
+    D = x.shape[-1]
+    x2 = x.reshape(-1, D)
+    x_hat = np.empty_like(x2) if out is None else out
+    inv_std = np.empty(len(x2), x2.dtype)
+    for _ in _normalized_blocks(x2, eps, x_hat, inv_std):
+        pass
+    return x_hat, ((x_hat, inv_std) if keep_cache else None)
+
+
+def _backward_blocks(dx_hat, x_hat, inv, dx, per_block=None):
+    """dx = (1/σ)(dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), block by block; dx̂ is read from ``dx_hat`` (or, when
+    ``per_block`` is given, produced by it: per_block(s, dx block) writes dx̂ of the rows s into dx)."""
+    n, D = dx.shape
+    mean_vec = np.full(D, 1.0 / D, dtype=dx.dtype)
+    scratch = np.empty((min(n, _ROWS), D), dx.dtype)
+    for s in _row_blocks(n):
+        m = s.stop - s.start
+        xh, tmp = x_hat[s], scratch[:m]
+        if per_block is not None:
+            g = per_block(s, dx[s])
+        else:
+            g = dx[s]
+            if dx_hat is not dx:
+                g[...] = dx_hat[s]
+        mean_g = g @ mean_vec                                          # mean(dx̂) per row (BLAS)
+        mean_gx = np.einsum("nd,nd->n", g, xh)
+        mean_gx *= 1.0 / D                                             # mean(dx̂ ⊙ x̂) per row
+        np.multiply(xh, mean_gx[:, None], out=tmp)
+        g -= tmp
+        g -= mean_g[:, None]
+        g *= inv[s, None]
+    return dx
 
 
 def layernorm_backward(dout, cache):
@@ -68,25 +117,22 @@ def layernorm_backward(dout, cache):
     D = dout.shape[-1]
     d2 = dout.reshape(-1, D)
     xh2 = x_hat.reshape(d2.shape)
-    inv = inv_std.reshape(-1)
-    n = len(d2)
-    mean_vec = np.full(D, 1.0 / D, dtype=d2.dtype)
-    ones = np.ones(min(n, _ROWS), d2.dtype)
+    ones = np.ones(min(len(d2), _ROWS), d2.dtype)
     dgamma = np.zeros(D, d2.dtype)
     dbeta = np.zeros(D, d2.dtype)
-    dx = np.empty_like(d2)
-    scratch = np.empty((min(n, _ROWS), D), d2.dtype)
-    for s in _row_blocks(n):
-        m = s.stop - s.start
-        d, xh, tmp = d2[s], xh2[s], scratch[:m]
-        dgamma += np.einsum("nd,nd->d", d, xh)                         # out = gamma * x_hat + beta
-        dbeta += ones[:m] @ d                                          # Σ over rows (BLAS)
-        g = np.multiply(d, gamma, out=dx[s])                           # dx̂
-        mean_g = g @ mean_vec                                          # mean(dx̂) per row (BLAS)
-        mean_gx = np.einsum("nd,nd->n", g, xh)
-        mean_gx *= 1.0 / D                                             # mean(dx̂ ⊙ x̂) per row
-        np.multiply(xh, mean_gx[:, None], out=tmp)
-        g -= tmp
-        g -= mean_g[:, None]
-        g *= inv[s, None]
+
+    def dx_hat_block(s, into):
+        d = d2[s]
+        dgamma.__iadd__(np.einsum("nd,nd->d", d, xh2[s]))             # out = gamma * x_hat + beta
+        dbeta.__iadd__(ones[: len(d)] @ d)                             # Σ over rows (BLAS)
+        return np.multiply(d, gamma, out=into)                         # dx̂ = dout ⊙ γ
+
+    dx = _backward_blocks(None, xh2, inv_std.reshape(-1), np.empty_like(d2), dx_hat_block)
     return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def normalize_backward(dx_hat, cache, *, overwrite=False):
+    """dx (n, D) from dx̂ (n, D) for x̂ = (x − μ)/σ (cache of :func:`normalize_forward`); with
+    ``overwrite=True`` dx is written over dx̂ (one array less, when the caller owns dx̂)."""
+    x_hat, inv_std = cache
+    return _backward_blocks(dx_hat, x_hat, inv_std, dx_hat if overwrite else np.empty(dx_hat.shape, dx_hat.dtype))
