@@ -18,7 +18,8 @@ import numpy as np
 from . import fast, model
 from .config import ViTConfig
 from .fast import attention as fast_attention, block as fast_block, gelu as fast_gelu
-from .fast import layernorm as fast_layernorm, linear as fast_linear, softmax as fast_softmax
+from .fast import layernorm as fast_layernorm, linear as fast_linear, ln_linear as fast_ln_linear
+from .fast import softmax as fast_softmax
 from .gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair
 from .model import init_params
 from .ops import attention, block, gelu, layernorm, linear, softmax
@@ -33,6 +34,12 @@ from .ops.posemb import pos_embed_backward, pos_embed_forward
 from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
 
 PATHS = ("reference", "fast")
+# Pairs of the fast path with no reference twin of the same name: pieces the fast block is cut into (each
+# equals a composition of reference ops, tests/test_fast.py).  {module of vitnp.fast: pair names}; each is
+# gradient-checked below, in the fast cases.
+FAST_ONLY = {"ln_linear": {"ln_linear_forward", "ln_linear_backward"},          # LayerNorm → linear, folded
+             "layernorm": {"normalize_forward", "normalize_backward"},          # LayerNorm without γ, β
+             "attention": {"qkv_attention_forward", "qkv_attention_backward"}}  # Eq 6–8 from the fused qkv
 # The modules that have a fast twin, by path: the cases below are written once and run on both.
 _TWINS = {
     "reference": SimpleNamespace(attention=attention, block=block, gelu=gelu, layernorm=layernorm, linear=linear,
@@ -203,7 +210,17 @@ def cases(seed=0, path="reference"):
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),
         ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
     ]
-    out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else [])]
+    fast_only = [
+        ("ln_linear (LayerNorm → linear, folded)", lambda: check_pair(
+            fast_ln_linear.ln_linear_forward, fast_ln_linear.ln_linear_backward,
+            dict(z=r(2, 3, 6) * 2.0 + 1.0, gamma=r(6), beta=r(6), W=r(6, 5), b=r(5)), kwargs={"eps": 1e-6})),
+        ("normalize (LayerNorm without γ, β)", lambda: check_pair(
+            fast_layernorm.normalize_forward, fast_layernorm.normalize_backward, {"x": r(6, 5) * 2.0 + 1.0})),
+        ("qkv_attention, 2 heads, causal mask", lambda: check_pair(
+            fast_attention.qkv_attention_forward, fast_attention.qkv_attention_backward, {"qkv": r(2, 5, 12)},
+            kwargs={"heads": 2, "mask": causal_mask(5)})),
+    ]
+    out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else fast_only)]
     out += [
         ("encoder block", MODEL_TOL, lambda: _check_block(ns, False)),
         ("encoder block, causal mask, tanh", MODEL_TOL, lambda: _check_block(ns, False, causal_mask(4), gelu="tanh")),
