@@ -137,7 +137,8 @@ def main():
 def profile(model, opt, x, y, steps):
     """{'train': {'self_ms': {aten op: ms per step}, 'optimizer_ms', 'wall_ms'}, 'infer': {...}}: the self CPU
     time of each op under torch.profiler (forward + backward; AdamW timed apart, outside the profiler); wall
-    times are medians (wall_ms of 'train' excludes AdamW)."""
+    times are medians, with the profiler (wall_ms) and without it (plain_wall_ms); those of 'train' exclude
+    AdamW."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     import time
@@ -155,6 +156,11 @@ def profile(model, opt, x, y, steps):
         fn()
         if kind == "train":
             opt.step()
+        plain = []
+        for _ in range(steps):                                   # wall time without the profiler's overhead
+            t0 = time.perf_counter()
+            fn()
+            plain.append(time.perf_counter() - t0)
         walls, opt_times = [], []
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
@@ -170,8 +176,10 @@ def profile(model, opt, x, y, steps):
         for e in prof.key_averages():
             self_ms[e.key] = self_ms.get(e.key, 0.0) + e.self_cpu_time_total / 1e3 / steps
         walls.sort()
+        plain.sort()
         opt_times.sort()
         out[kind] = {"self_ms": self_ms, "wall_ms": 1e3 * walls[len(walls) // 2],
+                     "plain_wall_ms": 1e3 * plain[len(plain) // 2],
                      "optimizer_ms": 1e3 * opt_times[len(opt_times) // 2] if opt_times else 0.0}
     return out
 
