@@ -405,7 +405,7 @@ def run(args) -> int:
         v = r["sides"]["vitnp"]
         mem = f"peak memory {v['train_max_rss_bytes'] / 2**30:.2f} GiB training, {v['max_rss_bytes'] / 2**30:.2f} GiB in all"
         if "train_ratio" in r:
-            mark = lambda x: f"{x:.2f} ({'≥' if x >= 1 else '<'} 1.0)"
+            mark = lambda x: f"{x:.3f} ({'≥' if x >= 1 else '<'} 1.0)"
             t = r["sides"][r["baseline"]]
             print(f"{r['config']}: against {r['baseline']}: training {mark(r['train_ratio'])}, inference "
                   f"{mark(r['infer_ratio'])} at batch {r['batch_size']}, {mark(r['infer_eval_ratio'])} at batch "

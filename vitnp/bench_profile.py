@@ -179,7 +179,7 @@ def format_profile(name, batch, vit, torch_side, attention) -> str:
                 continue
             v = vit[kind][row]
             t = torch_side[kind][row] if torch_side else None
-            ratio = f"{v / t:.2f}" if t and t > 0.05 else ""
+            ratio = f"{v / t:.2f}" if t and t > 0.05 and v > 0.05 else ""     # blank where a side has no such op
             lines.append(f"| {row} | {v:.1f} | {100 * v / vit[f'{kind}_ms']:.0f}% | "
                          + (f"{t:.1f} | {100 * t / torch_side[f'{kind}_ms']:.0f}% | {ratio} |" if t is not None
                             else "— | | |"))

@@ -8,13 +8,16 @@ Each module opens with the reference it must equal ("same math as ``vitnp.ops.X`
 =======================  ==========================================================================
 module                   what differs from the reference
 =======================  ==========================================================================
-``fast.model``           shards of the batch in threads, malloc tuning (:mod:`vitnp.fast.parallel`)
-``fast.block``           the fast ops below, MLP inline, residuals added in place
+``fast.model``           shards of the batch in threads, malloc tuning (:mod:`vitnp.fast.parallel`);
+                         ``vit_predict``: inference with no backward caches
+``fast.block``           the fast ops below, LN → linear folded, MLP inline, residuals added in place
+``fast.ln_linear``       LayerNorm then a linear layer as one GEMM, γ, β and b folded into W
 ``fast.attention``       1/√D_h folded into U_qkv, q/k/v as views of one array, ``out=`` buffers
-``fast.layernorm``       row means through BLAS, ``einsum`` sums of squares, in-place backward
-``fast.softmax``         in place, row sums through BLAS
+``fast.layernorm``       blocks of rows that stay in L2, row means through BLAS, ``einsum`` sums of squares
+``fast.softmax``         in place, row sums through BLAS, short rows' maxima via a transposed copy
 ``fast.linear``          one 2-D GEMM, bias gradient through BLAS
-``fast.gelu``            cache-sized blocks with scratch buffers; the forward caches dGELU/dx
+``fast.gelu``            cache-sized blocks with scratch buffers; float32: a degree-7 polynomial (accurate
+                         to 3e-6); the forward caches dGELU/dx, or skips it for inference
 =======================  ==========================================================================
 """
 from .model import vit_backward, vit_forward, vit_predict
