@@ -85,11 +85,15 @@ def test_every_fast_twin_is_checked_and_has_a_reference():
         assert not missing, f"vitnp.fast.{module} has no reference twin for {missing}"
         assert names & only == only, f"selfcheck.FAST_ONLY lists {only - names}, which vitnp.fast.{module} lacks"
         for pair in only:
-            assert f"fast_{module}.{pair}" in fast_cases, f"no gradient check calls vitnp.fast.{module}.{pair}"
+            assert f"fast_{module}.{pair}" in fast_cases or f"_fast_{module}().{pair}" in fast_cases, \
+                f"no gradient check calls vitnp.fast.{module}.{pair}"
         if module in ref_pairs:
             assert getattr(selfcheck._TWINS["fast"], module, None) is importlib.import_module(
                 f"vitnp.fast.{module}"), f"the fast gradient checks do not run vitnp.fast.{module}"
     assert all(name.startswith("fast ") for name, _, _ in selfcheck.cases(path="fast"))
+    assert selfcheck._fast_pieces_present()                  # so those checks run here, in the instructor's tree
+    names = [name for name, _, _ in selfcheck.cases(path="fast")]
+    assert sum(n.startswith(("fast ln_linear", "fast normalize", "fast qkv_attention")) for n in names) == 3
 
 
 def test_nan_and_empty_checks_never_pass():

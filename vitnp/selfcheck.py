@@ -18,8 +18,7 @@ import numpy as np
 from . import fast, model
 from .config import ViTConfig
 from .fast import attention as fast_attention, block as fast_block, gelu as fast_gelu
-from .fast import layernorm as fast_layernorm, linear as fast_linear, ln_linear as fast_ln_linear
-from .fast import softmax as fast_softmax
+from .fast import layernorm as fast_layernorm, linear as fast_linear, softmax as fast_softmax
 from .gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair
 from .model import init_params
 from .ops import attention, block, gelu, layernorm, linear, softmax
@@ -143,6 +142,17 @@ def _check_cross_entropy(smoothing, seed=0):
                            {"logits": logits}, {"logits": dlogits})
 
 
+def _fast_pieces_present() -> bool:
+    """Are the FAST_ONLY pieces there?  Always in the instructor's tree (tests/test_gradcheck.py checks that
+    each is listed, present and checked here); the student edition withholds the modules that hold them."""
+    return hasattr(fast_layernorm, "normalize_forward") and hasattr(fast_attention, "qkv_attention_forward")
+
+
+def _fast_ln_linear():
+    from .fast import ln_linear                # imported when used: the student edition's is a composed stand-in
+    return ln_linear
+
+
 def cases(seed=0, path="reference"):
     """(name, tolerance, thunk) for every check of one path; the thunk returns {input name: max relative error}.
 
@@ -212,14 +222,14 @@ def cases(seed=0, path="reference"):
     ]
     fast_only = [
         ("ln_linear (LayerNorm → linear, folded)", lambda: check_pair(
-            fast_ln_linear.ln_linear_forward, fast_ln_linear.ln_linear_backward,
+            _fast_ln_linear().ln_linear_forward, _fast_ln_linear().ln_linear_backward,
             dict(z=r(2, 3, 6) * 2.0 + 1.0, gamma=r(6), beta=r(6), W=r(6, 5), b=r(5)), kwargs={"eps": 1e-6})),
         ("normalize (LayerNorm without γ, β)", lambda: check_pair(
             fast_layernorm.normalize_forward, fast_layernorm.normalize_backward, {"x": r(6, 5) * 2.0 + 1.0})),
         ("qkv_attention, 2 heads, causal mask", lambda: check_pair(
             fast_attention.qkv_attention_forward, fast_attention.qkv_attention_backward, {"qkv": r(2, 5, 12)},
             kwargs={"heads": 2, "mask": causal_mask(5)})),
-    ]
+    ] if _fast_pieces_present() else []        # the student edition withholds them (vitnp.course.build)
     out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else fast_only)]
     out += [
         ("encoder block", MODEL_TOL, lambda: _check_block(ns, False)),

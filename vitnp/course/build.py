@@ -9,7 +9,9 @@ It writes a complete, installable copy of the project in which
   ``notebooks/src/`` is written again from the cut notebook by jupytext;
 - the fast twins (:mod:`vitnp.fast`) of modules that hold exercises, the fast model among them, are withheld:
   their names are imported from the reference, because their code would show the solutions (the student
-  edition trains with the student's own reference code);
+  edition trains with the student's own reference code); so is :mod:`vitnp.fast.ln_linear` (LayerNorm and a
+  linear layer fused, which would show both backwards): its two functions become LayerNorm then linear,
+  written with the reference's functions (:data:`COMPOSED_TWINS`);
 - nothing between markers survives (checked after the build; the build fails otherwise).
 
 The instructor's tree is only read.  The copy is built in a temporary directory beside ``DIR`` and renamed to
@@ -92,6 +94,11 @@ def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
             f"from ..{where} import {', '.join(names)}  # noqa: F401\n")
 
 
+# Fast modules with no reference twin of their own whose code would show solutions: {module: the file in
+# vitnp/course/ that the student edition gets in its place}.
+COMPOSED_TWINS = {"ln_linear": "ln_linear_student.py"}
+
+
 def _has_marker(path: Path) -> bool:
     """Does a solution marker line survive in this file (a notebook's cells are read with nbformat)?"""
     import nbformat
@@ -140,7 +147,11 @@ def _build_into(src: Path, dst: Path) -> dict:
         target.parent.mkdir(parents=True, exist_ok=True)
         report["files"] += 1
         posix = rel.as_posix()
-        if posix.startswith("vitnp/fast/") and rel.stem in ex_modules:
+        if posix.startswith("vitnp/fast/") and rel.stem in COMPOSED_TWINS:
+            stand_in = Path(__file__).with_name(COMPOSED_TWINS[rel.stem])
+            target.write_text(stand_in.read_text(encoding="utf-8"), encoding="utf-8")
+            report["withheld"].append(posix)
+        elif posix.startswith("vitnp/fast/") and rel.stem in ex_modules:
             twin = src / "vitnp" / ("model.py" if rel.stem == "model" else f"ops/{rel.name}")
             target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), twin.read_text(encoding="utf-8"),
                                             rel.stem), encoding="utf-8")
