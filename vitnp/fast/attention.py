@@ -5,7 +5,10 @@
 - the fused qkv output (B, T, 3D) is read as (B, T, 3, k, D_h): q, k, v are strided views of it (no
   ``split_heads`` copies), the heads' outputs are written through ``out=`` straight into a (B, T, k, D_h)
   array, which *is* the concatenation of Eq 8 (no ``merge_heads`` copy), and dq, dk, dv straight into one
-  (B, T, 3, k, D_h) gradient (no ``concatenate``).
+  (B, T, 3, k, D_h) gradient (no ``concatenate``);
+- Eq 6–8 from an already computed qkv are a function of their own, :func:`qkv_attention_forward` /
+  ``backward``: the fast block calls it after its folded LN → U_qkv GEMM (:mod:`vitnp.fast.ln_linear`).  It
+  has no reference twin; it is gradient-checked on its own (``vitnp.selfcheck.FAST_ONLY``).
 
 Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
 Intel Xeon with AVX-512, 26 Nov 2026): attention 1.19×, msa 1.39× over the reference on a quiet machine (two
