@@ -709,3 +709,28 @@ def test_fast_softmax_short_and_long_rows(dtype, T):
     y_ref, c_ref = ops.softmax.softmax_forward(x)
     _assert_equal([y, fast.softmax.softmax_backward(dy, c)], [y_ref, ops.softmax.softmax_backward(dy, c_ref)],
                   dtype, f"softmax T={T}")
+
+
+def test_float32_stays_float32_everywhere():
+    """No hidden float64 upcast in the fast path: every float array the float32 forward keeps for the
+    backward (hundreds of them: x̂, GELU's derivative, attention weights …), every gradient and the
+    inference path's logits are float32."""
+    cfg, params, x, dlogits = random_case(0, "float32", gelu="exact")
+    logits, cache = fast.vit_forward(params, x, cfg, train=True)
+    found = []
+
+    def walk(obj):
+        if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+            found.append(obj.dtype)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    walk(cache)
+    assert len(found) > 20 and set(found) == {np.dtype(np.float32)}
+    grads, dx = fast.vit_backward(dlogits, cache, input_grad=True)
+    assert {g.dtype for g in grads.values()} | {dx.dtype, logits.dtype} == {np.dtype(np.float32)}
+    assert fast.vit_predict(params, x, cfg).dtype == np.float32
