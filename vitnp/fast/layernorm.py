@@ -31,11 +31,11 @@ def _normalized_blocks(x2, eps, x_hat, inv_std):
 
     x_hat is (n, D), or a (≤ _ROWS, D) scratch array that every block reuses."""
     D = x2.shape[1]
-    mu = x2 @ np.full(D, 1.0 / D, dtype=x2.dtype)                    # (n,) row means (BLAS)
+    mu = row_mean(x2)                                                 # (n, 1)
     whole = len(x_hat) == len(x2)
     for s in _row_blocks(len(x2)):
         xh = x_hat[s] if whole else x_hat[: s.stop - s.start]
-        np.subtract(x2[s], mu[s, None], out=xh)                       # x − μ
+        np.subtract(x2[s], mu[s], out=xh)                             # x − μ
         var = np.einsum("nd,nd->n", xh, xh)                           # Σ (x − μ)², still in cache
         var *= 1.0 / D
         var += eps
@@ -82,27 +82,21 @@ def normalize_forward(x, eps=1e-6, *, out=None, keep_cache=True):
     return x_hat, ((x_hat, inv_std) if keep_cache else None)
 
 
-def _backward_blocks(dx_hat, x_hat, inv, dx, per_block=None):
-    """dx = (1/σ)(dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), block by block; dx̂ is read from ``dx_hat`` (or, when
-    ``per_block`` is given, produced by it: per_block(s, dx block) writes dx̂ of the rows s into dx)."""
+def _backward_blocks(x_hat, inv, dx, dx_hat_rows):
+    """dx = (1/σ)(dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), block by block, written into ``dx`` (n, D).
+
+    dx_hat_rows(s, into) -> dx̂ of the rows s, written into ``into`` (= dx[s], where the result goes)."""
     n, D = dx.shape
-    mean_vec = np.full(D, 1.0 / D, dtype=dx.dtype)
     scratch = np.empty((min(n, _ROWS), D), dx.dtype)
     for s in _row_blocks(n):
-        m = s.stop - s.start
-        xh, tmp = x_hat[s], scratch[:m]
-        if per_block is not None:
-            g = per_block(s, dx[s])
-        else:
-            g = dx[s]
-            if dx_hat is not dx:
-                g[...] = dx_hat[s]
-        mean_g = g @ mean_vec                                          # mean(dx̂) per row (BLAS)
+        xh, tmp = x_hat[s], scratch[: s.stop - s.start]
+        g = dx_hat_rows(s, dx[s])                                      # dx̂, in the rows of dx
+        mean_g = row_mean(g)                                           # mean(dx̂) per row (BLAS)
         mean_gx = np.einsum("nd,nd->n", g, xh)
         mean_gx *= 1.0 / D                                             # mean(dx̂ ⊙ x̂) per row
         np.multiply(xh, mean_gx[:, None], out=tmp)
         g -= tmp
-        g -= mean_g[:, None]
+        g -= mean_g
         g *= inv[s, None]
     return dx
 
@@ -121,13 +115,13 @@ def layernorm_backward(dout, cache):
     dgamma = np.zeros(D, d2.dtype)
     dbeta = np.zeros(D, d2.dtype)
 
-    def dx_hat_block(s, into):
+    def dx_hat_rows(s, into):                                          # the sums of dγ, dβ while in cache
         d = d2[s]
-        dgamma.__iadd__(np.einsum("nd,nd->d", d, xh2[s]))             # out = gamma * x_hat + beta
-        dbeta.__iadd__(ones[: len(d)] @ d)                             # Σ over rows (BLAS)
+        np.add(dgamma, np.einsum("nd,nd->d", d, xh2[s]), out=dgamma)   # out = gamma * x_hat + beta
+        np.add(dbeta, ones[: len(d)] @ d, out=dbeta)                   # Σ over rows (BLAS)
         return np.multiply(d, gamma, out=into)                         # dx̂ = dout ⊙ γ
 
-    dx = _backward_blocks(None, xh2, inv_std.reshape(-1), np.empty_like(d2), dx_hat_block)
+    dx = _backward_blocks(xh2, inv_std.reshape(-1), np.empty_like(d2), dx_hat_rows)
     return dx.reshape(dout.shape), dgamma, dbeta
 
 
@@ -135,4 +129,10 @@ def normalize_backward(dx_hat, cache, *, overwrite=False):
     """dx (n, D) from dx̂ (n, D) for x̂ = (x − μ)/σ (cache of :func:`normalize_forward`); with
     ``overwrite=True`` dx is written over dx̂ (one array less, when the caller owns dx̂)."""
     x_hat, inv_std = cache
-    return _backward_blocks(dx_hat, x_hat, inv_std, dx_hat if overwrite else np.empty(dx_hat.shape, dx_hat.dtype))
+    if overwrite:
+        return _backward_blocks(x_hat, inv_std, dx_hat, lambda s, into: into)      # dx̂ is already there
+
+    def copy_rows(s, into):
+        into[...] = dx_hat[s]
+        return into
+    return _backward_blocks(x_hat, inv_std, np.empty_like(dx_hat), copy_rows)
