@@ -734,3 +734,23 @@ def test_float32_stays_float32_everywhere():
     grads, dx = fast.vit_backward(dlogits, cache, input_grad=True)
     assert {g.dtype for g in grads.values()} | {dx.dtype, logits.dtype} == {np.dtype(np.float32)}
     assert fast.vit_predict(params, x, cfg).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_qkv_attention_equals_reference_heads(dtype):
+    """qkv_attention_forward/backward (Eq 6–8 from a fused qkv whose q part is already scaled by 1/√D_h)
+    against the reference: split into heads, ops.attention.attention_forward (which scales itself), merged.
+    Output, attention weights and dqkv, with a causal mask; dq carries the scale back (q_ref = √D_h q)."""
+    heads, B, T, D = 3, 2, 5, 12
+    root = float(np.sqrt(D // heads))                                 # √D_h, a Python float: no upcast
+    rng = np.random.default_rng(7)
+    qkv = rng.standard_normal((B, T, 3 * D)).astype(dtype)
+    do = rng.standard_normal((B, T, D)).astype(dtype)
+    mask = ops.attention.causal_mask(T)
+    o, A, cache = fast.attention.qkv_attention_forward(qkv, heads, mask)
+    dqkv = fast.attention.qkv_attention_backward(do, cache)
+    q, k, v = (ops.attention.split_heads(part, heads) for part in np.split(qkv, 3, axis=-1))
+    out_ref, A_ref, c_ref = ops.attention.attention_forward(q * root, k, v, mask)
+    dq, dk, dv = ops.attention.attention_backward(ops.attention.split_heads(do, heads), c_ref)
+    dqkv_ref = np.concatenate([ops.attention.merge_heads(g) for g in (dq * root, dk, dv)], axis=-1)
+    _assert_equal([o, A, dqkv], [ops.attention.merge_heads(out_ref), A_ref, dqkv_ref], dtype, "qkv_attention")
