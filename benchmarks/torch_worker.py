@@ -22,6 +22,8 @@ Usage (normally started by vitnp.bench):
 import argparse
 import json
 import math
+import statistics
+import time
 
 import torch
 import torch.nn as nn
@@ -113,10 +115,14 @@ def main():
     x = torch.randn(args.batch_size, H, W, cfg["in_channels"], generator=g)
     y = torch.randint(0, cfg["num_classes"], (args.batch_size,), generator=g)
 
-    def train_step():
+    def forward_backward():
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
+        return loss
+
+    def train_step():
+        loss = forward_backward()
         opt.step()
         return float(loss.detach())
 
@@ -129,59 +135,44 @@ def main():
             return model(inputs[batch])
 
     if args.profile:
-        print(json.dumps(profile(model, opt, x, y, args.profile)))
+        print(json.dumps(profile(forward_backward, lambda: infer_step(args.batch_size), opt.step, args.profile)))
         return
     serve(train_step, infer_step, {"torch": torch.__version__, "threads": torch.get_num_threads()})
 
 
-def profile(model, opt, x, y, steps):
+def profile(forward_backward, infer, optimizer_step, steps):
     """{'train': {'self_ms': {aten op: ms per step}, 'optimizer_ms', 'wall_ms'}, 'infer': {...}}: the self CPU
     time of each op under torch.profiler (forward + backward; AdamW timed apart, outside the profiler); wall
     times are medians, with the profiler (wall_ms) and without it (plain_wall_ms); those of 'train' exclude
     AdamW."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    import time
 
-    def fwd_bwd():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-
-    def infer():
-        with torch.inference_mode():
-            model(x)
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
 
     out = {}
-    for kind, fn in (("train", fwd_bwd), ("infer", infer)):
-        fn()
+    for kind, fn in (("train", forward_backward), ("infer", infer)):
+        fn()                                                     # warm-up
         if kind == "train":
-            opt.step()
-        plain = []
-        for _ in range(steps):                                   # wall time without the profiler's overhead
-            t0 = time.perf_counter()
-            fn()
-            plain.append(time.perf_counter() - t0)
-        walls, opt_times = [], []
+            optimizer_step()                                     # (AdamW makes its state on the first step)
+        plain = [timed(fn) for _ in range(steps)]                # wall time without the profiler's overhead
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                fn()
-                walls.append(time.perf_counter() - t0)
+            walls = [timed(fn) for _ in range(steps)]
+        opt_times = []
         for _ in range(steps if kind == "train" else 0):        # AdamW outside the profiler
-            fwd_bwd()
-            t0 = time.perf_counter()
-            opt.step()
-            opt_times.append(time.perf_counter() - t0)
+            forward_backward()
+            opt_times.append(timed(optimizer_step))
         self_ms = {}
         for e in prof.key_averages():
             self_ms[e.key] = self_ms.get(e.key, 0.0) + e.self_cpu_time_total / 1e3 / steps
-        walls.sort()
-        plain.sort()
-        opt_times.sort()
-        out[kind] = {"self_ms": self_ms, "wall_ms": 1e3 * walls[len(walls) // 2],
-                     "plain_wall_ms": 1e3 * plain[len(plain) // 2],
-                     "optimizer_ms": 1e3 * opt_times[len(opt_times) // 2] if opt_times else 0.0}
+        out[kind] = {"self_ms": self_ms, "wall_ms": 1e3 * statistics.median(walls),
+                     "plain_wall_ms": 1e3 * statistics.median(plain),
+                     "optimizer_ms": 1e3 * statistics.median(opt_times) if opt_times else 0.0}
     return out
+
 
 if __name__ == "__main__":
     main()

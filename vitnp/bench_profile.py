@@ -24,6 +24,7 @@ import numpy as np
 
 ROWS = ("linear (GEMM + bias)", "attention (q kᵀ, A v)", "softmax", "layernorm", "gelu", "copies",
         "embed + head (Eq 1, 4)", "residuals and the rest", "AdamW")
+REST, ADAMW = ROWS[7], ROWS[8]          # what no timed op took; the optimiser step, timed apart
 
 # PyTorch aten ops -> rows (the self time of every other op goes to "residuals and the rest")
 TORCH_ROWS = {
@@ -72,7 +73,7 @@ def _timed_fast_path(timer):
         targets += [(fb, f"linear_{d}", ROWS[0]), (fb, f"ln_linear_{d}", ROWS[0]),   # GEMMs, bias, γ/β fold
                     (fb, f"qkv_attention_{d}", ROWS[1]), (fa, f"attention_{d}", ROWS[1]),
                     (fa, f"softmax_{d}", ROWS[2]), (fl, f"normalize_{d}", ROWS[3]), (fb, f"gelu_{d}", ROWS[4]),
-                    (fm, f"embed_{d}", ROWS[6]), (fm, f"head_{d}", ROWS[6]), (fb, f"encoder_block_{d}", ROWS[7])]
+                    (fm, f"embed_{d}", ROWS[6]), (fm, f"head_{d}", ROWS[6]), (fb, f"encoder_block_{d}", REST)]
     targets = [t for t in targets if hasattr(t[0], t[1])]   # the student edition withholds some of them
     saved = [(m, name, getattr(m, name)) for m, name, _ in targets]
     try:
@@ -95,6 +96,18 @@ def profile_vitnp(cfg, batch, steps=3, seed=0) -> dict:
     opt = AdamW(params, lr=1e-3, weight_decay=0.05)
     x = rng.standard_normal((batch, *cfg.hw, cfg.in_channels)).astype(cfg.np_dtype)
     y = rng.integers(0, cfg.num_classes, batch)
+
+    def step(kind):
+        """One training step (or inference pass); returns when its forward (+ backward) ended, before AdamW."""
+        if kind == "infer":
+            fm.vit_predict(params, x, cfg)
+            return time.perf_counter()
+        logits, cache = fm.vit_forward(params, x, cfg, train=True)
+        grads = fm.vit_backward(softmax_cross_entropy(logits, y)[1], cache)
+        ended = time.perf_counter()
+        opt.step(params, grads)
+        return ended
+
     before = parallel._settings["threads"]                      # restored as it was (None: follow BLAS)
     parallel.configure(threads=1)
     out = {}
@@ -106,33 +119,21 @@ def profile_vitnp(cfg, batch, steps=3, seed=0) -> dict:
                     with _timed_fast_path(timer):
                         timer.totals.clear()
                         t0 = time.perf_counter()
-                        if kind == "train":
-                            logits, cache = fm.vit_forward(params, x, cfg, train=True)
-                            _, dlogits = softmax_cross_entropy(logits, y)
-                            grads = fm.vit_backward(dlogits, cache)
-                            t1 = time.perf_counter()
-                            opt.step(params, grads)
-                        else:
-                            fm.vit_predict(params, x, cfg)
-                            t1 = time.perf_counter()
+                        t1 = step(kind)
                         t2 = time.perf_counter()
                     if i:
                         walls.append(t2 - t0)
                         timed = dict(timer.totals)
-                        timed[ROWS[7]] = timed.get(ROWS[7], 0.0) + (t1 - t0) - sum(timer.totals.values())
+                        timed[REST] = timed.get(REST, 0.0) + (t1 - t0) - sum(timer.totals.values())
                         if kind == "train":
-                            timed[ROWS[8]] = t2 - t1
+                            timed[ADAMW] = t2 - t1
                         rest.append(timed)
                 out[kind] = {row: 1e3 * statistics.median(r.get(row, 0.0) for r in rest) for row in ROWS}
                 out[f"{kind}_ms"] = 1e3 * statistics.median(walls)
                 plain = []
                 for _ in range(steps):                                      # without the timers
                     t0 = time.perf_counter()
-                    if kind == "train":
-                        logits, cache = fm.vit_forward(params, x, cfg, train=True)
-                        opt.step(params, fm.vit_backward(softmax_cross_entropy(logits, y)[1], cache))
-                    else:
-                        fm.vit_predict(params, x, cfg)
+                    step(kind)
                     plain.append(time.perf_counter() - t0)
                 out[f"{kind}_plain_ms"] = 1e3 * statistics.median(plain)
     finally:
@@ -153,9 +154,9 @@ def profile_torch(cfg, batch, steps, worker, attention) -> dict:
     for kind in ("train", "infer"):
         rows = dict.fromkeys(ROWS, 0.0)
         for name, ms in raw[kind]["self_ms"].items():
-            rows[TORCH_ROWS.get(name, ROWS[7])] += ms
+            rows[TORCH_ROWS.get(name, REST)] += ms
         if kind == "train":
-            rows[ROWS[8]] = raw[kind]["optimizer_ms"]
+            rows[ADAMW] = raw[kind]["optimizer_ms"]
         out[kind] = rows
         adamw = raw[kind]["optimizer_ms"] if kind == "train" else 0.0
         out[f"{kind}_ms"] = raw[kind]["wall_ms"] + adamw
@@ -176,7 +177,7 @@ def format_profile(name, batch, vit, torch_side, attention) -> str:
                   f"| op | vitnp ms | % | PyTorch ({attention}) ms | % | vitnp time / PyTorch time |",
                   "|---|---|---|---|---|---|"]
         for row in ROWS:
-            if kind == "infer" and row == "AdamW":
+            if kind == "infer" and row == ADAMW:
                 continue
             v = vit[kind][row]
             t = torch_side[kind][row] if torch_side else None
