@@ -34,10 +34,10 @@ def vit_forward(params, x, cfg, *, train=False, rng=None, attn_mask=None):
     B = x.shape[0]
     drops = train and (cfg.dropout > 0 or cfg.attention_dropout > 0)
     shards = [slice(0, B)] if drops else parallel.shard_slices(B, cfg.num_tokens)
-    per_image_mask = attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1
+    mask_of = _shard_mask(attn_mask, B)
 
     def run(s):
-        mask = attn_mask[s] if per_image_mask else attn_mask
+        mask = mask_of(s)
         c = {"cfg": cfg}
         z, c["embed"] = embed_forward(params, x[s], cfg, train=train, rng=rng)
         z, c["attention"], c["blocks"] = encoder_forward(
@@ -64,17 +64,25 @@ def vit_predict(params, x, cfg, *, attn_mask=None):
     x, _, attn_mask = check_inputs(params, x, cfg, False, None, attn_mask)
     parallel.tune_malloc()
     B = x.shape[0]
-    per_image_mask = attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1
+    mask_of = _shard_mask(attn_mask, B)
     blocks = block_params(params, cfg)
 
     def run(s):
         z, _ = embed_forward(params, x[s], cfg)
         z = encoder_forward(z, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps,
-                            mask=attn_mask[s] if per_image_mask else attn_mask, keep_cache=False)
+                            mask=mask_of(s), keep_cache=False)
         return head_forward(params, z, cfg)[0]
 
     logits = parallel.run_shards(run, parallel.shard_slices(B, cfg.num_tokens))
     return logits[0] if len(logits) == 1 else np.concatenate(logits)
+
+
+def _shard_mask(attn_mask, B):
+    """slice of the batch -> the attention mask for those images: a per-image (B, …, T, T) mask is cut with
+    the batch, a shared one (or None) is the same for every shard."""
+    if attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == B > 1:
+        return lambda s: attn_mask[s]
+    return lambda s: attn_mask
 
 
 def vit_backward(dlogits, cache, *, input_grad=False):
