@@ -300,3 +300,39 @@ def test_the_builder_uses_nbgraders_stubs():
     clear = pytest.importorskip("nbgrader.preprocessors").ClearSolutions()
     assert "\n".join(NOTEBOOK_CODE_STUB) == clear.code_stub["python"]
     assert "\n".join(NOTEBOOK_TEXT_STUB) == clear.text_stub
+
+
+# ---- 4. a test cell whose exercise is not done yet -------------------------------------------------------------
+def test_the_test_cell_of_an_exercise_not_done_names_it(tmp_path):
+    """Run notebook 01 of the student edition: each code exercise's test cell stops with ExerciseNotDone naming the
+    exercise and what to do, not a bare NotImplementedError (or NameError)."""
+    from nbclient import NotebookClient
+    student = tmp_path / "student"
+    build(student, ROOT)
+    nb = nbformat.read(student / "notebooks" / "01_patches.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(student / "notebooks")}}).execute()
+    found, _ = exercises(nbformat.read(NB_DIR / "01_patches.ipynb", as_version=4), "nb01-")
+    codes = [gid for gid, ex in found.items() if ex["kind"] == "code"]
+    assert codes
+    for gid in codes:
+        test = nb.cells[found[gid]["cell"] + 1]
+        errors = [o for o in test.outputs if o.output_type == "error"]
+        assert errors and errors[0].ename == "ExerciseNotDone", (gid, test.outputs)
+        assert f"exercise {gid} is not done yet" in errors[0].evalue and "cell above" in errors[0].evalue
+
+
+def test_exercise_context_words_each_case():
+    from vitnp.course.notebook import ExerciseNotDone, exercise
+    with exercise("nb99-x"):
+        pass
+    for raised, expected in ((NotImplementedError(), "exercise nb99-x is not done yet"),
+                             (NameError("name 'f' is not defined"), "not done yet (name 'f' is not defined)"),
+                             (NotImplementedError("exercise linear-backward: return dx"),
+                              "needs a code exercise of vitnp/ first: exercise linear-backward")):
+        with pytest.raises(ExerciseNotDone, match=re.escape(expected)):
+            with exercise("nb99-x"):
+                raise raised
+    with pytest.raises(ValueError):                      # anything else is the student's bug, shown as it is
+        with exercise("nb99-x"):
+            raise ValueError("wrong")

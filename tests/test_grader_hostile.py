@@ -216,3 +216,27 @@ def test_an_endless_loop_times_out(tmp_path):
     row = graded(plant(tmp_path, "while True:\n    pass"), timeout=3)
     assert not row["passed"] and "timed out after 3 s" in row["failure"], row
     assert time.monotonic() - t0 < 20
+
+
+def test_feedback_names_the_wrong_output_and_how(tmp_path):
+    """A wrong shape, a NaN, a missing output and a wrong value are each named as such."""
+    cases = {
+        "shape": ("return dx_p", "dx has shape (2, 6, 12) but x has (2, 6, 4, 3)"),
+        "nan": ("out = np.zeros(cache[0])\nout[1, 2, 3, 0] = np.nan\nreturn out",
+                "dx is NaN at index (1, 2, 3, 0) (first of 1 non-finite entries)"),
+        "none": ("return None", "dx is missing (None)"),
+        "text": ("return 'dx'", "dx is missing (a str, not an array)"),
+    }
+    for name, (body, message) in cases.items():
+        row = graded(plant(tmp_path, body, name=name))
+        assert not row["passed"] and row["failure"] == f"patchify: {message}", (name, row["failure"])
+
+
+def test_the_guarantee_and_the_limit_are_stated_in_the_readme_the_guide_and_the_help():
+    from vitnp.course.grade import GUARANTEE
+    squash = lambda text: " ".join(text.split())
+    assert "is not a sandbox" in GUARANTEE and "can earn a pass" in GUARANTEE
+    for doc in ("README.md", "docs/course.md"):
+        assert squash(GUARANTEE) in squash((ROOT / doc).read_text()), doc
+    p = subprocess.run([sys.executable, "-m", "vitnp", "course", "grade", "--help"], capture_output=True, text=True)
+    assert squash(GUARANTEE) in squash(p.stdout), p.stdout

@@ -28,6 +28,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 import vitnp
 from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from vitnp.ops.patches import patchify_forward, unpatchify
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -417,13 +418,14 @@ def patch_address(r, c, k, W, C, P):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb01-pixel-address-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-for shape, p in (((48, 48, 3), 16), ((8, 12, 2), 4), ((28, 28, 1), 7)):
-    image = np.random.default_rng(1).standard_normal(shape)                # (H, W, C)
-    patches = patchify_forward(image[None], p)[0][0]                       # (N, P²C)
-    rr, cc, kk = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")   # every pixel and channel
-    i, m = patch_address(rr, cc, kk, shape[1], shape[2], p)
-    assert np.array_equal(patches[i, m], image), f"a number is not at its address: {shape} image, P = {p}"
-    print(f"{shape[0]}×{shape[1]}×{shape[2]} image, P = {p}: all {image.size} numbers found at their address")
+with exercise("nb01-pixel-address"):
+    for shape, p in (((48, 48, 3), 16), ((8, 12, 2), 4), ((28, 28, 1), 7)):
+        image = np.random.default_rng(1).standard_normal(shape)                # (H, W, C)
+        patches = patchify_forward(image[None], p)[0][0]                       # (N, P²C)
+        rr, cc, kk = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")   # every pixel and channel
+        i, m = patch_address(rr, cc, kk, shape[1], shape[2], p)
+        assert np.array_equal(patches[i, m], image), f"a number is not at its address: {shape} image, P = {p}"
+        print(f"{shape[0]}×{shape[1]}×{shape[2]} image, P = {p}: all {image.size} numbers found at their address")
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb01-q-flatten-order", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb01-q-flatten-order** (2 points). Suppose vitnp flattened each patch in (channel, row, column) order
@@ -473,17 +475,18 @@ def permute_rows(E, P, C):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb01-flatten-order-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-rng_t = np.random.default_rng(6)
-x_t, E_t = rng_t.standard_normal((2, 12, 8, 3)), rng_t.standard_normal((4 * 4 * 3, 5))   # P = 4, C = 3, D = 5
-x_p_t = patchify_forward(x_t, 4)[0]                                                    # (2, 6, 48)
-crc = patchify_crc(x_t, 4)
-assert crc.shape == x_p_t.shape
-assert crc[0, 0, 1] == x_t[0, 0, 1, 0] and crc[0, 0, 16] == x_t[0, 0, 0, 1]    # next column; then the next channel
-assert np.array_equal(np.sort(crc, -1), np.sort(x_p_t, -1))                   # the same numbers in each patch
-tokens_crc = crc @ permute_rows(E_t, 4, 3)
-g_t = rng_t.standard_normal((2, 6, 5))                                        # an upstream gradient
-dE = x_p_t.reshape(-1, 48).T @ g_t.reshape(-1, 5)                              # ∂L/∂E for L = Σ (x_p E) ⊙ g
-dE_crc = crc.reshape(-1, 48).T @ g_t.reshape(-1, 5)                            # ∂L/∂(Πᵀ E)
-print(f"max |x̃_p (Πᵀ E) − x_p E| = {diff(tokens_crc, x_p_t @ E_t):.1e};  "
-      f"max |∂L/∂(Πᵀ E) − Πᵀ ∂L/∂E| = {diff(dE_crc, permute_rows(dE, 4, 3)):.1e}")
-assert diff(tokens_crc, x_p_t @ E_t) < 1e-12 and diff(dE_crc, permute_rows(dE, 4, 3)) < 1e-12
+with exercise("nb01-flatten-order"):
+    rng_t = np.random.default_rng(6)
+    x_t, E_t = rng_t.standard_normal((2, 12, 8, 3)), rng_t.standard_normal((4 * 4 * 3, 5))   # P = 4, C = 3, D = 5
+    x_p_t = patchify_forward(x_t, 4)[0]                                                    # (2, 6, 48)
+    crc = patchify_crc(x_t, 4)
+    assert crc.shape == x_p_t.shape
+    assert crc[0, 0, 1] == x_t[0, 0, 1, 0] and crc[0, 0, 16] == x_t[0, 0, 0, 1]    # next column; then the next channel
+    assert np.array_equal(np.sort(crc, -1), np.sort(x_p_t, -1))                   # the same numbers in each patch
+    tokens_crc = crc @ permute_rows(E_t, 4, 3)
+    g_t = rng_t.standard_normal((2, 6, 5))                                        # an upstream gradient
+    dE = x_p_t.reshape(-1, 48).T @ g_t.reshape(-1, 5)                              # ∂L/∂E for L = Σ (x_p E) ⊙ g
+    dE_crc = crc.reshape(-1, 48).T @ g_t.reshape(-1, 5)                            # ∂L/∂(Πᵀ E)
+    print(f"max |x̃_p (Πᵀ E) − x_p E| = {diff(tokens_crc, x_p_t @ E_t):.1e};  "
+          f"max |∂L/∂(Πᵀ E) − Πᵀ ∂L/∂E| = {diff(dE_crc, permute_rows(dE, 4, 3)):.1e}")
+    assert diff(tokens_crc, x_p_t @ E_t) < 1e-12 and diff(dE_crc, permute_rows(dE, 4, 3)) < 1e-12

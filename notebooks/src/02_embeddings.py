@@ -28,6 +28,7 @@ from vitnp.ops.linear import linear_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.ops.posemb import pos_embed_forward, sincos_2d
 from vitnp.ops.tokens import class_token_forward, readout_forward
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -412,19 +413,20 @@ def shuffle_patches(x, P, perm):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb02-bag-of-patches-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-rng_t = np.random.default_rng(4)
-perm_t = rng_t.permutation(N)
-x_shuffled = shuffle_patches(x, P, perm_t)
-assert x_shuffled.shape == x.shape and not np.array_equal(x_shuffled, x)
-assert np.array_equal(patchify_forward(x_shuffled, P)[0], patchify_forward(x, P)[0][:, perm_t])   # moved, unchanged
-for pos, readout, same in (("none", "token", True), ("none", "gap", True), ("learned", "token", False)):
-    c = cfg.replace(pos_embedding=pos, classifier=readout)
-    p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
-    before, after = vitnp.vit_forward(p_t, x, c)[0], vitnp.vit_forward(p_t, x_shuffled, c)[0]
-    print(f"pos_embedding={pos!r:10} classifier={readout!r:8} "
-          f"max |logits(shuffled) − logits| = {diff(after, before):.1e}")
-    assert diff(before[0], before[1]) > 1e-3                            # the model does tell the two images apart
-    assert (diff(after, before) < 1e-12) == same
+with exercise("nb02-bag-of-patches"):
+    rng_t = np.random.default_rng(4)
+    perm_t = rng_t.permutation(N)
+    x_shuffled = shuffle_patches(x, P, perm_t)
+    assert x_shuffled.shape == x.shape and not np.array_equal(x_shuffled, x)
+    assert np.array_equal(patchify_forward(x_shuffled, P)[0], patchify_forward(x, P)[0][:, perm_t])   # moved, unchanged
+    for pos, readout, same in (("none", "token", True), ("none", "gap", True), ("learned", "token", False)):
+        c = cfg.replace(pos_embedding=pos, classifier=readout)
+        p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
+        before, after = vitnp.vit_forward(p_t, x, c)[0], vitnp.vit_forward(p_t, x_shuffled, c)[0]
+        print(f"pos_embedding={pos!r:10} classifier={readout!r:8} "
+              f"max |logits(shuffled) − logits| = {diff(after, before):.1e}")
+        assert diff(before[0], before[1]) > 1e-3                            # the model does tell the two images apart
+        assert (diff(after, before) < 1e-12) == same
 
 # %% [markdown]
 # **Exercise nb02-sincos-shift** (2 points). Section 3 claims that in the sine-cosine table a shift by $k$ grid rows
@@ -448,11 +450,12 @@ def row_shift_matrix(k, D):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb02-sincos-shift-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-cfg_t = vitnp.ViTConfig(image_size=224, patch_size=16, in_channels=3, dim=64, heads=4, mlp_dim=128, dtype="float64")
-grid_t = sincos_2d(cfg_t)[1:].reshape(14, 14, 64)                        # (row, column, D), the class token dropped
-for k_t in (1, 3, 13):
-    R_t = row_shift_matrix(k_t, 64)
-    d = diff(grid_t[k_t:], grid_t[:-k_t] @ R_t)                           # PE(r + k, c) against PE(r, c) R_k
-    print(f"k = {k_t:2d}: max |PE(r + k, c) − PE(r, c) R_k| = {d:.1e}, "
-          f"max |R_k R_kᵀ − I| = {diff(R_t @ R_t.T, np.eye(64)):.1e}")
-    assert d < 1e-12 and diff(R_t @ R_t.T, np.eye(64)) < 1e-12              # … and R_k is a rotation
+with exercise("nb02-sincos-shift"):
+    cfg_t = vitnp.ViTConfig(image_size=224, patch_size=16, in_channels=3, dim=64, heads=4, mlp_dim=128, dtype="float64")
+    grid_t = sincos_2d(cfg_t)[1:].reshape(14, 14, 64)                        # (row, column, D), the class token dropped
+    for k_t in (1, 3, 13):
+        R_t = row_shift_matrix(k_t, 64)
+        d = diff(grid_t[k_t:], grid_t[:-k_t] @ R_t)                           # PE(r + k, c) against PE(r, c) R_k
+        print(f"k = {k_t:2d}: max |PE(r + k, c) − PE(r, c) R_k| = {d:.1e}, "
+              f"max |R_k R_kᵀ − I| = {diff(R_t @ R_t.T, np.eye(64)):.1e}")
+        assert d < 1e-12 and diff(R_t @ R_t.T, np.eye(64)) < 1e-12              # … and R_k is a rotation

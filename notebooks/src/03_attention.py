@@ -58,6 +58,7 @@ import vitnp
 from vitnp.ops.attention import attention_forward, causal_mask, merge_heads, msa_forward, split_heads
 from vitnp.ops.linear import linear_forward
 from vitnp.ops.softmax import softmax_backward, softmax_forward
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fewer random samples in the √D_h experiment
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -445,26 +446,27 @@ def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb03-sqrt-dh-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-from vitnp.presets import get_preset
+with exercise("nb03-sqrt-dh"):
+    from vitnp.presets import get_preset
 
-used = sorted({vitnp.ViTConfig.variant(v).head_dim for v in ("Ti", "S", "B", "L", "H/14")}
-              | {get_preset(p)[0].head_dim for p in ("fast", "fmnist")})
-assert used == [16, 64, 80]
-n_t = 200 if FAST else 1000
-print(f"{'D_h':>4} | {'std':>6} {'max weight':>10} {'|grad|':>7} (scaled) | {'std':>6} {'max weight':>10} "
-      f"{'|grad|':>7} (unscaled) | std, σ = 2, scale 1/(σ²√D_h)")
-scaled_max = []
-for Dh_t in used:
-    s_std, s_max, s_grad = saturation(Dh_t, 1 / np.sqrt(Dh_t), n_rows=n_t)
-    u_std, u_max, u_grad = saturation(Dh_t, 1.0, n_rows=n_t)
-    sigma_std = saturation(Dh_t, 1 / (4 * np.sqrt(Dh_t)), sigma=2.0, n_rows=n_t)[0]
-    print(f"{Dh_t:>4} | {s_std:6.3f} {s_max:10.3f} {s_grad:7.3f}          | {u_std:6.2f} {u_max:10.3f} {u_grad:7.3f}"
-          f"            | {sigma_std:.3f}")
-    assert abs(s_std - 1) < 0.1 and abs(u_std / np.sqrt(Dh_t) - 1) < 0.1 and abs(sigma_std - 1) < 0.1
-    if Dh_t >= 64:
-        assert u_max > 0.8 and u_grad < 0.7 * s_grad         # unscaled: nearly one-hot, less gradient
-    scaled_max.append(s_max)
-assert max(scaled_max) - min(scaled_max) < 0.05              # scaled: equally soft at every width
+    used = sorted({vitnp.ViTConfig.variant(v).head_dim for v in ("Ti", "S", "B", "L", "H/14")}
+                  | {get_preset(p)[0].head_dim for p in ("fast", "fmnist")})
+    assert used == [16, 64, 80]
+    n_t = 200 if FAST else 1000
+    print(f"{'D_h':>4} | {'std':>6} {'max weight':>10} {'|grad|':>7} (scaled) | {'std':>6} {'max weight':>10} "
+          f"{'|grad|':>7} (unscaled) | std, σ = 2, scale 1/(σ²√D_h)")
+    scaled_max = []
+    for Dh_t in used:
+        s_std, s_max, s_grad = saturation(Dh_t, 1 / np.sqrt(Dh_t), n_rows=n_t)
+        u_std, u_max, u_grad = saturation(Dh_t, 1.0, n_rows=n_t)
+        sigma_std = saturation(Dh_t, 1 / (4 * np.sqrt(Dh_t)), sigma=2.0, n_rows=n_t)[0]
+        print(f"{Dh_t:>4} | {s_std:6.3f} {s_max:10.3f} {s_grad:7.3f}          | {u_std:6.2f} {u_max:10.3f} {u_grad:7.3f}"
+              f"            | {sigma_std:.3f}")
+        assert abs(s_std - 1) < 0.1 and abs(u_std / np.sqrt(Dh_t) - 1) < 0.1 and abs(sigma_std - 1) < 0.1
+        if Dh_t >= 64:
+            assert u_max > 0.8 and u_grad < 0.7 * s_grad         # unscaled: nearly one-hot, less gradient
+        scaled_max.append(s_max)
+    assert max(scaled_max) - min(scaled_max) < 0.05              # scaled: equally soft at every width
 
 # %% [markdown]
 # **Exercise nb03-heads-layout** (2 points). The paper gives head $h$ its own projections (Eq 5), and the original
@@ -483,19 +485,20 @@ def assemble_U_qkv(Wq, Wk, Wv):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb03-heads-layout-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-from vitnp.checkpoint import to_jax
+with exercise("nb03-heads-layout"):
+    from vitnp.checkpoint import to_jax
 
-rng_t = np.random.default_rng(8)
-Wq, Wk, Wv = (rng_t.standard_normal((heads, D, Dh)) / np.sqrt(D) for _ in range(3))   # (k, D, D_h) each
-U_out = rng_t.standard_normal((D, D)) / np.sqrt(D)
-U_t = assemble_U_qkv(Wq, Wk, Wv)
-assert U_t.shape == (D, 3 * D)
-per_head = [softmax_by_hand(z @ Wq[h] @ (z @ Wk[h]).transpose(0, 2, 1) / np.sqrt(Dh)) @ (z @ Wv[h])
-            for h in range(heads)]                                                    # Eq 5–7, head by head
-expected = np.concatenate(per_head, axis=-1) @ U_out                                  # Eq 8
-got, _, _ = msa_forward(z, U_t, np.zeros(3 * D), U_out, np.zeros(D), heads)
-print(f"msa_forward with the assembled U_qkv: max |library − per-head loop| = {diff(got, expected):.1e}")
-assert diff(got, expected) < 1e-12
-params_t = dict(vitnp.init_params(cfg, seed=0), **{"blocks.0.U_qkv": U_t})
-query_kernel = to_jax(params_t, cfg)["Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"]
-assert np.array_equal(query_kernel, Wq.transpose(1, 0, 2))                            # the checkpoint's (D, k, D_h)
+    rng_t = np.random.default_rng(8)
+    Wq, Wk, Wv = (rng_t.standard_normal((heads, D, Dh)) / np.sqrt(D) for _ in range(3))   # (k, D, D_h) each
+    U_out = rng_t.standard_normal((D, D)) / np.sqrt(D)
+    U_t = assemble_U_qkv(Wq, Wk, Wv)
+    assert U_t.shape == (D, 3 * D)
+    per_head = [softmax_by_hand(z @ Wq[h] @ (z @ Wk[h]).transpose(0, 2, 1) / np.sqrt(Dh)) @ (z @ Wv[h])
+                for h in range(heads)]                                                    # Eq 5–7, head by head
+    expected = np.concatenate(per_head, axis=-1) @ U_out                                  # Eq 8
+    got, _, _ = msa_forward(z, U_t, np.zeros(3 * D), U_out, np.zeros(D), heads)
+    print(f"msa_forward with the assembled U_qkv: max |library − per-head loop| = {diff(got, expected):.1e}")
+    assert diff(got, expected) < 1e-12
+    params_t = dict(vitnp.init_params(cfg, seed=0), **{"blocks.0.U_qkv": U_t})
+    query_kernel = to_jax(params_t, cfg)["Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"]
+    assert np.array_equal(query_kernel, Wq.transpose(1, 0, 2))                            # the checkpoint's (D, k, D_h)

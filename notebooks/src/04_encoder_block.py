@@ -32,6 +32,7 @@ from vitnp.ops.mlp import mlp_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.ops.posemb import pos_embed_forward
 from vitnp.ops.tokens import class_token_forward, readout_forward
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -412,24 +413,25 @@ def vit_param_groups(L, D, M, P, C, K, N, classifier="token"):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb04-table1-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-def library_groups(c):
-    """The same three groups, summed from vitnp.param_shapes."""
-    sizes = {k: int(np.prod(s)) for k, s in vitnp.param_shapes(c).items()}
-    blocks_t = sum(v for k, v in sizes.items() if k.startswith("blocks."))
-    head_t = sum(sizes[k] for k in ("ln_f.gamma", "ln_f.beta", "head.W", "head.b"))
-    return {"embedding": sum(sizes.values()) - blocks_t - head_t, "blocks": blocks_t, "head": head_t}
+with exercise("nb04-table1"):
+    def library_groups(c):
+        """The same three groups, summed from vitnp.param_shapes."""
+        sizes = {k: int(np.prod(s)) for k, s in vitnp.param_shapes(c).items()}
+        blocks_t = sum(v for k, v in sizes.items() if k.startswith("blocks."))
+        head_t = sum(sizes[k] for k in ("ln_f.gamma", "ln_f.beta", "head.W", "head.b"))
+        return {"embedding": sum(sizes.values()) - blocks_t - head_t, "blocks": blocks_t, "head": head_t}
 
 
-table1 = {"Ti": 5_717_416, "S": 22_050_664, "B": 86_567_656, "L": 304_326_632, "H/14": 632_045_800}
-for name, c in [(f"ViT-{v}", vitnp.ViTConfig.variant(v)) for v in (*table1, "B/32")] + [("this notebook's", cfg),
-                                                                                        ("its 'gap' twin", cfg_gap)]:
-    groups = vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
-                              c.num_patches, c.classifier)
-    assert groups == library_groups(c), f"{name}: {groups} != {library_groups(c)}"
-    print(f"{name:<16} {sum(groups.values()):>12,} parameters")
-assert all(sum(vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
-                                c.num_patches).values()) == n
-           for c, n in ((vitnp.ViTConfig.variant(v), n) for v, n in table1.items()))
+    table1 = {"Ti": 5_717_416, "S": 22_050_664, "B": 86_567_656, "L": 304_326_632, "H/14": 632_045_800}
+    for name, c in [(f"ViT-{v}", vitnp.ViTConfig.variant(v)) for v in (*table1, "B/32")] + [("this notebook's", cfg),
+                                                                                            ("its 'gap' twin", cfg_gap)]:
+        groups = vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
+                                  c.num_patches, c.classifier)
+        assert groups == library_groups(c), f"{name}: {groups} != {library_groups(c)}"
+        print(f"{name:<16} {sum(groups.values()):>12,} parameters")
+    assert all(sum(vit_param_groups(c.depth, c.dim, c.mlp_dim, c.patch_size, c.in_channels, c.num_classes,
+                                    c.num_patches).values()) == n
+               for c, n in ((vitnp.ViTConfig.variant(v), n) for v, n in table1.items()))
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb04-q-table1", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb04-q-table1** (2 points). With the MLP width $M = 4D$ of every Table 1 model, write the parameter count
@@ -466,13 +468,14 @@ def gap_readout(zL, gamma, beta, eps=1e-6):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb04-gap-readout-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-x_p_gap, _ = patchify_forward(x, cfg_gap.patch_size)
-z0_gap = x_p_gap @ params_gap["E"] + params_gap["E_bias"] + params_gap["E_pos"]        # Eq 1 without x_class: (B, N, D)
-blocks_gap = [{k: params_gap[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg_gap.depth)]
-zL_gap, _, _ = encoder_forward(z0_gap, blocks_gap, heads, gelu=cfg_gap.gelu, eps=eps)  # Eq 2–3
-y_gap = gap_readout(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)
-y_lib, _ = readout_forward(layernorm_forward(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)[0], "gap")
-logits_t = y_gap @ params_gap["head.W"] + params_gap["head.b"]
-print(f"y {y_gap.shape}: max |hand − readout_forward| = {diff(y_gap, y_lib):.1e};  "
-      f"logits: max |hand − vit_forward| = {diff(logits_t, logits_gap):.1e}")
-assert diff(y_gap, y_lib) < 1e-12 and diff(logits_t, logits_gap) < 1e-12
+with exercise("nb04-gap-readout"):
+    x_p_gap, _ = patchify_forward(x, cfg_gap.patch_size)
+    z0_gap = x_p_gap @ params_gap["E"] + params_gap["E_bias"] + params_gap["E_pos"]        # Eq 1 without x_class: (B, N, D)
+    blocks_gap = [{k: params_gap[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg_gap.depth)]
+    zL_gap, _, _ = encoder_forward(z0_gap, blocks_gap, heads, gelu=cfg_gap.gelu, eps=eps)  # Eq 2–3
+    y_gap = gap_readout(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)
+    y_lib, _ = readout_forward(layernorm_forward(zL_gap, params_gap["ln_f.gamma"], params_gap["ln_f.beta"], eps)[0], "gap")
+    logits_t = y_gap @ params_gap["head.W"] + params_gap["head.b"]
+    print(f"y {y_gap.shape}: max |hand − readout_forward| = {diff(y_gap, y_lib):.1e};  "
+          f"logits: max |hand − vit_forward| = {diff(logits_t, logits_gap):.1e}")
+    assert diff(y_gap, y_lib) < 1e-12 and diff(logits_t, logits_gap) < 1e-12

@@ -53,6 +53,7 @@ from vitnp.ops.posemb import pos_embed_backward, pos_embed_forward
 from vitnp.ops.softmax import softmax_backward, softmax_forward
 from vitnp.ops.tokens import class_token_backward, class_token_forward
 from vitnp.selfcheck import check_model, tiny_config
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: the whole-model check on 2 variants instead of 14
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -211,18 +212,19 @@ def pos_embed_backward_by_hand(g):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb05-copy-backwards-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-rt = np.random.default_rng(11)                                 # its own generator: the sections' numbers stay put
-errors = [compare("linear", linear_forward, linear_backward, lambda g, x, W, b: linear_backward_by_hand(g, x, W),
-                  dict(x=rt.standard_normal((2, 3, 5)), W=rt.standard_normal((5, 4)), b=rt.standard_normal(4))),
-          compare("patchify", patchify_forward, patchify_backward,
-                  lambda g, x: patchify_backward_by_hand(g, x.shape, 2), dict(x=rt.standard_normal((2, 6, 4, 3))), P=2),
-          compare("class token", class_token_forward, class_token_backward,
-                  lambda g, X, x_class: class_token_backward_by_hand(g),
-                  dict(X=rt.standard_normal((3, 4, 5)), x_class=rt.standard_normal(5))),
-          compare("position embedding", pos_embed_forward, pos_embed_backward,
-                  lambda g, z, E_pos: pos_embed_backward_by_hand(g),
-                  dict(z=rt.standard_normal((3, 4, 5)), E_pos=rt.standard_normal((4, 5))))]
-assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
+with exercise("nb05-copy-backwards"):
+    rt = np.random.default_rng(11)                                 # its own generator: the sections' numbers stay put
+    errors = [compare("linear", linear_forward, linear_backward, lambda g, x, W, b: linear_backward_by_hand(g, x, W),
+                      dict(x=rt.standard_normal((2, 3, 5)), W=rt.standard_normal((5, 4)), b=rt.standard_normal(4))),
+              compare("patchify", patchify_forward, patchify_backward,
+                      lambda g, x: patchify_backward_by_hand(g, x.shape, 2), dict(x=rt.standard_normal((2, 6, 4, 3))), P=2),
+              compare("class token", class_token_forward, class_token_backward,
+                      lambda g, X, x_class: class_token_backward_by_hand(g),
+                      dict(X=rt.standard_normal((3, 4, 5)), x_class=rt.standard_normal(5))),
+              compare("position embedding", pos_embed_forward, pos_embed_backward,
+                      lambda g, z, E_pos: pos_embed_backward_by_hand(g),
+                      dict(z=rt.standard_normal((3, 4, 5)), E_pos=rt.standard_normal((4, 5))))]
+    assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
 
 # %% [markdown]
 # ## 4. Softmax
@@ -303,12 +305,13 @@ def attention_backward_by_hand(g, q, k, v):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb05-softmax-attention-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-rt = np.random.default_rng(12)
-errors = [compare("softmax", softmax_forward, softmax_backward, softmax_backward_by_hand,
-                  {"s": 3 * rt.standard_normal((2, 3, 5))}),
-          compare("attention", attention_forward, attention_backward, attention_backward_by_hand,
-                  {name: rt.standard_normal((2, 2, 5, 3)) for name in "qkv"})]
-assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
+with exercise("nb05-softmax-attention"):
+    rt = np.random.default_rng(12)
+    errors = [compare("softmax", softmax_forward, softmax_backward, softmax_backward_by_hand,
+                      {"s": 3 * rt.standard_normal((2, 3, 5))}),
+              compare("attention", attention_forward, attention_backward, attention_backward_by_hand,
+                      {name: rt.standard_normal((2, 2, 5, 3)) for name in "qkv"})]
+    assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
 
 # %% [markdown]
 # ## 6. Multi-head self-attention (Eq 5–8)
@@ -534,35 +537,36 @@ def cross_entropy_grad_by_hand(logits, labels):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb05-layernorm-gelu-ce-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-rt = np.random.default_rng(13)
-x_t, gamma_t, beta_t = 2 * rt.standard_normal((2, 3, 6)) + 1, rt.standard_normal(6), rt.standard_normal(6)
-numeric, library = compare("layernorm", layernorm_forward, layernorm_backward,
-                           lambda g, x, gamma, beta: layernorm_backward_by_hand(g, x, gamma),
-                           dict(x=x_t, gamma=gamma_t, beta=beta_t))
-assert numeric < OP_TOL and library < 1e-12
-J = layernorm_jacobian(x_t)
-token = x_t[0, 1].copy()                                       # centred differences of x̂ for one token
-x_hat_of = lambda t: layernorm_forward(t, np.ones(6), np.zeros(6))[0]                         # noqa: E731
-J_num = np.array([(x_hat_of(token + 1e-6 * e) - x_hat_of(token - 1e-6 * e)) / 2e-6 for e in np.eye(6)])
-g_t = rt.standard_normal(x_t.shape)
-dx_jac = np.einsum("...ij,...j->...i", J, g_t * gamma_t)      # x̄_i = Σ_j (∂x̂_j/∂x_i) x̂̄_j
-dx_t = layernorm_backward_by_hand(g_t, x_t, gamma_t)[0]
-print(f"layernorm Jacobian {J.shape}: against centred differences {rel_error(J[0, 1], J_num):.1e}, "
-      f"J-times-vector against your formula {diff(dx_jac, dx_t):.1e}")
-assert J.shape == (2, 3, 6, 6) and rel_error(J[0, 1], J_num) < OP_TOL and diff(dx_jac, dx_t) < 1e-12
-assert np.abs(dx_t.sum(-1)).max() < 1e-12                      # no component that shifts the mean
-for form in ("exact", "tanh"):
-    numeric, library = compare(f"gelu {form}", gelu_forward, gelu_backward,
-                               lambda g, x: g * gelu_derivative_by_hand(x, form), {"x": 2 * rt.standard_normal((4, 6))},
-                               approximate=form)
-    assert numeric < OP_TOL and library < 1e-8                 # the library's erf is accurate to ~1e-9
-logits_t, labels_t = 3 * rt.standard_normal((4, 5)), rt.integers(0, 5, 4)
-mine = cross_entropy_grad_by_hand(logits_t, labels_t)
-numeric = max(check_gradients(lambda: softmax_cross_entropy(logits_t, labels_t)[0], {"logits": logits_t},
-                              {"logits": mine}).values())
-d = diff(mine, softmax_cross_entropy(logits_t, labels_t)[1])
-print(f"cross-entropy: your gradient against centred differences {numeric:.1e}, against the library's {d:.1e}")
-assert numeric < OP_TOL and d < 1e-12
+with exercise("nb05-layernorm-gelu-ce"):
+    rt = np.random.default_rng(13)
+    x_t, gamma_t, beta_t = 2 * rt.standard_normal((2, 3, 6)) + 1, rt.standard_normal(6), rt.standard_normal(6)
+    numeric, library = compare("layernorm", layernorm_forward, layernorm_backward,
+                               lambda g, x, gamma, beta: layernorm_backward_by_hand(g, x, gamma),
+                               dict(x=x_t, gamma=gamma_t, beta=beta_t))
+    assert numeric < OP_TOL and library < 1e-12
+    J = layernorm_jacobian(x_t)
+    token = x_t[0, 1].copy()                                       # centred differences of x̂ for one token
+    x_hat_of = lambda t: layernorm_forward(t, np.ones(6), np.zeros(6))[0]                         # noqa: E731
+    J_num = np.array([(x_hat_of(token + 1e-6 * e) - x_hat_of(token - 1e-6 * e)) / 2e-6 for e in np.eye(6)])
+    g_t = rt.standard_normal(x_t.shape)
+    dx_jac = np.einsum("...ij,...j->...i", J, g_t * gamma_t)      # x̄_i = Σ_j (∂x̂_j/∂x_i) x̂̄_j
+    dx_t = layernorm_backward_by_hand(g_t, x_t, gamma_t)[0]
+    print(f"layernorm Jacobian {J.shape}: against centred differences {rel_error(J[0, 1], J_num):.1e}, "
+          f"J-times-vector against your formula {diff(dx_jac, dx_t):.1e}")
+    assert J.shape == (2, 3, 6, 6) and rel_error(J[0, 1], J_num) < OP_TOL and diff(dx_jac, dx_t) < 1e-12
+    assert np.abs(dx_t.sum(-1)).max() < 1e-12                      # no component that shifts the mean
+    for form in ("exact", "tanh"):
+        numeric, library = compare(f"gelu {form}", gelu_forward, gelu_backward,
+                                   lambda g, x: g * gelu_derivative_by_hand(x, form), {"x": 2 * rt.standard_normal((4, 6))},
+                                   approximate=form)
+        assert numeric < OP_TOL and library < 1e-8                 # the library's erf is accurate to ~1e-9
+    logits_t, labels_t = 3 * rt.standard_normal((4, 5)), rt.integers(0, 5, 4)
+    mine = cross_entropy_grad_by_hand(logits_t, labels_t)
+    numeric = max(check_gradients(lambda: softmax_cross_entropy(logits_t, labels_t)[0], {"logits": logits_t},
+                                  {"logits": mine}).values())
+    d = diff(mine, softmax_cross_entropy(logits_t, labels_t)[1])
+    print(f"cross-entropy: your gradient against centred differences {numeric:.1e}, against the library's {d:.1e}")
+    assert numeric < OP_TOL and d < 1e-12
 
 # %% [markdown]
 # ## 11. What a wrong backward looks like

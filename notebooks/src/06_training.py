@@ -35,6 +35,7 @@ from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, warmup_cosine
 from vitnp.presets import get_preset
 from vitnp.train import train, train_step
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: a shorter run on fewer images
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -478,22 +479,23 @@ def adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb06-adamw-steps-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-rng_t = np.random.default_rng(3)
-p_start = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(tcfg, seed=1).items()}
-batches_t = [(rng_t.standard_normal((4, 8, 8, 1)), rng_t.integers(0, 10, 4)) for _ in range(3)]
-settings_t = dict(lr=1e-2, wd=0.05, betas=(0.9, 0.999), eps=1e-8, clip=0.5, smoothing=0.1)
-p_lib3 = {k: v.copy() for k, v in p_start.items()}
-opt_t = AdamW(p_lib3, settings_t["lr"], betas=settings_t["betas"], eps=settings_t["eps"],
-              weight_decay=settings_t["wd"])
-for xb_t, yb_t in batches_t:                                                  # the library: three steps in place
-    train_step(p_lib3, opt_t, xb_t, yb_t, tcfg, lr=settings_t["lr"], label_smoothing=settings_t["smoothing"],
-               clip=settings_t["clip"], reference=True)
-p_hand3 = adamw_by_hand(p_start, batches_t, tcfg, **settings_t)
-d = max(diff(p_lib3[k], p_hand3[k]) for k in p_start)
-moved = max(diff(p_hand3[k], p_start[k]) for k in p_start)
-print(f"three steps, all {len(p_start)} arrays: max |library − hand| = {d:.1e} "
-      f"(the parameters moved by up to {moved:.3f})")
-assert d < 1e-10 and moved > 1e-3       # rounding: the library updates m as m + (1 − β₁)(g − m), torch's form
+with exercise("nb06-adamw-steps"):
+    rng_t = np.random.default_rng(3)
+    p_start = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(tcfg, seed=1).items()}
+    batches_t = [(rng_t.standard_normal((4, 8, 8, 1)), rng_t.integers(0, 10, 4)) for _ in range(3)]
+    settings_t = dict(lr=1e-2, wd=0.05, betas=(0.9, 0.999), eps=1e-8, clip=0.5, smoothing=0.1)
+    p_lib3 = {k: v.copy() for k, v in p_start.items()}
+    opt_t = AdamW(p_lib3, settings_t["lr"], betas=settings_t["betas"], eps=settings_t["eps"],
+                  weight_decay=settings_t["wd"])
+    for xb_t, yb_t in batches_t:                                                  # the library: three steps in place
+        train_step(p_lib3, opt_t, xb_t, yb_t, tcfg, lr=settings_t["lr"], label_smoothing=settings_t["smoothing"],
+                   clip=settings_t["clip"], reference=True)
+    p_hand3 = adamw_by_hand(p_start, batches_t, tcfg, **settings_t)
+    d = max(diff(p_lib3[k], p_hand3[k]) for k in p_start)
+    moved = max(diff(p_hand3[k], p_start[k]) for k in p_start)
+    print(f"three steps, all {len(p_start)} arrays: max |library − hand| = {d:.1e} "
+          f"(the parameters moved by up to {moved:.3f})")
+    assert d < 1e-10 and moved > 1e-3       # rounding: the library updates m as m + (1 − β₁)(g − m), torch's form
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb06-q-cls-vs-gap", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb06-q-cls-vs-gap** (2 points). *Dive into Deep Learning* (d2l.ai, "Transformers for Vision", exercise 2)
@@ -545,7 +547,8 @@ print("test accuracy, read once after training, reported after the choice: "
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "nb06-cls-vs-gap-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-assert gap_run.cfg.classifier == "gap" and gap_run.status == "completed" and len(gap_run.history) == hp.epochs
-assert "x_class" not in gap_run.params and gap_run.params["E_pos"].shape == (cfg.num_patches, cfg.dim)
-assert gap_run.hparams == hp and gap_run.history[-1]["step"] == run.history[-1]["step"]   # section 3's recipe and steps
-assert gap_run.test["best"]["val_acc"] > 0.5                           # it learned (chance: 10 %), on validation
+with exercise("nb06-cls-vs-gap"):
+    assert gap_run.cfg.classifier == "gap" and gap_run.status == "completed" and len(gap_run.history) == hp.epochs
+    assert "x_class" not in gap_run.params and gap_run.params["E_pos"].shape == (cfg.num_patches, cfg.dim)
+    assert gap_run.hparams == hp and gap_run.history[-1]["step"] == run.history[-1]["step"]   # section 3's recipe and steps
+    assert gap_run.test["best"]["val_acc"] > 0.5                           # it learned (chance: 10 %), on validation

@@ -49,6 +49,7 @@ from vitnp.analysis import (attention_maps, attention_rollout, embedding_filters
 from vitnp.data import load_fashion_mnist
 from vitnp.evaluate import evaluate_arrays
 from vitnp.train import load_checkpoint
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: fewer test images
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -659,15 +660,16 @@ def mirror_scores(sim):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb07-mirror-score-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-scores = mirror_scores(S)
-print("shipped model (trained with flips):", {k: round(float(v), 3) for k, v in scores.items()})
-assert abs(scores["mirror"] - flat[h_mirror].mean()) < 1e-12 and abs(scores["neither"] - flat[neither].mean()) < 1e-12
-assert abs(scores["same row"] - flat[same_row & ~h_mirror].mean()) < 1e-12
-rows_t = np.random.default_rng(9).standard_normal((gh, gw // 2, cfg.dim))
-symmetric = np.concatenate([rows_t, rows_t[:, ::-1]], axis=1).reshape(N, cfg.dim)     # E_pos[r, c] = E_pos[r, gw−1−c]
-sym_table = np.concatenate([np.zeros((1, cfg.dim)), symmetric])                           # a class-token row first
-sym_scores = mirror_scores(pos_embedding_similarity({"E_pos": sym_table}, cfg))
-assert abs(sym_scores["mirror"] - 1) < 1e-12 and abs(sym_scores["same row"]) < 0.5    # a mirror-symmetric table
+with exercise("nb07-mirror-score"):
+    scores = mirror_scores(S)
+    print("shipped model (trained with flips):", {k: round(float(v), 3) for k, v in scores.items()})
+    assert abs(scores["mirror"] - flat[h_mirror].mean()) < 1e-12 and abs(scores["neither"] - flat[neither].mean()) < 1e-12
+    assert abs(scores["same row"] - flat[same_row & ~h_mirror].mean()) < 1e-12
+    rows_t = np.random.default_rng(9).standard_normal((gh, gw // 2, cfg.dim))
+    symmetric = np.concatenate([rows_t, rows_t[:, ::-1]], axis=1).reshape(N, cfg.dim)     # E_pos[r, c] = E_pos[r, gw−1−c]
+    sym_table = np.concatenate([np.zeros((1, cfg.dim)), symmetric])                           # a class-token row first
+    sym_scores = mirror_scores(pos_embedding_similarity({"E_pos": sym_table}, cfg))
+    assert abs(sym_scores["mirror"] - 1) < 1e-12 and abs(sym_scores["same row"]) < 0.5    # a mirror-symmetric table
 
 # %% [markdown]
 # Your run without flips: the `fmnist-vit` recipe of the shipped checkpoint (run e08 of `docs/results.md`, 8 minutes on
@@ -722,19 +724,20 @@ def uniform_rollout(T, L):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb07-uniform-rollout-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-for L_t in (1, 2, 4, 8):
-    uniform_maps = [np.full((1, k, T, T), 1 / T)] * L_t
-    lib_row = attention_rollout(uniform_maps, cfg, upsample=None)[0].ravel()                 # R[0, 1:]
-    R_t = np.linalg.matrix_power((np.full((T, T), 1 / T) + np.eye(T)) / 2, L_t)              # Â^L
-    mine = uniform_rollout(T, L_t)
-    assert mine.shape == (T,) and diff(mine[1:], lib_row) < 1e-12 and diff(mine, R_t[0]) < 1e-12
-print(f"L = {L}, T = {T}: {uniform_rollout(T, L)[1]:.4f} per patch, {uniform_rollout(T, L)[0]:.4f} kept by the "
-      f"class token")
-if SYNTHETIC:
-    print("(the untrained model is compared on Fashion-MNIST test images, which are not installed here)")
-else:
-    untrained = attention_rollout(maps0, cfg, upsample=None).mean(0)                         # over section 4's images
-    deviation = np.abs(untrained / uniform_rollout(T, L)[1] - 1).max()
-    print(f"untrained model, mean over {n_att} test images: within {100 * deviation:.1f} % of the uniform prediction "
-          f"on every patch")
-    assert deviation < 0.1
+with exercise("nb07-uniform-rollout"):
+    for L_t in (1, 2, 4, 8):
+        uniform_maps = [np.full((1, k, T, T), 1 / T)] * L_t
+        lib_row = attention_rollout(uniform_maps, cfg, upsample=None)[0].ravel()                 # R[0, 1:]
+        R_t = np.linalg.matrix_power((np.full((T, T), 1 / T) + np.eye(T)) / 2, L_t)              # Â^L
+        mine = uniform_rollout(T, L_t)
+        assert mine.shape == (T,) and diff(mine[1:], lib_row) < 1e-12 and diff(mine, R_t[0]) < 1e-12
+    print(f"L = {L}, T = {T}: {uniform_rollout(T, L)[1]:.4f} per patch, {uniform_rollout(T, L)[0]:.4f} kept by the "
+          f"class token")
+    if SYNTHETIC:
+        print("(the untrained model is compared on Fashion-MNIST test images, which are not installed here)")
+    else:
+        untrained = attention_rollout(maps0, cfg, upsample=None).mean(0)                         # over section 4's images
+        deviation = np.abs(untrained / uniform_rollout(T, L)[1] - 1).max()
+        print(f"untrained model, mean over {n_att} test images: within {100 * deviation:.1f} % of the uniform prediction "
+              f"on every patch")
+        assert deviation < 0.1

@@ -46,6 +46,7 @@ from vitnp.ops.posemb import pos_embed_forward
 from vitnp.ops.tokens import class_token_forward
 from vitnp.config import param_shapes
 from vitnp.train import describe_model, load_checkpoint, model_spec
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live training runs
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -688,20 +689,21 @@ def roll_change(params, cfg, x, s):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb08-roll-invariance-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-rng_t = np.random.default_rng(2)
-small = vitnp.ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=16, depth=2, heads=2,
-                        mlp_dim=32, dtype="float64")
-print(f"{'pos_embedding':>13} {'classifier':>10} {'s':>3} {'max |Δ logits|':>15}")
-for pos, readout, s, invariant in (("none", "gap", P, True), ("none", "token", P, True), ("none", "gap", 2 * P, True),
-                                   ("none", "gap", 1, False), ("learned", "gap", P, False),
-                                   ("learned", "token", P, False)):
-    c = small.replace(pos_embedding=pos, classifier=readout)
-    p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
-    change = roll_change(p_t, c, x0, s)
-    print(f"{pos:>13} {readout:>10} {s:>3} {change:>15.1e}")
-    assert (change < 1e-12) == invariant
-    logits_t = vitnp.vit_forward(p_t, x0, c)[0]
-    assert np.abs(logits_t - logits_t[::-1]).max() > 1e-3               # the model does tell the images apart
+with exercise("nb08-roll-invariance"):
+    rng_t = np.random.default_rng(2)
+    small = vitnp.ViTConfig(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=16, depth=2, heads=2,
+                            mlp_dim=32, dtype="float64")
+    print(f"{'pos_embedding':>13} {'classifier':>10} {'s':>3} {'max |Δ logits|':>15}")
+    for pos, readout, s, invariant in (("none", "gap", P, True), ("none", "token", P, True), ("none", "gap", 2 * P, True),
+                                       ("none", "gap", 1, False), ("learned", "gap", P, False),
+                                       ("learned", "token", P, False)):
+        c = small.replace(pos_embedding=pos, classifier=readout)
+        p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
+        change = roll_change(p_t, c, x0, s)
+        print(f"{pos:>13} {readout:>10} {s:>3} {change:>15.1e}")
+        assert (change < 1e-12) == invariant
+        logits_t = vitnp.vit_forward(p_t, x0, c)[0]
+        assert np.abs(logits_t - logits_t[::-1]).max() > 1e-3               # the model does tell the images apart
 
 # %% [markdown]
 # **Exercise nb08-hybrid-params** (2 points). Write `hybrid_param_count(cfg)`: the number of parameters of a ViT
@@ -727,16 +729,17 @@ def hybrid_param_count(cfg):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb08-hybrid-params-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-from vitnp.presets import get_preset
+with exercise("nb08-hybrid-params"):
+    from vitnp.presets import get_preset
 
-fmnist_cfg = get_preset("fmnist-hybrid")[0]
-cases = {"tiny hybrid above (P = 1)": hcfg, "hybrid of the sweep": configs["hybrid"], "plain ViT of the sweep":
-         configs["vit"], "fmnist-hybrid preset": fmnist_cfg, "fmnist-hybrid, 5×5 stem, 'gap'": fmnist_cfg.replace(
-             stem_kernel=5, classifier="gap")}
-for name, c in cases.items():
-    mine, lib = hybrid_param_count(c), vitnp.count_params(c)
-    print(f"{name:<28} {mine:>9,} (library {lib:,})")
-    assert mine == lib
-stem_share = sum(int(np.prod(s)) for k, s in param_shapes(fmnist_cfg).items() if k.startswith("stem."))
-print(f"the fmnist-hybrid preset's stem: {stem_share:,} of {vitnp.count_params(fmnist_cfg):,} parameters; its E: "
-      f"{param_shapes(fmnist_cfg)['E']}, the plain ViT's: {param_shapes(configs['vit'])['E']}")
+    fmnist_cfg = get_preset("fmnist-hybrid")[0]
+    cases = {"tiny hybrid above (P = 1)": hcfg, "hybrid of the sweep": configs["hybrid"], "plain ViT of the sweep":
+             configs["vit"], "fmnist-hybrid preset": fmnist_cfg, "fmnist-hybrid, 5×5 stem, 'gap'": fmnist_cfg.replace(
+                 stem_kernel=5, classifier="gap")}
+    for name, c in cases.items():
+        mine, lib = hybrid_param_count(c), vitnp.count_params(c)
+        print(f"{name:<28} {mine:>9,} (library {lib:,})")
+        assert mine == lib
+    stem_share = sum(int(np.prod(s)) for k, s in param_shapes(fmnist_cfg).items() if k.startswith("stem."))
+    print(f"the fmnist-hybrid preset's stem: {stem_share:,} of {vitnp.count_params(fmnist_cfg):,} parameters; its E: "
+          f"{param_shapes(fmnist_cfg)['E']}, the plain ViT's: {param_shapes(configs['vit'])['E']}")

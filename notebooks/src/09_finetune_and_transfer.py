@@ -42,6 +42,7 @@ from vitnp.finetune import adapt_params
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.presets import HParams
 from vitnp.train import load_checkpoint, train
+from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live experiments
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -511,15 +512,16 @@ pred_4x4 = [7, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1, 4 / 3, 5 / 3, 4 / 3, 5 / 3, 2, 7 / 
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "nb09-predict-epos-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-from vitnp.checkpoint import resize_pos_table
+with exercise("nb09-predict-epos"):
+    from vitnp.checkpoint import resize_pos_table
 
-tiny = vitnp.ViTConfig(image_size=14, patch_size=7, in_channels=1, num_classes=2, dim=1, depth=1, heads=1, mlp_dim=1)
-E_tiny = np.array([[7.0], [0.0], [1.0], [2.0], [3.0]])                     # class token, then the 2×2 grid row-major
-for pred, size in ((pred_3x3, 21), (pred_4x4, 28)):
-    lib_t = resize_pos_table(E_tiny, tiny, tiny.replace(image_size=size))
-    assert np.shape(pred) in ((len(lib_t),), lib_t.shape), f"{len(lib_t)} numbers expected, class token first"
-    assert diff(np.ravel(pred), lib_t.ravel()) < 1e-12, f"the {size // 7}×{size // 7} table differs from the library's"
-    print(f"{size // 7}×{size // 7} grid: your table matches resize_pos_table")
+    tiny = vitnp.ViTConfig(image_size=14, patch_size=7, in_channels=1, num_classes=2, dim=1, depth=1, heads=1, mlp_dim=1)
+    E_tiny = np.array([[7.0], [0.0], [1.0], [2.0], [3.0]])                     # class token, then the 2×2 grid row-major
+    for pred, size in ((pred_3x3, 21), (pred_4x4, 28)):
+        lib_t = resize_pos_table(E_tiny, tiny, tiny.replace(image_size=size))
+        assert np.shape(pred) in ((len(lib_t),), lib_t.shape), f"{len(lib_t)} numbers expected, class token first"
+        assert diff(np.ravel(pred), lib_t.ravel()) < 1e-12, f"the {size // 7}×{size // 7} table differs from the library's"
+        print(f"{size // 7}×{size // 7} grid: your table matches resize_pos_table")
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb09-q-zero-head", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb09-q-zero-head** (2 points). Section 4 showed that on the first step with a zero head only the head gets
@@ -557,17 +559,18 @@ def sgd_head_step(params, grads, lr):
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb09-second-step-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-logits1, cache1 = vitnp.vit_forward(p5, x8, cfg5)                          # step 1 from the zero head
-grads1 = vitnp.vit_backward(softmax_cross_entropy(logits1, labels8)[1], cache1)
-p_two = sgd_head_step(p5, grads1, lr=0.5)
-assert all(np.array_equal(p_two[k], p5[k]) for k in p5 if not k.startswith("head."))          # the body is unchanged
-assert diff(p_two["head.W"], -0.5 * grads1["head.W"]) < 1e-7 and p_two["head.W"].any()        # W₁ = −η ∂ℓ/∂W
-logits2, cache2 = vitnp.vit_forward(p_two, x8, cfg5)                       # step 2
-dlogits2 = softmax_cross_entropy(logits2, labels8)[1]                       # (p₂ − t)/B
-grads2 = vitnp.vit_backward(dlogits2, cache2)
-body1 = max(float(np.abs(g).max()) for k, g in grads1.items() if not k.startswith("head."))
-body2 = max(float(np.abs(g).max()) for k, g in grads2.items() if not k.startswith("head."))
-dy = dlogits2 @ p_two["head.W"].T                                           # ∂ℓ/∂y = (p₂ − t) W₁ᵀ / B
-print(f"largest body gradient: step 1 {body1:.1e}, step 2 {body2:.1e};  ∂ℓ/∂β of the final LayerNorm = Σ_b ∂ℓ/∂y_b: "
-      f"max |library − hand| = {diff(grads2['ln_f.beta'], dy.sum(0)):.1e}")
-assert body1 == 0.0 and body2 > 0 and diff(grads2["ln_f.beta"], dy.sum(0)) < 1e-6
+with exercise("nb09-second-step"):
+    logits1, cache1 = vitnp.vit_forward(p5, x8, cfg5)                          # step 1 from the zero head
+    grads1 = vitnp.vit_backward(softmax_cross_entropy(logits1, labels8)[1], cache1)
+    p_two = sgd_head_step(p5, grads1, lr=0.5)
+    assert all(np.array_equal(p_two[k], p5[k]) for k in p5 if not k.startswith("head."))          # the body is unchanged
+    assert diff(p_two["head.W"], -0.5 * grads1["head.W"]) < 1e-7 and p_two["head.W"].any()        # W₁ = −η ∂ℓ/∂W
+    logits2, cache2 = vitnp.vit_forward(p_two, x8, cfg5)                       # step 2
+    dlogits2 = softmax_cross_entropy(logits2, labels8)[1]                       # (p₂ − t)/B
+    grads2 = vitnp.vit_backward(dlogits2, cache2)
+    body1 = max(float(np.abs(g).max()) for k, g in grads1.items() if not k.startswith("head."))
+    body2 = max(float(np.abs(g).max()) for k, g in grads2.items() if not k.startswith("head."))
+    dy = dlogits2 @ p_two["head.W"].T                                           # ∂ℓ/∂y = (p₂ − t) W₁ᵀ / B
+    print(f"largest body gradient: step 1 {body1:.1e}, step 2 {body2:.1e};  ∂ℓ/∂β of the final LayerNorm = Σ_b ∂ℓ/∂y_b: "
+          f"max |library − hand| = {diff(grads2['ln_f.beta'], dy.sum(0)):.1e}")
+    assert body1 == 0.0 and body2 > 0 and diff(grads2["ln_f.beta"], dy.sum(0)) < 1e-6

@@ -52,7 +52,7 @@ WORKER = Path(__file__).with_name("worker.py")
 GUARANTEE = ("The verdict is computed in the grader's process from fresh random inputs, so nothing the graded code "
              "does inside Python (patching the checks, forging a result, exiting early) can earn a pass; the grader "
              "is not a sandbox: graded code can read the instructor's files and the network of the grading machine, "
-             "so grade untrusted copies in a container without network (docs/course.md, 'Grading').")
+             "so grade untrusted copies in a container without network (docs/course.md, \"Grading the code exercises\").")
 
 
 def default_root() -> Path:
@@ -255,7 +255,6 @@ def _describe(error: str, exercise) -> str:
         text = text[len("NotImplementedError: "):]
         if other != exercise.id:
             return f"needs exercise {other} first (this grader's copy of it is not done yet): {text}"
-        return f"{text} (not done yet: write it in {exercise.where})"
     return text
 
 

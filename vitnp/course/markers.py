@@ -83,6 +83,7 @@ def cut(text: str, regions: list, stub) -> str:
 
 
 def code_stub(exercise):
-    """The stub of a code region: one raise that names the exercise."""
-    message = f"exercise {exercise.id}: {exercise.statement}"
+    """The stub of a code region: one raise that names the exercise, says what to write and how to check it."""
+    message = (f"exercise {exercise.id}: {exercise.statement} (not done yet: write it here, in "
+               f"{exercise.where}, then check it with `python -m vitnp course grade --exercise {exercise.id}`)")
     return lambda r: [f"{r.indent}raise NotImplementedError({message!r})"]
