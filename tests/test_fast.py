@@ -322,7 +322,7 @@ def test_adamw_steps_match_reference(sharding):
     labels = np.arange(x.shape[0]) % cfg.num_classes
     runs = []
     for use_ref in (False, True):
-        p = {k: v.copy() for k, v in params.items()}
+        p = {k: np.array(v) for k, v in params.items()}                # copies
         opt = AdamW(p, lr=1e-3, weight_decay=0.05)
         for _ in range(3):
             package = model if use_ref else fast

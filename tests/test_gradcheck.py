@@ -104,17 +104,20 @@ def test_nan_and_empty_checks_never_pass():
 
 
 def test_broken_backward_is_caught():
-    """A LayerNorm backward that forgets the mean terms must fail the check by a wide margin."""
+    """A convolution backward with dx off by a factor must fail on x by a wide margin and pass on W and b.
+    (A convolution, not an exercise of the course edition: this file ships with the student copy.)"""
+    from vitnp.ops.conv import conv2d_backward, conv2d_forward
+
     def wrong_backward(dout, cache):
-        x_hat, inv_std, gamma = cache
-        axes = tuple(range(dout.ndim - 1))
-        return dout * gamma * inv_std, (dout * x_hat).sum(axes), dout.sum(axes)
+        dx, dW, db = conv2d_backward(dout, cache)
+        return 0.5 * dx, dW, db
 
     rng = np.random.default_rng(0)
-    errors = check_pair(layernorm_forward, wrong_backward,
-                        dict(x=rng.standard_normal((3, 5)), gamma=rng.standard_normal(5), beta=rng.standard_normal(5)))
+    errors = check_pair(conv2d_forward, wrong_backward,
+                        dict(x=rng.standard_normal((2, 5, 4, 3)), W=rng.standard_normal((3, 3, 3, 2)),
+                             b=rng.standard_normal(2)), kwargs={"padding": 1})
     assert errors["x"] > 1e-2
-    assert errors["gamma"] < OP_TOL and errors["beta"] < OP_TOL
+    assert errors["W"] < OP_TOL and errors["b"] < OP_TOL
 
 
 def test_numerical_gradient_of_a_known_function():

@@ -148,7 +148,7 @@ def test_parameter_count_by_hand():
     embed = 1 * 1 * 16 * D + D                                            # E (P²C_f, D) + bias: 1,088
     tokens = D + T * D                                                    # x_class + E_pos (50 tokens)
     block = 2 * D + (D * 3 * D + 3 * D) + (D * D + D) + 2 * D + (D * M + M) + (M * D + D)   # 33,472
-    head = 2 * D + D * K + K                                              # ln_f + head
+    head = (D + 1) * K + 2 * D                                            # head W, b + ln_f γ, β
     expected = stem + embed + tokens + 6 * block + head
     assert expected == 207_210
     assert count_params(paper_hybrid()) == expected

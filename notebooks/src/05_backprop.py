@@ -6,9 +6,11 @@
 # Training needs the gradient of the loss with respect to every parameter. vitnp computes it by hand: every operation is a
 # pair `*_forward(inputs) -> (out, cache)` and `*_backward(dout, cache) -> dinputs`, and the model's backward calls them in
 # reverse order. This notebook derives each backward (chain rule, with shapes) and checks the library's with
-# **numerical derivatives** (`vitnp.gradcheck`). Writing the backwards out in NumPy, and deriving the hardest one, is
-# yours: four exercises (listed at the end) check your versions twice, against numerical derivatives and against the
-# library's backward.
+# **numerical derivatives** (`vitnp.gradcheck`). The derivations are yours: each section states what the forward
+# computes and asks for its backward, written as a formula with shapes (a written exercise, graded by hand; the
+# model answers are in the instructor's copy only). The code that follows each question runs *your* backward of
+# `vitnp/ops/` (the code exercises of `python -m vitnp course list`) through the numerical check, so the check tells
+# you whether what you derived and wrote is right.
 #
 # **The contract of a backward.** Let $L$ be the scalar loss and $\mathbf{o} = f(\mathbf{x})$ one operation inside it.
 # The backward receives $\bar{\mathbf{o}} = \partial L / \partial \mathbf{o}$ (same shape as $\mathbf{o}$, the *upstream
@@ -31,7 +33,6 @@
 # operations and $10^{-6}$ for blocks and the whole model. A bug typically gives $10^{-2}$ to $1$.
 
 # %%
-import math
 import os
 import time
 
@@ -53,7 +54,6 @@ from vitnp.ops.posemb import pos_embed_backward, pos_embed_forward
 from vitnp.ops.softmax import softmax_backward, softmax_forward
 from vitnp.ops.tokens import class_token_backward, class_token_forward
 from vitnp.selfcheck import check_model, tiny_config
-from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: the whole-model check on 2 variants instead of 14
 print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
@@ -65,32 +65,6 @@ rng = np.random.default_rng(0)
 r = lambda *shape: rng.standard_normal(shape)                   # noqa: E731  random float64 array
 
 
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a - b).max()) if a.size else 0.0
-
-
-def compare(name, forward, backward, hand, inputs, **kwargs):
-    """Errors of a hand-written backward ``hand(g, *inputs) -> gradients`` for L = Σ forward(*inputs) ⊙ g, g random:
-    (relative error against centred differences in float64, max |difference| from the library's ``backward``)."""
-    arrays = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
-    out, *_, cache = forward(*arrays.values(), **kwargs)
-    g = np.random.default_rng(1).standard_normal(np.shape(out))
-    mine = hand(g, *arrays.values())
-    mine = mine if isinstance(mine, tuple) else (mine,)
-    assert len(mine) == len(arrays), f"{name}: {len(mine)} gradients for {len(arrays)} inputs"
-    numeric = max(check_gradients(lambda: float((forward(*arrays.values(), **kwargs)[0] * g).sum()), arrays,
-                                  dict(zip(arrays, mine))).values())
-    print(f"{name}: your backward against centred differences {numeric:.1e}", end="", flush=True)
-    library = backward(g, cache)
-    library = library if isinstance(library, tuple) else (library,)
-    d = max(diff(a, m) for a, m in zip(library, mine))
-    print(f", against the library's {d:.1e}")
-    return numeric, d
-
-
 def show(name, errors, tol):
     """Print the gradient check's relative error per input; return the worst."""
     worst = max(errors.values())
@@ -99,12 +73,18 @@ def show(name, errors, tol):
     return worst
 
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-linear", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # ## 1. Linear: $\mathbf{o} = \mathbf{x}\mathbf{W} + \mathbf{b}$
 #
 # Used for $\mathbf{E}$, $\mathbf{U}_{qkv}$, $\mathbf{U}_{msa}$, both MLP layers and the head. Write the leading axes as
-# one row index $n$ (all tokens of all images): $o_{nj} = \sum_i x_{ni} W_{ij} + b_j$. Then
+# one row index $n$ (all tokens of all images): $o_{nj} = \sum_i x_{ni} W_{ij} + b_j$.
 #
+# **Exercise nb05-d-linear** (2 points). From $\bar{x}_{ni} = \sum_j \bar{o}_{nj}\,\partial o_{nj}/\partial x_{ni}$ and its
+# twins for $W_{ij}$ and $b_j$, derive $\bar{\mathbf{x}}$, $\bar{\mathbf{W}}$ and $\bar{\mathbf{b}}$ as matrix expressions,
+# with their shapes, and say why two of them are sums over $n$. Then write them in `linear_backward`
+# (exercise linear-backward) and run the cell below.
+#
+# ### BEGIN SOLUTION
 # $$\bar{x}_{ni} = \sum_j \bar{o}_{nj} W_{ij} \;\Rightarrow\; \bar{\mathbf{x}} = \bar{\mathbf{o}}\,\mathbf{W}^\top, \qquad
 # \bar{W}_{ij} = \sum_n x_{ni}\, \bar{o}_{nj} \;\Rightarrow\; \bar{\mathbf{W}} = \mathbf{x}^\top \bar{\mathbf{o}}, \qquad
 # \bar{\mathbf{b}} = \sum_n \bar{\mathbf{o}}_n .$$
@@ -112,6 +92,7 @@ def show(name, errors, tol):
 # Shapes: $\bar{\mathbf{x}}$ $(\ldots, D_\text{in})$ like $\mathbf{x}$; $\bar{\mathbf{W}}$ $(D_\text{in}, D_\text{out})$ like
 # $\mathbf{W}$; $\bar{\mathbf{b}}$ $(D_\text{out})$. The sums over $n$ appear because the **same** $\mathbf{W}$ and
 # $\mathbf{b}$ are used for every token of every image: a shared parameter collects the gradient of every use.
+# ### END SOLUTION
 
 # %%
 x, W, b = r(2, 3, 5), r(5, 4), r(4)
@@ -122,12 +103,20 @@ print(f"x {x.shape}, W {W.shape}, b {b.shape} -> out {out.shape};  dx {dx.shape}
 assert (dx.shape, dW.shape, db.shape) == (x.shape, W.shape, b.shape)      # each gradient has its input's shape
 assert show("linear", check_pair(linear_forward, linear_backward, dict(x=x, W=W, b=b)), OP_TOL) < OP_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-patchify", "locked": false, "points": 1, "schema_version": 3, "solution": true}
 # ## 2. Patch flattening
 #
-# Flattening only moves numbers (notebook 01): $x_p[\pi(m)] = x[m]$ for a fixed permutation $\pi$. Each output number
-# depends on exactly one input number with derivative 1, so $\bar{x}[m] = \bar{x}_p[\pi(m)]$: the gradient goes back to
-# where its number came from, which is `unpatchify`. Shapes: $\bar{\mathbf{x}}_p$ $(B, N, P^2C)$ → $\bar{\mathbf{x}}$ $(B, H, W, C)$.
+# Flattening only moves numbers (notebook 01): $x_p[\pi(m)] = x[m]$ for a fixed permutation $\pi$ of the positions.
+#
+# **Exercise nb05-d-patchify** (1 point). What is $\partial x_p[k] / \partial x[m]$? Derive $\bar{\mathbf{x}}$ from
+# $\bar{\mathbf{x}}_p$, with the shapes, and say which reshapes and transposes compute it (exercise patchify-backward).
+#
+# ### BEGIN SOLUTION
+# Each output number depends on exactly one input number with derivative 1 ($\partial x_p[k]/\partial x[m] = 1$ if
+# $k = \pi(m)$, else 0), so $\bar{x}[m] = \bar{x}_p[\pi(m)]$: the gradient goes back to where its number came from,
+# the forward's reshapes and transpose undone in reverse order (the transpose of axes 2 and 3 is its own inverse).
+# Shapes: $\bar{\mathbf{x}}_p$ $(B, N, P^2C)$ → $\bar{\mathbf{x}}$ $(B, H, W, C)$.
+# ### END SOLUTION
 
 # %%
 x = r(2, 6, 4, 3)
@@ -137,18 +126,25 @@ dx = patchify_backward(g, cache)
 print(f"x {x.shape} -> x_p {x_p.shape};  dx {dx.shape}")
 assert show("patchify", check_pair(patchify_forward, patchify_backward, {"x": x}, kwargs={"P": 2}), OP_TOL) < OP_TOL
 
-# %% [markdown]
-# ## 3. Class token and position embeddings: shared parameters sum over the batch
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-shared", "locked": false, "points": 1, "schema_version": 3, "solution": true}
+# ## 3. Class token and position embeddings: shared parameters
 #
 # $\mathbf{z} = [\mathbf{x}_\text{class}; \mathbf{X}]$ copies $\mathbf{x}_\text{class}$ into row 0 of **every** image, and
-# $\mathbf{z}_0 = \mathbf{z} + \mathbf{E}_{pos}$ adds the same table to every image. A parameter used $B$ times receives the
-# sum of the $B$ gradients:
+# $\mathbf{z}_0 = \mathbf{z} + \mathbf{E}_{pos}$ adds the same table to every image.
+#
+# **Exercise nb05-d-shared** (1 point). Derive $\bar{\mathbf{X}}$ and $\bar{\mathbf{x}}_\text{class}$ from $\bar{\mathbf{z}}$, and
+# $\bar{\mathbf{z}}$ and $\bar{\mathbf{E}}_{pos}$ from $\bar{\mathbf{z}}_0$, with shapes (exercises class-token-backward,
+# pos-embed-backward). What happens to a parameter that is used $B$ times?
+#
+# ### BEGIN SOLUTION
+# A parameter used $B$ times receives the sum of the $B$ gradients:
 #
 # $$\bar{\mathbf{X}} = \bar{\mathbf{z}}_{[:,1:]}, \qquad \bar{\mathbf{x}}_\text{class} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{b,0}, \qquad
 # \bar{\mathbf{z}} = \bar{\mathbf{z}}_0, \qquad \bar{\mathbf{E}}_{pos} = \sum_{b=1}^{B} \bar{\mathbf{z}}_{0,b}.$$
 #
 # Shapes: $\bar{\mathbf{x}}_\text{class}$ $(D)$, $\bar{\mathbf{E}}_{pos}$ $(T, D)$. Forgetting the sum is an easy mistake;
 # section 11 shows how the check catches it.
+# ### END SOLUTION
 
 # %%
 X, x_class = r(3, 4, 5), r(5)
@@ -166,77 +162,24 @@ dz, dE = pos_embed_backward(g, cache)
 print(f"z {z.shape}, E_pos {E_pos.shape} -> z0 {z0.shape};  dz {dz.shape}, dE_pos {dE.shape}")
 assert show("pos_embed", check_pair(pos_embed_forward, pos_embed_backward, dict(z=z, E_pos=E_pos)), OP_TOL) < OP_TOL
 
-# %% [markdown]
-# **Exercise nb05-copy-backwards** (2 points). Write the backwards of sections 1–3 in NumPy, from the formulas above:
-# `linear_backward_by_hand(g, x, W)` returns $\bar{\mathbf{x}}, \bar{\mathbf{W}}, \bar{\mathbf{b}}$;
-# `patchify_backward_by_hand(g, image_shape, P)` sends every number of $\bar{\mathbf{x}}_p$ back to its pixel (hint:
-# flatten the array $0, 1, 2, \ldots$ as in notebook 01 to learn where each number came from);
-# `class_token_backward_by_hand(g)` and `pos_embed_backward_by_hand(g)` return the gradients of both inputs. The
-# locked cell checks each against centred differences and against the library's backward.
-
-# %% nbgrader={"grade": false, "grade_id": "nb05-copy-backwards", "locked": false, "schema_version": 3, "solution": true}
-def linear_backward_by_hand(g, x, W):
-    """o = x W + b, g = ∂L/∂o (…, D_out)  ->  dx (…, D_in), dW (D_in, D_out), db (D_out,)."""
-    ### BEGIN SOLUTION
-    D_in, D_out = W.shape
-    dx = g @ W.T                                                           # (…, D_in)
-    dW = x.reshape(-1, D_in).T @ g.reshape(-1, D_out)                      # summed over every row n
-    db = g.reshape(-1, D_out).sum(axis=0)
-    return dx, dW, db
-    ### END SOLUTION
-
-
-def patchify_backward_by_hand(g, image_shape, P):
-    """x_p = patchify(x, P), g = ∂L/∂x_p (B, N, P²C)  ->  dx of shape image_shape (B, H, W, C)."""
-    ### BEGIN SOLUTION
-    index = np.arange(np.prod(image_shape), dtype=np.float64).reshape(image_shape)
-    source = patchify_forward(index, P)[0].reshape(-1).astype(int)        # slot of x_p <- position in x
-    dx = np.empty(index.size)
-    dx[source] = g.reshape(-1)                                             # each gradient back to its pixel
-    return dx.reshape(image_shape)
-    ### END SOLUTION
-
-
-def class_token_backward_by_hand(g):
-    """z = [x_class; X], g = ∂L/∂z (B, N+1, D)  ->  dX (B, N, D), dx_class (D,)."""
-    ### BEGIN SOLUTION
-    return g[:, 1:], g[:, 0].sum(axis=0)                                   # x_class is used by all B images
-    ### END SOLUTION
-
-
-def pos_embed_backward_by_hand(g):
-    """z0 = z + E_pos, g = ∂L/∂z0 (B, T, D)  ->  dz (B, T, D), dE_pos (T, D)."""
-    ### BEGIN SOLUTION
-    return g, g.sum(axis=0)                                                # E_pos is used by all B images
-    ### END SOLUTION
-
-
-# %% nbgrader={"grade": true, "grade_id": "nb05-copy-backwards-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-with exercise("nb05-copy-backwards"):
-    rt = np.random.default_rng(11)                                 # its own generator: the sections' numbers stay put
-    errors = [compare("linear", linear_forward, linear_backward, lambda g, x, W, b: linear_backward_by_hand(g, x, W),
-                      dict(x=rt.standard_normal((2, 3, 5)), W=rt.standard_normal((5, 4)), b=rt.standard_normal(4))),
-              compare("patchify", patchify_forward, patchify_backward,
-                      lambda g, x: patchify_backward_by_hand(g, x.shape, 2), dict(x=rt.standard_normal((2, 6, 4, 3))), P=2),
-              compare("class token", class_token_forward, class_token_backward,
-                      lambda g, X, x_class: class_token_backward_by_hand(g),
-                      dict(X=rt.standard_normal((3, 4, 5)), x_class=rt.standard_normal(5))),
-              compare("position embedding", pos_embed_forward, pos_embed_backward,
-                      lambda g, z, E_pos: pos_embed_backward_by_hand(g),
-                      dict(z=rt.standard_normal((3, 4, 5)), E_pos=rt.standard_normal((4, 5))))]
-    assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
-
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-softmax", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # ## 4. Softmax
 #
-# For one row, $a_j = e^{s_j} / \sum_m e^{s_m}$, and $\partial a_j / \partial s_i = a_j(\delta_{ij} - a_i)$. The Jacobian is
+# For one row, $a_j = e^{s_j} / \sum_m e^{s_m}$.
+#
+# **Exercise nb05-d-softmax** (2 points). Derive $\partial a_j / \partial s_i$, write the Jacobian as a matrix, and
+# derive $\bar{\mathbf{s}}$ from $\bar{\mathbf{a}}$ without building the Jacobian (exercise softmax-backward). How many
+# operations per row does your formula take, against the product with the Jacobian?
+#
+# ### BEGIN SOLUTION
+# $\partial a_j / \partial s_i = a_j(\delta_{ij} - a_i)$. The Jacobian is
 # $\operatorname{diag}(\mathbf{a}) - \mathbf{a}\mathbf{a}^\top$ (symmetric), so
 #
 # $$\bar{s}_i = \sum_j \bar{a}_j\, a_j (\delta_{ij} - a_i) = a_i\Big(\bar{a}_i - \sum_j \bar{a}_j a_j\Big),
 # \qquad \bar{\mathbf{s}} = \mathbf{a} \odot \big(\bar{\mathbf{a}} - (\bar{\mathbf{a}}\cdot\mathbf{a})\big).$$
 #
-# $O(T)$ per row instead of the $O(T^2)$ Jacobian. (Exercise nb05-softmax-attention below *does* build the Jacobian,
-# row by row, to show that the two agree.)
+# $O(T)$ per row instead of the $O(T^2)$ product with the Jacobian.
+# ### END SOLUTION
 
 # %%
 s = 3 * r(2, 3, 5)
@@ -246,11 +189,18 @@ ds = softmax_backward(g, cache)
 print(f"s {s.shape} -> a {a.shape};  ds {ds.shape}")
 assert show("softmax", check_pair(softmax_forward, softmax_backward, {"s": s}), OP_TOL) < OP_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-attention", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # ## 5. Attention (Eq 6–7)
 #
 # Forward, per head: $S = \mathbf{q}\mathbf{k}^\top c$ with $c = 1/\sqrt{D_h}$; $A = \operatorname{softmax}(S)$;
-# $\mathbf{o} = A\mathbf{v}$. Backward, line by line from the end, each a linear-layer rule from section 1:
+# $\mathbf{o} = A\mathbf{v}$.
+#
+# **Exercise nb05-d-attention** (2 points). Going back through these three lines from the end, derive
+# $\bar{\mathbf{v}}$, $\bar{A}$, $\bar{S}$, $\bar{\mathbf{q}}$ and $\bar{\mathbf{k}}$, with shapes (exercise attention-backward).
+# Where does $c$ appear, and what does a causal mask do to $\bar{S}$?
+#
+# ### BEGIN SOLUTION
+# Line by line from the end, each a linear-layer rule from section 1 or the softmax rule of section 4:
 #
 # $$\bar{\mathbf{v}} = A^\top \bar{\mathbf{o}}, \quad \bar{A} = \bar{\mathbf{o}}\,\mathbf{v}^\top, \quad
 # \bar{S} = A \odot \big(\bar{A} - \textstyle\sum_j \bar{A} \odot A\big), \quad
@@ -258,6 +208,7 @@ assert show("softmax", check_pair(softmax_forward, softmax_backward, {"s": s}), 
 #
 # Shapes: $\bar{\mathbf{o}}, \bar{\mathbf{q}}, \bar{\mathbf{k}}, \bar{\mathbf{v}}$ $(B, k, T, D_h)$; $\bar{A}, \bar{S}$
 # $(B, k, T, T)$. With a causal mask, masked entries have $A = 0$, so $\bar{S} = 0$ there: no gradient flows to the future.
+# ### END SOLUTION
 
 # %%
 q, k, v = r(2, 2, 5, 3), r(2, 2, 5, 3), r(2, 2, 5, 3)
@@ -268,50 +219,6 @@ print(f"q, k, v {q.shape} -> out {out.shape}, A {A.shape};  dq, dk, dv {dq.shape
 assert show("attention", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v)), OP_TOL) < OP_TOL
 assert show("attention, causal mask", check_pair(attention_forward, attention_backward, dict(q=q, k=k, v=v),
                                                  kwargs={"mask": causal_mask(5)}), OP_TOL) < OP_TOL
-
-# %% [markdown]
-# **Exercise nb05-softmax-attention** (3 points). Write `softmax_backward_by_hand(g, s)`, which computes
-# $\mathbf{a} = \operatorname{softmax}(\mathbf{s})$ along the last axis, builds the $T \times T$ Jacobian of every row
-# and multiplies (slow, but literally section 4's derivation), and `attention_backward_by_hand(g, q, k, v)`, which
-# computes $A$ itself and returns $\bar{\mathbf{q}}, \bar{\mathbf{k}}, \bar{\mathbf{v}}$ by section 5's formulas.
-
-# %% nbgrader={"grade": false, "grade_id": "nb05-softmax-attention", "locked": false, "schema_version": 3, "solution": true}
-def softmax_backward_by_hand(g, s):
-    """a = softmax(s) over the last axis, g = ∂L/∂a  ->  ds, with the explicit Jacobian of each row."""
-    ### BEGIN SOLUTION
-    a = np.exp(s - s.max(axis=-1, keepdims=True))
-    a /= a.sum(axis=-1, keepdims=True)
-    ds = np.empty_like(s)
-    for idx in np.ndindex(s.shape[:-1]):                                  # one row at a time
-        row = a[idx]
-        jacobian = np.diag(row) - np.outer(row, row)                       # ∂a_j/∂s_i = a_j(δ_ij − a_i), symmetric
-        ds[idx] = jacobian.T @ g[idx]
-    return ds
-    ### END SOLUTION
-
-
-def attention_backward_by_hand(g, q, k, v):
-    """o = softmax(q kᵀ/√D_h) v, g = ∂L/∂o (…, T, D_h)  ->  dq, dk, dv (…, T, D_h)."""
-    ### BEGIN SOLUTION
-    c = 1 / np.sqrt(q.shape[-1])
-    S = q @ k.swapaxes(-1, -2) * c                                         # (…, T, T)
-    A = np.exp(S - S.max(axis=-1, keepdims=True))
-    A /= A.sum(axis=-1, keepdims=True)
-    dv = A.swapaxes(-1, -2) @ g                                            # o = A v
-    dA = g @ v.swapaxes(-1, -2)
-    dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))                   # A = softmax(S)
-    return c * dS @ k, c * dS.swapaxes(-1, -2) @ q, dv                     # S = c q kᵀ
-    ### END SOLUTION
-
-
-# %% nbgrader={"grade": true, "grade_id": "nb05-softmax-attention-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-with exercise("nb05-softmax-attention"):
-    rt = np.random.default_rng(12)
-    errors = [compare("softmax", softmax_forward, softmax_backward, softmax_backward_by_hand,
-                      {"s": 3 * rt.standard_normal((2, 3, 5))}),
-              compare("attention", attention_forward, attention_backward, attention_backward_by_hand,
-                      {name: rt.standard_normal((2, 2, 5, 3)) for name in "qkv"})]
-    assert all(numeric < OP_TOL and library < 1e-12 for numeric, library in errors)
 
 # %% [markdown]
 # ## 6. Multi-head self-attention (Eq 5–8)
@@ -342,7 +249,7 @@ assert show("msa (3 heads, causal mask)", errors, OP_TOL) < OP_TOL
 # **Exercise nb05-q-layernorm-backward** (3 points). Derive $\bar{\mathbf{x}}$ from $\bar{\hat{\mathbf{x}}}$ for one
 # token: first $\partial\mu/\partial x_i$ and $\partial\sigma/\partial x_i$, then the Jacobian
 # $\partial\hat{x}_j/\partial x_i$, then $\bar{\mathbf{x}}$ written with means over the token's $D$ features, without
-# the Jacobian. Exercise nb05-layernorm-gelu-ce (after section 10) checks your result numerically.
+# the Jacobian. Write it in `layernorm_backward` (exercise layernorm-backward): the cell below checks it numerically.
 #
 # ### BEGIN SOLUTION
 # $\mu = \frac1D\sum_j x_j$ gives $\partial\mu/\partial x_i = 1/D$. The variance is a mean of squares,
@@ -373,14 +280,20 @@ print(f"x {x.shape} -> dx {dx.shape}, dgamma {dgamma.shape}, dbeta {dbeta.shape}
 errors = check_pair(layernorm_forward, layernorm_backward, dict(x=x, gamma=gamma, beta=beta), kwargs={"eps": eps})
 assert show("layernorm", errors, OP_TOL) < OP_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-gelu", "locked": false, "points": 1, "schema_version": 3, "solution": true}
 # ## 8. GELU
 #
 # Elementwise, so the backward is a product with the local derivative: $\bar{x} = \bar{o}\cdot \text{GELU}'(x)$.
 #
+# **Exercise nb05-d-gelu** (1 point). Derive $\text{GELU}'(x)$ for both forms: exact, $x\Phi(x)$, and tanh,
+# $\tfrac12 x(1 + \tanh u)$ with $u = \sqrt{2/\pi}(x + 0.044715x^3)$ (exercises gelu-exact-derivative,
+# gelu-tanh-derivative).
+#
+# ### BEGIN SOLUTION
 # * exact, $x\Phi(x)$: $\;\text{GELU}'(x) = \Phi(x) + x\,\varphi(x)$, with $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$ (product rule, $\Phi' = \varphi$);
 # * tanh, $\tfrac12 x(1 + \tanh u)$ with $u = \sqrt{2/\pi}(x + 0.044715x^3)$:
 #   $\;\text{GELU}'(x) = \tfrac12(1 + \tanh u) + \tfrac12 x\,(1 - \tanh^2 u)\,\sqrt{2/\pi}\,(1 + 3\cdot0.044715\,x^2)$.
+# ### END SOLUTION
 
 # %%
 x = 2 * r(4, 6)
@@ -388,18 +301,27 @@ for form in ("exact", "tanh"):
     assert show(f"gelu {form}", check_pair(gelu_forward, gelu_backward, {"x": x}, kwargs={"approximate": form}),
                 OP_TOL) < OP_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-residual", "locked": false, "points": 1, "schema_version": 3, "solution": true}
 # ## 9. The MLP, the residual connections and the encoder block
 #
-# The MLP is linear → GELU → linear: its backward is those three backwards in reverse. A **residual** $\mathbf{o} = F(\mathbf{z}) + \mathbf{z}$
-# has two paths from $\mathbf{z}$ to $\mathbf{o}$, and the gradients of the two paths add:
+# The MLP is linear → GELU → linear: its backward is those three backwards in reverse (exercise mlp-backward). A
+# **residual** $\mathbf{o} = F(\mathbf{z}) + \mathbf{z}$ has two paths from $\mathbf{z}$ to $\mathbf{o}$.
+#
+# **Exercise nb05-d-residual** (1 point). Derive $\bar{\mathbf{z}}$ for a residual, then write the backward of one
+# encoder block (Eq 2–3) as a sequence of steps from $\bar{\mathbf{z}}_\ell$ to $\bar{\mathbf{z}}_{\ell-1}$ (exercise
+# encoder-block-backward). What reaches $\mathbf{z}$ whatever the branch does?
+#
+# ### BEGIN SOLUTION
+# The gradients of the two paths add:
 #
 # $$\bar{\mathbf{z}} = \bar{\mathbf{o}} + \Big(\frac{\partial F}{\partial \mathbf{z}}\Big)^{\!\top} \bar{\mathbf{o}}.$$
 #
 # The first term is the "gradient highway": it reaches $\mathbf{z}$ unchanged, whatever the branch does. In an encoder
 # block (Eq 2–3) this happens twice: $\bar{\mathbf{z}}'$ = (gradient from Eq 3's residual) + (gradient through
 # $MLP$ and $LN$), then $\bar{\mathbf{z}}_{\ell-1}$ = $\bar{\mathbf{z}}'$ + (gradient through $MSA$ and $LN$).
-#
+# ### END SOLUTION
+
+# %% [markdown]
 # `check_pair` passes arrays as positional arguments, so for the block we wrap its parameter dict in a small function.
 
 # %%
@@ -425,14 +347,27 @@ def block_backward(dout, cache):
 errors = check_pair(block_forward, block_backward, {"z": r(2, 4, D), **block})
 assert show("encoder block", errors, MODEL_TOL) < MODEL_TOL
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb05-d-cross-entropy", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # ## 10. The loss, and the whole model
 #
 # Softmax cross-entropy of logits $\mathbf{s}$ with label $c$: $\ell = -\log \operatorname{softmax}(\mathbf{s})_c$, averaged
-# over the batch. Combining the softmax Jacobian with $\partial \ell/\partial a_c = -1/a_c$ gives the famous simple result
+# over the batch.
+#
+# **Exercise nb05-d-cross-entropy** (2 points). Derive $\bar{\mathbf{s}}_b$ for image $b$ from the softmax Jacobian of
+# section 4 and $\partial \ell/\partial a_c$; then for label smoothing, where the target puts $1 - \alpha$ on the label and
+# $\alpha / K$ on every class (exercise cross-entropy).
+#
+# ### BEGIN SOLUTION
+# $\partial \ell/\partial a_c = -1/a_c$ and zero for the other classes; through the Jacobian,
+# $\bar{s}_i = -\frac1{a_c} a_c(\delta_{ic} - a_i) = a_i - \delta_{ic}$, and the mean over the batch divides by $B$:
 #
 # $$\bar{\mathbf{s}}_b = \frac1B\big(\operatorname{softmax}(\mathbf{s}_b) - \text{onehot}(c_b)\big).$$
 #
+# With a smoothed target $\mathbf{t}$ ($\sum_k t_k = 1$) the loss is $-\sum_k t_k \log a_k$, and the same steps give
+# $\bar{\mathbf{s}}_b = (\operatorname{softmax}(\mathbf{s}_b) - \mathbf{t}_b)/B$.
+# ### END SOLUTION
+
+# %% [markdown]
 # Then the whole model: `vitnp.vit_backward` chains every backward above, from the head down to $\mathbf{E}$, and returns a
 # dict with one gradient per parameter. `vitnp.selfcheck.check_model` checks **every entry of every parameter** of a tiny
 # ViT (6×4 images with 2 channels, $P = 2$, $D = 8$, 2 blocks, 1,243 numbers) against centred differences. The full run also
@@ -483,92 +418,6 @@ assert set(default_errors) == set(shapes) and max(default_errors.values()) < MOD
 
 
 # %% [markdown]
-# **Exercise nb05-layernorm-gelu-ce** (3 points). Three more backwards in NumPy. (1) LayerNorm, from your answer to
-# nb05-q-layernorm-backward: `layernorm_jacobian(x, eps)` returns the $D \times D$ Jacobian
-# $J_{ij} = \partial\hat{x}_j/\partial x_i$ of every token, shape $(\ldots, D, D)$, and
-# `layernorm_backward_by_hand(g, x, gamma, eps)` returns $\bar{\mathbf{x}}, \bar{\boldsymbol\gamma},
-# \bar{\boldsymbol\beta}$ with your formula for $\bar{\mathbf{x}}$ (means, no Jacobian). (2)
-# `gelu_derivative_by_hand(x, form)`: $\text{GELU}'(x)$ of section 8 for `form` 'exact' or 'tanh' (`math.erf` gives
-# $\Phi$). (3) `cross_entropy_grad_by_hand(logits, labels)`: the gradient of section 10's mean cross-entropy.
-
-# %% nbgrader={"grade": false, "grade_id": "nb05-layernorm-gelu-ce", "locked": false, "schema_version": 3, "solution": true}
-def layernorm_jacobian(x, eps=1e-6):
-    """(…, D) -> (…, D, D): J[…, i, j] = ∂x̂_j/∂x_i for x̂ = (x − μ)/σ over the last axis."""
-    ### BEGIN SOLUTION
-    D = x.shape[-1]
-    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)                  # (…, 1)
-    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
-    outer = x_hat[..., :, None] * x_hat[..., None, :]                      # (…, D, D): x̂_i x̂_j
-    return (np.eye(D) - 1 / D - outer / D) / sigma[..., None]
-    ### END SOLUTION
-
-
-def layernorm_backward_by_hand(g, x, gamma, eps=1e-6):
-    """out = γ ⊙ x̂ + β, g = ∂L/∂out (…, D)  ->  dx (…, D), dgamma (D,), dbeta (D,)."""
-    ### BEGIN SOLUTION
-    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
-    x_hat = (x - x.mean(axis=-1, keepdims=True)) / sigma
-    rows = tuple(range(g.ndim - 1))
-    dx_hat = g * gamma
-    dx = (dx_hat - dx_hat.mean(-1, keepdims=True) - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True)) / sigma
-    return dx, (g * x_hat).sum(rows), g.sum(rows)
-    ### END SOLUTION
-
-
-def gelu_derivative_by_hand(x, form):
-    """GELU'(x) elementwise, form 'exact' (x Φ(x)) or 'tanh' (½x(1 + tanh u), u = √(2/π)(x + 0.044715x³))."""
-    ### BEGIN SOLUTION
-    if form == "exact":
-        Phi = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-        phi = np.exp(-x**2 / 2) / math.sqrt(2 * math.pi)
-        return Phi + x * phi                                               # product rule, Φ' = φ
-    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
-    return 0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
-    ### END SOLUTION
-
-
-def cross_entropy_grad_by_hand(logits, labels):
-    """∂/∂logits of the mean over the batch of −log softmax(logits)[label]: (B, K)."""
-    ### BEGIN SOLUTION
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return (p - np.eye(logits.shape[1])[labels]) / len(logits)
-    ### END SOLUTION
-
-
-# %% nbgrader={"grade": true, "grade_id": "nb05-layernorm-gelu-ce-test", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-with exercise("nb05-layernorm-gelu-ce"):
-    rt = np.random.default_rng(13)
-    x_t, gamma_t, beta_t = 2 * rt.standard_normal((2, 3, 6)) + 1, rt.standard_normal(6), rt.standard_normal(6)
-    numeric, library = compare("layernorm", layernorm_forward, layernorm_backward,
-                               lambda g, x, gamma, beta: layernorm_backward_by_hand(g, x, gamma),
-                               dict(x=x_t, gamma=gamma_t, beta=beta_t))
-    assert numeric < OP_TOL and library < 1e-12
-    J = layernorm_jacobian(x_t)
-    token = x_t[0, 1].copy()                                       # centred differences of x̂ for one token
-    x_hat_of = lambda t: layernorm_forward(t, np.ones(6), np.zeros(6))[0]                         # noqa: E731
-    J_num = np.array([(x_hat_of(token + 1e-6 * e) - x_hat_of(token - 1e-6 * e)) / 2e-6 for e in np.eye(6)])
-    g_t = rt.standard_normal(x_t.shape)
-    dx_jac = np.einsum("...ij,...j->...i", J, g_t * gamma_t)      # x̄_i = Σ_j (∂x̂_j/∂x_i) x̂̄_j
-    dx_t = layernorm_backward_by_hand(g_t, x_t, gamma_t)[0]
-    print(f"layernorm Jacobian {J.shape}: against centred differences {rel_error(J[0, 1], J_num):.1e}, "
-          f"J-times-vector against your formula {diff(dx_jac, dx_t):.1e}")
-    assert J.shape == (2, 3, 6, 6) and rel_error(J[0, 1], J_num) < OP_TOL and diff(dx_jac, dx_t) < 1e-12
-    assert np.abs(dx_t.sum(-1)).max() < 1e-12                      # no component that shifts the mean
-    for form in ("exact", "tanh"):
-        numeric, library = compare(f"gelu {form}", gelu_forward, gelu_backward,
-                                   lambda g, x: g * gelu_derivative_by_hand(x, form), {"x": 2 * rt.standard_normal((4, 6))},
-                                   approximate=form)
-        assert numeric < OP_TOL and library < 1e-8                 # the library's erf is accurate to ~1e-9
-    logits_t, labels_t = 3 * rt.standard_normal((4, 5)), rt.integers(0, 5, 4)
-    mine = cross_entropy_grad_by_hand(logits_t, labels_t)
-    numeric = max(check_gradients(lambda: softmax_cross_entropy(logits_t, labels_t)[0], {"logits": logits_t},
-                                  {"logits": mine}).values())
-    d = diff(mine, softmax_cross_entropy(logits_t, labels_t)[1])
-    print(f"cross-entropy: your gradient against centred differences {numeric:.1e}, against the library's {d:.1e}")
-    assert numeric < OP_TOL and d < 1e-12
-
-# %% [markdown]
 # ## 11. What a wrong backward looks like
 #
 # A gradient check earns its keep by failing. Below are four plausible mistakes, each made by a small wrapper around
@@ -588,9 +437,9 @@ with exercise("nb05-layernorm-gelu-ce"):
 # %%
 def ln_backward(dout, cache, *, bug=None):
     """The library's LayerNorm backward, or one of two broken versions of it."""
-    x_hat, inv_std, gamma = cache                                 # what layernorm_forward keeps
+    inv_std, gamma = cache[1], cache[2]                           # layernorm_forward keeps (x̂, 1/σ, γ)
     if bug == "forgets gamma":                                    # x̂'s gradient taken as ō instead of ō ⊙ γ
-        return layernorm_backward(dout, (x_hat, inv_std, np.ones_like(gamma)))
+        return layernorm_backward(dout, (cache[0], inv_std, np.ones_like(gamma)))
     dx, dgamma, dbeta = layernorm_backward(dout, cache)
     if bug == "mu, sigma constant":                               # x̂ = (x − μ)/σ as if μ and σ were constants
         dx = dout * gamma * inv_std
@@ -678,23 +527,25 @@ except TypeError as err:
 # %% [markdown]
 # **Summary.** Every backward is a few lines that follow from the chain rule: linear layers transpose their matrix and sum
 # over shared uses, flattening permutes back, softmax and LayerNorm subtract what their normalisation takes away, residuals
-# add two paths. Each matched a hand-derived formula and passed the numerical check (errors around $10^{-9}$ or below);
-# every parameter of the whole model did too. Broken versions give errors of $10^{-2}$ to $1$ and are caught, as long as the
-# check uses batches bigger than one and parameters away from their initial values. Next: [06_training](06_training.ipynb).
+# add two paths. Once your backwards of `vitnp/ops/` are written, each passes the numerical check (errors around
+# $10^{-9}$ or below), and so does every parameter of the whole model. Broken versions give errors of $10^{-2}$ to $1$ and
+# are caught, as long as the check uses batches bigger than one and parameters away from their initial values. Next:
+# [06_training](06_training.ipynb).
 
 # %% [markdown]
 # ## Exercises
 #
-# In this notebook the exercises sit in the sections they belong to, each right after the formulas it asks you to
-# write out. They are the notebook's twins of the code exercises in `vitnp/ops` (`python -m vitnp course list`):
-# here you write each backward on its own, there you put it into the library. In the student edition
-# (`python -m vitnp course build`) the model answers are cut out; the locked cell after each code exercise fails until
-# your answer is right.
+# In this notebook the exercises are derivations, each in the section it belongs to, right after what the forward
+# computes: you derive the backward on paper (a written answer, graded by hand), then write it in `vitnp/ops/` (a code
+# exercise of `python -m vitnp course list`, graded by `python -m vitnp course grade`), and the section's cell checks
+# it numerically. In the student edition (`python -m vitnp course build`) the model derivations are cut out.
 #
-# * **Exercise nb05-copy-backwards** (2 points) — after section 3: the backwards of the linear layer, patch
-#   flattening, the class token and the position embeddings.
-# * **Exercise nb05-softmax-attention** (3 points) — after section 5: the softmax backward with explicit Jacobians,
-#   and the attention backward.
-# * **Exercise nb05-q-layernorm-backward** (3 points) — section 7: derive the LayerNorm backward.
-# * **Exercise nb05-layernorm-gelu-ce** (3 points) — after section 10: the LayerNorm Jacobian and backward from your
-#   derivation, both GELU derivatives, the cross-entropy gradient.
+# * **Exercise nb05-d-linear** (2 points) — section 1: the linear layer's three gradients, and why two are sums.
+# * **Exercise nb05-d-patchify** (1 point) — section 2: the backward of patch flattening.
+# * **Exercise nb05-d-shared** (1 point) — section 3: the class token and the position embeddings.
+# * **Exercise nb05-d-softmax** (2 points) — section 4: the softmax Jacobian, and the backward without it.
+# * **Exercise nb05-d-attention** (2 points) — section 5: attention, line by line from the end.
+# * **Exercise nb05-q-layernorm-backward** (3 points) — section 7: the LayerNorm backward.
+# * **Exercise nb05-d-gelu** (1 point) — section 8: both GELU derivatives.
+# * **Exercise nb05-d-residual** (1 point) — section 9: a residual, and the encoder block's backward as steps.
+# * **Exercise nb05-d-cross-entropy** (2 points) — section 10: the cross-entropy gradient, with label smoothing.

@@ -449,33 +449,36 @@ plt.show()
 
 # %% [markdown]
 # **Exercise nb06-adamw-steps** (2 points). Section 2 wrote one `train_step` by hand, the first one, where
-# $m = v = 0$ before the step. Write `adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing)`: one
-# step per `(x, y)` batch of `batches`, each with the forward and backward of `vit_forward` / `vit_backward`, the
-# smoothed loss, clipping, and AdamW with the moments $m$, $v$ carried from step to step and the bias corrections
-# of step $t$. Return new arrays; do not change `params`.
+# $m = v = 0$ before the step. `adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing)` below takes
+# one step per `(x, y)` batch of `batches`, with the forward and backward, the smoothed loss, clipping and the weight
+# decay of section 2 already written. Complete it: keep the moments $m$ and $v$ (here `s`) from step to step, and
+# derive the update of step $t$ with its bias corrections $1 - \beta_1^t$ and $1 - \beta_2^t$ (section 2 had
+# $t = 1$ and $m = v = 0$ before the step, so it could skip the recursions).
 
 # %% nbgrader={"grade": false, "grade_id": "nb06-adamw-steps", "locked": false, "schema_version": 3, "solution": true}
 def adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing):
     """The parameters after len(batches) AdamW steps of train_step, written out with NumPy."""
-    ### BEGIN SOLUTION
     b1, b2 = betas
-    p = {k: v.copy() for k, v in params.items()}
-    m = {k: np.zeros_like(v) for k, v in p.items()}
-    v = {k: np.zeros_like(a) for k, a in p.items()}
+    p = {k: v.copy() for k, v in params.items()}                             # new arrays: params stays as it is
+    ### BEGIN SOLUTION
+    m = {k: np.zeros_like(a) for k, a in p.items()}                          # the moments, carried over the steps
+    s = {k: np.zeros_like(a) for k, a in p.items()}
+    ### END SOLUTION
     for t, (xb_s, yb_s) in enumerate(batches, start=1):
         out_s, cache_s = vitnp.vit_forward(p, xb_s, cfg, train=True)
         grads_s = vitnp.vit_backward(softmax_cross_entropy(out_s, yb_s, smoothing)[1], cache_s)
         norm_s = np.sqrt(sum((g ** 2).sum() for g in grads_s.values()))
-        scale_s = min(1.0, clip / (norm_s + 1e-6))                            # global-norm clipping
+        scale_s = min(1.0, clip / (norm_s + 1e-6))                            # global-norm clipping, as in section 2
         for k, theta in p.items():
             g = grads_s[k] * scale_s
-            if theta.ndim >= 2 and k != "E_pos":                              # decoupled weight decay
+            if theta.ndim >= 2 and k != "E_pos":                              # decoupled weight decay, as in section 2
                 theta *= 1 - lr * wd
+            ### BEGIN SOLUTION
             m[k] = b1 * m[k] + (1 - b1) * g
-            v[k] = b2 * v[k] + (1 - b2) * g ** 2
-            theta -= lr / (1 - b1 ** t) * m[k] / (np.sqrt(v[k] / (1 - b2 ** t)) + eps)   # bias corrections at step t
+            s[k] = b2 * s[k] + (1 - b2) * g ** 2
+            theta -= lr / (1 - b1 ** t) * m[k] / (np.sqrt(s[k] / (1 - b2 ** t)) + eps)   # bias corrections at step t
+            ### END SOLUTION
     return p
-    ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "nb06-adamw-steps-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}

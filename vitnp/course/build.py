@@ -12,7 +12,9 @@ It writes a complete, installable copy of the project in which
   edition trains with the student's own reference code); so is :mod:`vitnp.fast.ln_linear` (LayerNorm and a
   linear layer fused, which would show both backwards): its two functions become LayerNorm then linear,
   written with the reference's functions (:data:`COMPOSED_TWINS`);
-- nothing between markers survives (checked after the build; the build fails otherwise).
+- nothing between markers survives, and no answer line (:mod:`vitnp.course.leaks`) appears anywhere in the copy:
+  code, tests, docs, notebooks and their outputs (checked after the build; the build fails otherwise, naming each
+  file and line).
 
 The instructor's tree is only read.  The copy is built in a temporary directory beside ``DIR`` and renamed to
 ``DIR`` at the end, so a failed build leaves nothing half-written; ``DIR`` must not exist yet.
@@ -27,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from .exercises import EXERCISES
+from .leaks import answer_lines, find_leaks
 from .markers import MarkerError, code_stub, cut, find_code_regions, find_regions, mentions_marker
 
 SKIP_DIRS = {".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "build", "dist",
@@ -180,4 +183,13 @@ def _build_into(src: Path, dst: Path) -> dict:
                  and _has_marker(p)]
     if leftovers:
         raise MarkerError(f"solution markers survived the build in {', '.join(leftovers)}")
+    leaks = find_leaks(dst, answer_lines(src, project_files(src)))
+    if leaks:
+        shown = "; ".join(f"{f} {place} (a line of {where})" for f, place, where in leaks[:12])
+        raise LeakError(f"{len(leaks)} answer line(s) would ship in the student edition: {shown}"
+                        + (" …" if len(leaks) > 12 else ""))
     return report
+
+
+class LeakError(MarkerError):
+    """A line of a model solution appears elsewhere in the student edition."""
