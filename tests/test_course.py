@@ -46,6 +46,7 @@ def test_every_exercise_has_checks_that_change_with_the_seed_and_cover_the_requi
         first = lambda cs: next(v for v in cs[0].arrays.values() if v.dtype.kind == "f")
         assert not (first(one) == first(two)).all(), e.id                  # fresh inputs for every seed
         assert (first(one) == first(checks.cases(e.id, 1))).all(), e.id    # the same for the same seed
+    assert {e.id for e in EXERCISES if checks.referenced_exercises(e.id)} == checks.SELF_REFERENTIAL
     required = ["patchify-backward", "linear-backward", "class-token-backward", "pos-embed-backward",
                 "layernorm-backward", "softmax-backward", "attention-backward", "msa-backward",
                 "gelu-exact-derivative", "gelu-tanh-derivative", "mlp-backward", "encoder-block-backward",

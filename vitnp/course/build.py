@@ -12,6 +12,8 @@ It writes a complete, installable copy of the project in which
   edition trains with the student's own reference code); so is :mod:`vitnp.fast.ln_linear` (LayerNorm and a
   linear layer fused, which would show both backwards): its two functions become LayerNorm then linear,
   written with the reference's functions (:data:`COMPOSED_TWINS`);
+- the instructor-only files (:data:`INSTRUCTOR_ONLY`: the answer key and rubrics, tests that hold reference code or
+  name the bug zoo's mistakes) are left out;
 - nothing between markers survives, and no answer line (:mod:`vitnp.course.leaks`) appears anywhere in the copy:
   code, tests, docs, notebooks and their outputs (checked after the build; the build fails otherwise, naming each
   file and line).
@@ -97,6 +99,18 @@ def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
             f"from ..{where} import {', '.join(names)}  # noqa: F401\n")
 
 
+# Files only the instructor gets: the answer key and rubrics, and tests that hold reference code or name the
+# mistakes of the bug zoo (the student edition's tests grade exercises through the grader instead).
+INSTRUCTOR_ONLY = frozenset({
+    "docs/instructor.md",                  # the bug zoo's key and every written question's rubric
+    "tests/test_bug_zoo.py",               # names and re-plants the zoo's mistakes
+    "tests/test_torch_reference.py",       # the whole model written again in PyTorch
+    "tests/test_course.py",                # tests of the build and the grader on the instructor's solutions
+    "tests/test_course_notebooks.py",
+    "tests/test_course_class.py",
+    "tests/test_grader_hostile.py",
+})
+
 # Fast modules with no reference twin of their own whose code would show solutions: {module: the file in
 # vitnp/course/ that the student edition gets in its place}.
 COMPOSED_TWINS = {"ln_linear": "ln_linear_student.py"}
@@ -146,6 +160,9 @@ def _build_into(src: Path, dst: Path) -> dict:
     ex_modules = {Path(e.path).stem for e in EXERCISES if e.path.startswith("vitnp/ops/")}
     ex_modules.add("model")                     # vitnp/fast/model.py's forward would show vit-forward's solution
     for rel in project_files(src):
+        if rel.as_posix() in INSTRUCTOR_ONLY:
+            report["withheld"].append(rel.as_posix())
+            continue
         source_path, target = src / rel, dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         report["files"] += 1
@@ -159,6 +176,9 @@ def _build_into(src: Path, dst: Path) -> dict:
             target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), twin.read_text(encoding="utf-8"),
                                             rel.stem), encoding="utf-8")
             report["withheld"].append(posix)
+        elif posix == "vitnp/course/edition.py":
+            target.write_text(source_path.read_text(encoding="utf-8").replace("\nSTUDENT = False\n", "\nSTUDENT = True\n"),
+                              encoding="utf-8")
         elif posix.startswith("vitnp/") and rel.suffix == ".py" and not posix.startswith("vitnp/course/"):
             text, ids = cut_code(source_path.read_text(encoding="utf-8"), posix)
             target.write_text(text, encoding="utf-8")

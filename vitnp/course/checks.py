@@ -238,6 +238,24 @@ def _exercise_cases(eid: str, rng) -> list:
     raise KeyError(f"no checks for exercise {eid!r}")
 
 
+# Exercises whose checks run an exercise function as the reference (a value compared with the code under test, or a
+# gradient taken of it): the forwards and the loss.  Only the instructor's tree can grade them; tests/test_course.py
+# proves this set equal to what the cases do.
+SELF_REFERENTIAL = frozenset({"cross-entropy", "embed-forward", "head-forward", "vit-forward"})
+
+
+def self_referential(exercise) -> bool:
+    """Would grading ``exercise`` need the model answer of an exercise as its reference?"""
+    return exercise.id in SELF_REFERENTIAL
+
+
+def referenced_exercises(eid: str) -> set:
+    """The exercise functions the cases of ``eid`` run as their reference (computed from the cases)."""
+    exercise_functions = {e.module for e in BY_ID.values()}
+    return {f for c in cases(eid, 0) for f in (c.program.get("call"), c.program.get("forward"))
+            if f in exercise_functions}
+
+
 def cases(eid: str, seed: int) -> list:
     """The cases of exercise ``eid`` for the grading run ``seed`` (same seed, same inputs)."""
     if eid not in BY_ID:

@@ -42,7 +42,7 @@ def run(args) -> int:
         from .build import build
         report = build(args.out, args.src)
         print(f"student edition written to {args.out}: {report['files']} files, {len(report['exercises'])} code "
-              f"exercises cut, {report['notebook_cells']} notebook cells cut, fast twins withheld: "
+              f"exercises cut, {report['notebook_cells']} notebook cells cut, withheld: "
               f"{', '.join(report['withheld']) or 'none'}")
         return 0
     if args.course_command == "grade":
