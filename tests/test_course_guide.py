@@ -90,3 +90,36 @@ def test_course_guide_lists_notebooks_exercises_and_links_the_figure():
     for command in ("python -m vitnp course build --out", "python -m vitnp course grade --root", "generate_assignment",
                     'pip install -e ".[course]"'):
         assert command in text, command
+
+
+def _table(text: str, header: str) -> list:
+    """The rows (lists of cells) of the Markdown table whose header row starts with ``header``."""
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_course_guide_points_match_the_code_and_the_notebooks():
+    text = (ROOT / "docs" / "course.md").read_text(encoding="utf-8")
+    code = _table(text, "| code exercise |")
+    assert [(r[0].strip("`"), int(r[2])) for r in code[:-1]] == [(e.id, e.points) for e in EXERCISES]
+    assert code[-1][2] == f"**{sum(e.points for e in EXERCISES)}**"
+    points = {}
+    for path in sorted((NB_DIR / "src").glob("[0-9][0-9]_*.py")):
+        metas = [json.loads(m) for m in re.findall(r"^# %%.*?nbgrader=(\{.*\})\s*$", path.read_text(encoding="utf-8"),
+                                                   re.M)]
+        by_id = {m["grade_id"]: m for m in metas}
+        for m in metas:
+            if m.get("solution"):
+                points[m["grade_id"]] = m["points"] if m.get("grade") else by_id[m["grade_id"] + "-test"]["points"]
+    notebook = _table(text, "| notebook | exercise |")
+    assert {r[1].strip("`"): int(r[3]) for r in notebook[:-1]} == points
+    total = sum(points.values()) + sum(e.points for e in EXERCISES)
+    assert f"**The whole course: {total} points**" in text
+    sessions = _table(text, "| session | code points |")
+    assert sum(int(r[3]) for r in sessions) == total

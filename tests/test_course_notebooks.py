@@ -13,6 +13,7 @@ by vitnp's builder and by nbgrader's own ``generate_assignment``.
 * The checks fail on made-up notebooks that break them: an unclosed marker, exercises without points, a code exercise
   without its test, too few exercises, a wrong list, a marker outside a solution cell, an id used twice.
 """
+import ast
 import importlib.util
 import os
 import re
@@ -341,3 +342,46 @@ def test_exercise_context_words_each_case():
     with pytest.raises(ValueError):                      # anything else is the student's bug, shown as it is
         with exercise("nb99-x"):
             raise ValueError("wrong")
+
+
+# ---- 5. each code exercise sits in the session that teaches it ---------------------------------------------------
+TRACE = '''
+import importlib, sys as _sys
+from vitnp.course.exercises import EXERCISES as _EXERCISES
+_CALLED = set()
+for _e in _EXERCISES:
+    _orig = getattr(importlib.import_module(_e.path[:-3].replace("/", ".")), _e.function)
+    def _traced(*a, _o=_orig, _id=_e.id, **k):
+        _CALLED.add(_id)
+        return _o(*a, **k)
+    for _m in list(_sys.modules.values()):
+        if getattr(_m, "__name__", "").startswith("vitnp"):
+            for _n, _v in list(vars(_m).items()):
+                if _v is _orig:
+                    setattr(_m, _n, _traced)
+'''
+SESSION_OF_NOTEBOOK = {"01": 1, "02": 1, "03": 2, "04": 3}
+
+
+def test_no_notebook_calls_a_code_exercise_of_a_later_session(monkeypatch):
+    """Run notebooks 01–04 (fast mode) with every exercise function traced: each calls only the code exercises that
+    docs/course.md places in its session or before (05 and later need them all). The trace is checked to see calls."""
+    from nbclient import NotebookClient
+    from vitnp.course.exercises import EXERCISES
+    monkeypatch.setenv("VITNP_FAST", "1")
+    text = (ROOT / "docs" / "course.md").read_text(encoding="utf-8")
+    session = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| `([a-z-]+)` \| `vitnp/[^`]+` \| \d+ \| (\d) \|$",
+                                                                  text, re.M)}
+    assert set(session) == {e.id for e in EXERCISES}
+    seen = set()
+    for name in [n for n in NAMES if n[:2] in SESSION_OF_NOTEBOOK]:
+        nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+        first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+        nb.cells.insert(first, nbformat.v4.new_code_cell(TRACE))
+        nb.cells.append(nbformat.v4.new_code_cell("print(sorted(_CALLED))"))
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}).execute()
+        called = set(ast.literal_eval(nb.cells[-1].outputs[0]["text"]))
+        late = {e for e in called if session[e] > SESSION_OF_NOTEBOOK[name[:2]]}
+        assert not late, f"{name} calls exercises of later sessions: {sorted(late)}"
+        seen |= called
+    assert {"patchify-backward", "embed-forward", "vit-forward"} <= seen      # the trace does see calls

@@ -47,7 +47,9 @@ def vit_forward(params, x, cfg: ViTConfig, *, train=False, rng=None, attn_mask=N
     Returns
     -------
     logits : (B, K)
-    cache : dict for :func:`vit_backward`; ``cache['attention']`` lists the L (B, k, T, T) weights
+    cache : dict for :func:`vit_backward`, with the keys it reads: ``'cfg'`` (cfg), ``'embed'`` (embed_forward's
+        cache), ``'attention'`` (the L (B, k, T, T) weights), ``'blocks'`` (encoder_forward's list of block caches),
+        ``'head'`` (head_forward's cache)
     """
     x, rng, attn_mask = check_inputs(params, x, cfg, train, rng, attn_mask)
     ### BEGIN SOLUTION
@@ -92,6 +94,11 @@ def embed_forward(params, x, cfg: ViTConfig, *, train=False, rng=None):
     """z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos (Eq 1), then dropout.
 
     x: (B, H, W, C)   ->   z₀: (B, T, D), cache
+
+    cache: a dict with the keys embed_backward reads: ``'cfg'``; ``'stem'`` (conv_stack_forward's cache, hybrid
+    only); ``'patch'`` (patchify_forward's); ``'E'`` (linear_forward's, for x_p E); ``'cls'`` (class_token_forward's,
+    classifier 'token' only); ``'pos'`` (pos_embed_forward's, pos_embedding 'learned' only); ``'drop'``
+    (dropout_forward's).  The sine-cosine table (pos_embedding 'sincos') is added as it is, with no cache.
     """
     ### BEGIN SOLUTION
     c = {"cfg": cfg}
@@ -135,6 +142,9 @@ def head_forward(params, z, cfg: ViTConfig):
     """y = LN(z_L⁰) (Eq 4; the mean over tokens for 'gap'), logits = y W_head + b_head.
 
     z: (B, T, D)   ->   logits: (B, K), cache
+
+    cache = (c_ln, c_read, c_lin): the caches of the final LayerNorm (over every token), readout_forward and the
+    head's linear_forward, what head_backward reads.
     """
     ### BEGIN SOLUTION
     z, c_ln = layernorm_forward(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)

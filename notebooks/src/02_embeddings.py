@@ -22,12 +22,12 @@ import numpy as np
 
 import vitnp
 from vitnp.checkpoint import to_jax
+from vitnp.model import embed_forward
 from vitnp.ops.block import BLOCK_KEYS, encoder_block_forward, encoder_forward
-from vitnp.ops.layernorm import layernorm_forward
 from vitnp.ops.linear import linear_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.ops.posemb import pos_embed_forward, sincos_2d
-from vitnp.ops.tokens import class_token_forward, readout_forward
+from vitnp.ops.tokens import class_token_forward
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
@@ -324,8 +324,9 @@ assert diff(new[:14, :14], old) < 1e-6                                     # flo
 #
 # $$\mathbf{z}_0 = [\,\mathbf{x}_\text{class};\; \mathbf{x}_p^1\mathbf{E};\; \cdots;\; \mathbf{x}_p^N\mathbf{E}\,] + \mathbf{E}_{pos} \in \mathbb{R}^{(N+1)\times D}$$
 #
-# First the library's steps, with the shape after each; then the whole of Eq 1 by hand in a few NumPy lines, independent
-# of `vitnp`.
+# First the library's steps, with the shape after each; then Eq 1 in one call, `vitnp.model.embed_forward`, which
+# you write (exercise embed-forward: the steps below, plus the hybrid stem of notebook 08, the other position
+# embeddings of section 3, the average-pooling variant without a class token, and dropout).
 
 # %%
 x_p, _ = patchify_forward(x, P)
@@ -335,30 +336,14 @@ z0, _ = pos_embed_forward(z, params["E_pos"])
 for name, arr in [("x", x), ("x_p = patchify(x)", x_p), ("x_p E + b", e), ("[x_class; x_p E]", z), ("z0 = … + E_pos", z0)]:
     print(f"{name:<20} {str(arr.shape):<16}")
 
-patches_hand = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, N, P * P * C)
-z0_hand = np.concatenate([np.broadcast_to(params["x_class"], (B, 1, D)),
-                          patches_hand @ params["E"] + params["E_bias"]], axis=1) + params["E_pos"]
-print("Eq 1: max |library z0 − hand z0| =", f"{diff(z0, z0_hand):.1e}")
-assert diff(z0, z0_hand) < 1e-12
-
-# %% [markdown]
-# Does the model itself start from this $\mathbf{z}_0$? `vitnp.vit_forward` runs Eq 1–4 in one call. We run the rest of the
-# model (the $L$ blocks of Eq 2–3, the final LayerNorm and the head of Eq 4, all from the library) on *our* hand-made
-# $\mathbf{z}_0$: the logits must equal `vit_forward`'s.
-
-# %%
-blocks = [{k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg.depth)]
-zL, _, _ = encoder_forward(z0_hand, blocks, cfg.heads, gelu=cfg.gelu, eps=cfg.ln_eps)     # Eq 2–3
-y, _ = readout_forward(layernorm_forward(zL, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)[0], "token")
-logits_from_hand_z0, _ = linear_forward(y, params["head.W"], params["head.b"])            # Eq 4 + head
-logits, _ = vitnp.vit_forward(params, x, cfg)
-print("logits", logits.shape, " max |vit_forward − (hand z0 → blocks → head)| =", f"{diff(logits, logits_from_hand_z0):.1e}")
-assert diff(logits, logits_from_hand_z0) < 1e-12
+z0_yours, _ = embed_forward(params, x, cfg)                                # exercise embed-forward
+print("Eq 1: max |embed_forward − the steps above| =", f"{diff(z0_yours, z0):.1e}")
+assert diff(z0_yours, z0) < 1e-12
 
 # %% [markdown]
 # **Summary.** Eq 1 in three steps: $\mathbf{x}_p\mathbf{E}$ (a stride-$P$ convolution in disguise), the class token in
-# front, position embeddings added. Every step matched a hand-written version to ~$10^{-16}$, and the model's own forward
-# pass starts from the same $\mathbf{z}_0$. Next: [03_attention](03_attention.ipynb), what the encoder does with these tokens.
+# front, position embeddings added. Every step matched a hand-written version to ~$10^{-16}$, and your `embed_forward`
+# gives the same $\mathbf{z}_0$ (notebook 04 checks that the whole model starts from it). Next: [03_attention](03_attention.ipynb), what the encoder does with these tokens.
 
 # %% [markdown]
 # ## Exercises
@@ -398,7 +383,8 @@ assert diff(logits, logits_from_hand_z0) < 1e-12
 # %% [markdown]
 # **Exercise nb02-bag-of-patches** (2 points). Write `shuffle_patches(x, P, perm)`: the images `x` (B, H, W, C) with
 # their patches rearranged, so that patch `perm[i]` of the original becomes patch $i$ of the result. Use reshapes and
-# transposes (notebook 01). The test then classifies both images with three models.
+# transposes (notebook 01). The test then runs both images through three encoders (your `embed_forward`, then the $L$
+# blocks) and compares the output tokens.
 
 # %% nbgrader={"grade": false, "grade_id": "nb02-bag-of-patches", "locked": false, "schema_version": 3, "solution": true}
 def shuffle_patches(x, P, perm):
@@ -422,11 +408,14 @@ with exercise("nb02-bag-of-patches"):
     for pos, readout, same in (("none", "token", True), ("none", "gap", True), ("learned", "token", False)):
         c = cfg.replace(pos_embedding=pos, classifier=readout)
         p_t = {k: v + 0.1 * rng_t.standard_normal(v.shape) for k, v in vitnp.init_params(c, seed=0).items()}
-        before, after = vitnp.vit_forward(p_t, x, c)[0], vitnp.vit_forward(p_t, x_shuffled, c)[0]
+        blocks_t = [{k: p_t[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(c.depth)]
+        before, after = (encoder_forward(embed_forward(p_t, img, c)[0], blocks_t, c.heads)[0] for img in (x, x_shuffled))
+        first = 1 if readout == "token" else 0                              # the patch tokens start here
+        moved = np.concatenate([before[:, :first], before[:, first:][:, perm_t]], axis=1)   # the tokens, permuted
         print(f"pos_embedding={pos!r:10} classifier={readout!r:8} "
-              f"max |logits(shuffled) − logits| = {diff(after, before):.1e}")
+              f"max |z_L(shuffled) − z_L permuted| = {diff(after, moved):.1e}")
         assert diff(before[0], before[1]) > 1e-3                            # the model does tell the two images apart
-        assert (diff(after, before) < 1e-12) == same
+        assert (diff(after, moved) < 1e-12) == same
 
 # %% [markdown]
 # **Exercise nb02-sincos-shift** (2 points). Section 3 claims that in the sine-cosine table a shift by $k$ grid rows

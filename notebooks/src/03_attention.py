@@ -57,7 +57,7 @@ import numpy as np
 import vitnp
 from vitnp.ops.attention import attention_forward, causal_mask, merge_heads, msa_forward, split_heads
 from vitnp.ops.linear import linear_forward
-from vitnp.ops.softmax import softmax_backward, softmax_forward
+from vitnp.ops.softmax import softmax_forward
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fewer random samples in the √D_h experiment
@@ -150,15 +150,28 @@ plt.show()
 # $\mathbf{q}\cdot\mathbf{k} = \sum_{m=1}^{D_h} q_m k_m$ is a sum of $D_h$ terms of variance 1: its variance is $D_h$, its
 # typical size $\sqrt{D_h}$. Wider heads give bigger scores, and a softmax of big numbers **saturates**: almost all the
 # weight goes to the single largest score, as if it were an `argmax`. That is bad twice over: the token no longer mixes
-# information, and the softmax's gradient (its Jacobian $\operatorname{diag}(a) - a a^\top$) goes to zero when $a$ is
-# one-hot, so the query and key projections stop learning. Dividing by $\sqrt{D_h}$ brings the variance back to 1 for any
+# information, and the gradient through the softmax goes to zero when $a$ is
+# one-hot (section 4 of notebook 05 shows why), so the query and key projections stop learning. Dividing by $\sqrt{D_h}$ brings the variance back to 1 for any
 # head width.
 #
 # The experiment: random unit-variance $\mathbf{q}, \mathbf{k}$ for growing $D_h$, $T = 16$ keys; we measure the largest
 # weight in each row of $A$ (1/16 = uniform, 1 = one-hot) and the size of the gradient that flows back through the
-# softmax (`vitnp.ops.softmax.softmax_backward`, with a random upstream gradient).
+# softmax for a random upstream gradient, measured by centred differences (`grad_through_softmax` below; notebook 05
+# derives its formula, and you write it in session 4).
 
 # %%
+def grad_through_softmax(scores, upstream, h=1e-6):
+    """∂/∂scores of Σ softmax(scores) ⊙ upstream over the last axis, by centred differences: one column at a time,
+    every row at once (rows do not interact)."""
+    grad = np.empty_like(scores)
+    for j in range(scores.shape[-1]):
+        step = np.zeros_like(scores)
+        step[..., j] = h
+        up, down = softmax_forward(scores + step)[0], softmax_forward(scores - step)[0]
+        grad[..., j] = ((up - down) * upstream).sum(-1) / (2 * h)
+    return grad
+
+
 T_exp, n_rows = 16, (200 if FAST else 1000)                                 # FAST: fewer random rows
 widths = 2 ** np.arange(0, 11)                                             # D_h = 1 … 1024
 exp_rng = np.random.default_rng(1)
@@ -169,8 +182,8 @@ for Dh_exp in widths:
     logits = (qe @ ke.transpose(0, 2, 1))[:, 0]                            # (n_rows, T_exp)
     upstream = exp_rng.standard_normal(logits.shape)
     for name, scale in (("unscaled", 1.0), ("scaled by 1/√D_h", 1 / np.sqrt(Dh_exp))):
-        a, cache = softmax_forward(logits * scale)
-        grad = softmax_backward(upstream, cache)                           # ∂/∂logits through the softmax
+        a, _ = softmax_forward(logits * scale)
+        grad = grad_through_softmax(logits * scale, upstream)              # ∂/∂logits through the softmax
         results[name][0].append(a.max(axis=1).mean())
         results[name][1].append(np.linalg.norm(grad, axis=1).mean())
         results[name][2].append((logits * scale).std())
@@ -394,7 +407,7 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # %% [markdown]
 # ## Exercises
 #
-# Three exercises on Eq 5–8. In the student edition (`python -m vitnp course build`) the model answers are cut out;
+# Four exercises on Eq 5–8 and their cost. In the student edition (`python -m vitnp course build`) the model answers are cut out;
 # the locked cell after each code exercise fails until your answer is right.
 #
 # * **Exercise nb03-q-score-variance** (2 points) — inline question: the variance of a query–key score, and the scale
@@ -403,6 +416,7 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 #   presets, and with inputs whose variance is not 1.
 # * **Exercise nb03-heads-layout** (2 points) — assemble vitnp's $\mathbf{U}_{qkv}$ from the paper's per-head
 #   matrices.
+# * **Exercise nb03-q-patch-size** (2 points) — inline question: what halving the patch size costs and buys.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb03-q-score-variance", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb03-q-score-variance** (2 points). Let the $D_h$ components of $\mathbf{q}$ and $\mathbf{k}$ be
@@ -427,8 +441,8 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # **Exercise nb03-sqrt-dh** (2 points). Write `saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0)`: the
 # experiment above for one head width. Draw `n_rows` queries and `n_rows` × `T` keys with independent components of
 # standard deviation `sigma`, multiply the scores by `scale`, and return three numbers: the standard deviation of the
-# scaled scores, the mean over rows of the largest softmax weight, and the mean norm of the gradient that
-# `softmax_backward` passes back for a random upstream gradient. The test runs it at the head widths
+# scaled scores, the mean over rows of the largest softmax weight, and the mean norm of the gradient that flows back
+# through the softmax for a random upstream gradient (`grad_through_softmax` above). The test runs it at the head widths
 # `ViTConfig.variant(v).head_dim` of Table 1 and of the `fast` and `fmnist` presets.
 
 # %% nbgrader={"grade": false, "grade_id": "nb03-sqrt-dh", "locked": false, "schema_version": 3, "solution": true}
@@ -439,8 +453,8 @@ def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):
     q_s = sigma * rng_s.standard_normal((n_rows, 1, Dh))                  # one query per row
     k_s = sigma * rng_s.standard_normal((n_rows, T, Dh))                  # T keys per row
     scores = (q_s @ k_s.transpose(0, 2, 1))[:, 0] * scale               # (n_rows, T)
-    a, cache = softmax_forward(scores)
-    grad = softmax_backward(rng_s.standard_normal(scores.shape), cache)
+    a, _ = softmax_forward(scores)
+    grad = grad_through_softmax(scores, rng_s.standard_normal(scores.shape))
     return scores.std(), a.max(axis=1).mean(), np.linalg.norm(grad, axis=1).mean()
     ### END SOLUTION
 
@@ -502,3 +516,26 @@ with exercise("nb03-heads-layout"):
     params_t = dict(vitnp.init_params(cfg, seed=0), **{"blocks.0.U_qkv": U_t})
     query_kernel = to_jax(params_t, cfg)["Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"]
     assert np.array_equal(query_kernel, Wq.transpose(1, 0, 2))                            # the checkpoint's (D, k, D_h)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb03-q-patch-size", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb03-q-patch-size** (2 points). A ViT-B keeps its width, depth and heads when its patch size changes
+# from 32 to 16 at 224×224 (ViT-B/32 to ViT-B/16). Using the table of the section on quadratic cost, say what happens
+# to the number of tokens, to the attention weights per image (count and memory), to the cost of the other parts of
+# a block, and to the parameter count (its embedding $\mathbf{E}$ and $\mathbf{E}_{pos}$). What would you expect for
+# accuracy, and why? For our 28×28 Fashion-MNIST images, what do $P = 7$ and $P = 4$ give?
+#
+# ### BEGIN SOLUTION
+# **Tokens.** $N = (224/P)^2$: 49 patches at $P = 32$, 196 at $P = 16$, so $T$ goes from 50 to 197, about 4×.
+# **Attention weights** grow with $T^2$: per head and layer $50^2 = 2{,}500$ against $197^2 = 38{,}809$, about 16×; the
+# table prints 0.4 M against 5.6 M weights per image for the 12 × 12 heads (1.4 against 21.3 MiB in float32), and the
+# backward keeps them all. **The rest of a block** (the $\mathbf{U}_{qkv}$, $\mathbf{U}_{msa}$ and MLP matmuls,
+# LayerNorm) costs the same per token, so it grows only with $T$: about 4×. **Parameters** barely change: the block
+# weights do not depend on $T$; $\mathbf{E}$ has $32^2 \cdot 3 = 3{,}072$ rows at $P = 32$ and $16^2 \cdot 3 = 768$ at
+# $P = 16$ (768 columns each), and $\mathbf{E}_{pos}$ grows from 50 to 197 rows (notebook 04's exercise: 88,224,232 for B/32 against 86,567,656
+# for B/16). **Accuracy:** each token now describes a smaller region, so the model sees finer detail and has more
+# tokens to attend between, for the same parameters: we would expect it to be more accurate, at about 4× the compute
+# (the paper, §4.1: the sequence length is inversely proportional to the square of the patch size, so smaller
+# patches cost more). Whether the gain is worth it is a compute question, which is why the paper compares
+# models by accuracy against pre-training compute (§4.4, Fig 5). **Fashion-MNIST:** $P = 7$ gives a 4×4 grid, $T =
+# 17$; $P = 4$ gives 7×7, $T = 50$: about 3× the tokens and about 9× the attention weights.
+# ### END SOLUTION

@@ -13,7 +13,8 @@
 #
 # Notebook 03 built $MSA$. Here come the other pieces: LayerNorm $LN$ with its $\gamma$ and $\beta$, the GELU nonlinearity,
 # the $MLP$, the residual "$+\,\mathbf{z}$", a stack of $L$ blocks, and the readout $\mathbf{y}$ with the classification head.
-# At the end, a ViT written entirely by hand in NumPy gives the same logits as `vitnp.vit_forward`.
+# At the end, your Eq 1 and Eq 4 (`embed_forward`, `head_forward`) around the blocks written by hand here give the
+# same logits as `vitnp.vit_forward`.
 
 # %%
 import math
@@ -23,15 +24,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import vitnp
+from vitnp.model import embed_forward, head_forward
 from vitnp.ops.attention import msa_forward
 from vitnp.ops.block import BLOCK_KEYS, encoder_block_forward, encoder_forward
 from vitnp.ops.gelu import gelu_forward
 from vitnp.ops.layernorm import layernorm_forward
-from vitnp.ops.linear import linear_forward
 from vitnp.ops.mlp import mlp_forward
 from vitnp.ops.patches import patchify_forward
-from vitnp.ops.posemb import pos_embed_forward
-from vitnp.ops.tokens import class_token_forward, readout_forward
+from vitnp.ops.tokens import readout_forward
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
@@ -63,9 +63,7 @@ blocks = [{k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS} for l in range(cfg.
 x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))                  # (B, H, W, C)
 B, T, D, M, L, heads, eps = len(x), cfg.num_tokens, cfg.dim, cfg.mlp_dim, cfg.depth, cfg.heads, cfg.ln_eps
 
-x_p, _ = patchify_forward(x, cfg.patch_size)
-z0, _ = pos_embed_forward(class_token_forward(linear_forward(x_p, params["E"], params["E_bias"])[0],
-                                              params["x_class"])[0], params["E_pos"])          # Eq 1
+z0, _ = embed_forward(params, x, cfg)                                   # Eq 1 (yours, notebook 02)
 print(f"x {x.shape} -> z0 {z0.shape} = (B, T, D);  M = {M}, L = {L}, k = {heads}, LayerNorm ε = {eps}")
 print("block parameters:", {k: blocks[0][k].shape for k in BLOCK_KEYS})
 
@@ -293,15 +291,13 @@ assert d < 1e-8
 # to zero; vitnp has the linear one.
 
 # %%
-zL_norm, _ = layernorm_forward(zL, params["ln_f.gamma"], params["ln_f.beta"], eps)
-y, _ = readout_forward(zL_norm, "token")                                    # library: (B, D)
-y_hand = layernorm_by_hand(zL[:, 0], params["ln_f.gamma"], params["ln_f.beta"], eps)   # LN of row 0 only
-head, _ = linear_forward(y, params["head.W"], params["head.b"])            # library: (B, K)
-head_hand = y_hand @ params["head.W"] + params["head.b"]
-print(f"z_L {zL.shape} -> LN -> y = row 0 {y.shape} -> logits {head.shape}")
-d4, dh = diff(y, y_hand), diff(head, head_hand)
-print(f"Eq 4: max |library − hand| = {d4:.1e};  head: {dh:.1e}")
-assert d4 < 1e-12 and dh < 1e-12
+y_hand = layernorm_by_hand(zL[:, 0], params["ln_f.gamma"], params["ln_f.beta"], eps)   # LN of row 0 only: (B, D)
+head_hand = y_hand @ params["head.W"] + params["head.b"]                               # (B, K)
+head, _ = head_forward(params, zL, cfg)              # yours: exercise head-forward (Eq 4 and the head in one call)
+print(f"z_L {zL.shape} -> LN -> y = row 0 {y_hand.shape} -> logits {head.shape}")
+dh = diff(head, head_hand)
+print(f"Eq 4 and the head: max |head_forward − hand| = {dh:.1e}")
+assert dh < 1e-12
 
 # %% [markdown]
 # > **Common misconception: $\hat{\mathbf{y}} = LN(\mathbf{z}_L^0)$ is the prediction.** Study notes sometimes write Eq 4 as
@@ -314,34 +310,26 @@ assert d4 < 1e-12 and dh < 1e-12
 
 
 # %% [markdown]
-# ## The whole ViT by hand
+# ## The whole ViT
 #
-# Eq 1 to Eq 4 and the head, written with nothing but NumPy (and the hand-written functions above), against
-# `vitnp.vit_forward(params, x, cfg)`: the logits and every layer's attention weights.
+# Eq 1 (your `embed_forward`), the $L$ blocks written by hand above (Eq 2–3), then Eq 4 and the head (your
+# `head_forward`), against `vitnp.vit_forward(params, x, cfg)` (exercise vit-forward): the logits and every layer's
+# attention weights.
 
 # %%
-def vit_by_hand(params, x, cfg):
-    B, H, W, C = x.shape
-    P, D = cfg.patch_size, cfg.dim
-    gh, gw = H // P, W // P
-    x_p = x.reshape(B, gh, P, gw, P, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, gh * gw, P * P * C)
-    z = x_p @ params["E"] + params["E_bias"]                                       # patch embedding
-    if cfg.classifier == "token":
-        z = np.concatenate([np.broadcast_to(params["x_class"], (B, 1, D)), z], axis=1)
-    z = z + params["E_pos"]                                                        # Eq 1
+def vit_with_hand_blocks(params, x, cfg):
+    z, _ = embed_forward(params, x, cfg)                                           # Eq 1 (yours)
     maps = []
-    for l in range(cfg.depth):                                                     # Eq 2–3
+    for l in range(cfg.depth):                                                     # Eq 2–3, by hand
         z, A, _ = block_by_hand(z, {k: params[f"blocks.{l}.{k}"] for k in BLOCK_KEYS}, cfg.heads, cfg.ln_eps)
         maps.append(A)
-    z = layernorm_by_hand(z, params["ln_f.gamma"], params["ln_f.beta"], cfg.ln_eps)
-    y = z[:, 0] if cfg.classifier == "token" else z.mean(axis=1)                  # Eq 4 (or average pooling)
-    return y @ params["head.W"] + params["head.b"], maps
+    return head_forward(params, z, cfg)[0], maps                                   # Eq 4 and the head (yours)
 
 
 logits, cache = vitnp.vit_forward(params, x, cfg)
-logits_hand, maps_hand = vit_by_hand(params, x, cfg)
+logits_hand, maps_hand = vit_with_hand_blocks(params, x, cfg)
 d = max([diff(logits, logits_hand)] + [diff(a, b) for a, b in zip(cache["attention"], maps_hand)])
-print(f"logits {logits.shape}: max |vit_forward − hand-written ViT| = {d:.1e}")
+print(f"logits {logits.shape}: max |vit_forward − (embed_forward, blocks by hand, head_forward)| = {d:.1e}")
 assert d < 1e-8
 
 # %% [markdown]
@@ -363,15 +351,15 @@ params_gap = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in vitnp.init_p
 print("classifier='gap': T =", cfg_gap.num_tokens, "| E_pos", params_gap["E_pos"].shape, "| has x_class:",
       "x_class" in params_gap)
 logits_gap, cache_gap = vitnp.vit_forward(params_gap, x, cfg_gap)
-logits_gap_hand, _ = vit_by_hand(params_gap, x, cfg_gap)
+logits_gap_hand, _ = vit_with_hand_blocks(params_gap, x, cfg_gap)
 d = diff(logits_gap, logits_gap_hand)
 print(f"GAP: max |vit_forward − hand| = {d:.1e}")
 assert d < 1e-8
 
 # %% [markdown]
 # **Summary.** One encoder block is $LN \to MSA \to +$ then $LN \to MLP \to +$ (Eq 2–3); $L$ of them in a row keep the shape
-# $(B, T, D)$; Eq 4 normalises and reads the class token (or averages the patches) and a linear head gives the logits. A ViT
-# written only with NumPy matched `vitnp.vit_forward` for both readouts. Next: [05_backprop](05_backprop.ipynb), the
+# $(B, T, D)$; Eq 4 normalises and reads the class token (or averages the patches) and a linear head gives the logits. The
+# blocks written only with NumPy, between your Eq 1 and Eq 4, matched `vitnp.vit_forward` for both readouts. Next: [05_backprop](05_backprop.ipynb), the
 # backward pass of every one of these steps.
 
 # %% [markdown]

@@ -470,7 +470,7 @@ print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# Four exercises on the two halves of §3.2. In the student edition (`python -m vitnp course build`) the model answers
+# Five exercises: four on the two halves of §3.2, and one on what else the encoder could do under another head. In the student edition (`python -m vitnp course build`) the model answers
 # are cut out; the locked cell after each code exercise fails until your answer is right.
 #
 # * **Exercise nb09-q-predict-epos** (2 points) — inline question: predict the interpolated $\mathbf{E}_{pos}$ of a
@@ -478,6 +478,7 @@ print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 # * **Exercise nb09-predict-epos** (1 point) — type your prediction in; the test compares it with the library.
 # * **Exercise nb09-q-zero-head** (2 points) — inline question: with a zero head, when does the body start to learn?
 # * **Exercise nb09-second-step** (2 points) — take the first step on the head by hand and look at the second.
+# * **Exercise nb09-q-new-head** (2 points) — inline question: what other heads on the same encoder could do.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb09-q-predict-epos", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb09-q-predict-epos** (2 points). A model with $D = 1$ was trained on a 2×2 patch grid. Its position
@@ -574,3 +575,30 @@ with exercise("nb09-second-step"):
     print(f"largest body gradient: step 1 {body1:.1e}, step 2 {body2:.1e};  ∂ℓ/∂β of the final LayerNorm = Σ_b ∂ℓ/∂y_b: "
           f"max |library − hand| = {diff(grads2['ln_f.beta'], dy.sum(0)):.1e}")
     assert body1 == 0.0 and body2 > 0 and diff(grads2["ln_f.beta"], dy.sum(0)) < 1e-6
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "nb09-q-new-head", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Exercise nb09-q-new-head** (2 points). The study notes behind this course ask: *if we change the head, can the
+# model do other things?* Section 6 replaced the head for new classes. Give three other heads on the same encoder,
+# each with what it reads from $\mathbf{z}_L$, its output shape and its loss, and say what of the encoder can be kept.
+# BERT put one encoder under many heads: which of your heads mirror which of BERT's, and where does ViT's class token
+# come from?
+#
+# ### BEGIN SOLUTION
+# The encoder's output $\mathbf{z}_L$ is $(B, T, D)$: one vector per token, the class token's row $\mathbf{z}_L^0$
+# included. A head is any function of it; the encoder is kept (frozen, or fine-tuned with the new head), only the
+# head starts from scratch (zero, section 4). Three examples:
+#
+# * **A head per patch token** (dense prediction): a linear map of each row $\mathbf{z}_L^i$, $i \ge 1$, to $K$ class
+#   scores, output $(B, N, K)$, cross-entropy per patch: segmentation at patch resolution (reshape to the
+#   $g_h \times g_w$ grid, upsample). BERT's twin: token tagging (a label per word).
+# * **A regression head**: $\mathbf{y} = LN(\mathbf{z}_L^0)$ to a few numbers (a bounding box, a count, an angle),
+#   output $(B, m)$, squared or L1 loss. BERT's twin: a sentence-level score from [CLS] (similarity regression).
+# * **A masked-patch head** (self-supervision, the paper's §4.6): hide some patch embeddings, and from each hidden
+#   position's $\mathbf{z}_L^i$ predict something about the patch (its mean colour in bins), output $(B, n, \text{bins})$,
+#   cross-entropy on the hidden positions only. BERT's twin: the masked language model, which needs no labels; the
+#   encoder it trains is then reused under a classification head.
+#
+# The classification head itself mirrors BERT's [CLS] token: ViT's learnable class token is taken from BERT's design
+# (the paper, §3.1: "similar to BERT's [class] token"), a token with no content of its own that gathers the sequence
+# through attention and whose final state feeds the head.
+# ### END SOLUTION

@@ -52,6 +52,9 @@ def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False):
     out : (..., T, D_h)
     weights : (..., T, T), the attention weights A (before dropout) — each row sums to 1
     cache
+
+    cache = (q, k, v, Ad, scale, c_soft, c_drop): the inputs, the weights after dropout, 1/√D_h, and the
+    caches of the softmax and the dropout, what attention_backward reads.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])                            # 1/√D_h
     S = (q @ np.swapaxes(k, -1, -2)) * scale                        # (..., T, T) logits, Eq 6
@@ -92,6 +95,9 @@ def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropo
     Returns
     -------
     out : (B, T, D);  weights : (B, k, T, T);  cache
+
+    cache = (c_qkv, c_att, c_out, heads): the caches of the U_qkv layer, of attention (all heads at once)
+    and of the U_msa layer, and k, what msa_backward reads.
     """
     qkv, c_qkv = linear_forward(z, U_qkv, U_qkv_bias)                # Eq 5: (B, T, 3D)
     q, k, v = np.split(qkv, 3, axis=-1)                              # 3 × (B, T, D)

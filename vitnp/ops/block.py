@@ -32,6 +32,9 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
     Returns
     -------
     z : (B, T, D);  weights : (B, k, T, T), the attention weights;  cache
+
+    cache = (c_ln1, c_msa, c_drop, c_ln2, c_mlp): the caches of LN₁, MSA, the dropout after MSA, LN₂ and the
+    MLP, in the forward's order, what encoder_block_backward reads.
     """
     a, c_ln1 = layernorm_forward(z, p["ln1.gamma"], p["ln1.beta"], eps)
     a, A, c_msa = msa_forward(a, p["U_qkv"], p["U_qkv_bias"], p["U_msa"], p["U_msa_bias"], heads,

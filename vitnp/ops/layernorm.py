@@ -14,6 +14,8 @@ def layernorm_forward(x, gamma, beta, eps=1e-6):
     """LN(x) over the last axis.
 
     x: (..., D)   gamma, beta: (D,)   ->   out: (..., D), cache
+
+    cache = (x_hat, inv_std, gamma): x̂ (..., D), 1/σ (..., 1) and γ (D,), what layernorm_backward reads.
     """
     mu = x.mean(-1, keepdims=True)                                 # (..., 1)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)                  # (..., 1), σ²

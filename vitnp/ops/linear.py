@@ -13,6 +13,8 @@ def linear_forward(x, W, b):
     """out = x W + b.
 
     x: (..., D_in)   W: (D_in, D_out)   b: (D_out,)   ->   out: (..., D_out), cache
+
+    cache = (x, W): what linear_backward reads.
     """
     out = x @ W + b
     return out, (x, W)

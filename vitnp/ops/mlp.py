@@ -10,6 +10,9 @@ def mlp_forward(x, W1, b1, W2, b2, gelu="exact", dropout=0.0, rng=None, train=Fa
     """MLP(x) = dropout(GELU(x W1 + b1) W2 + b2), with dropout on the hidden layer too.
 
     x: (..., D)   W1: (D, M)   b1: (M,)   W2: (M, D)   b2: (D,)   ->   out: (..., D), cache
+
+    cache = (c1, c_act, c_d1, c2, c_d2): the caches of linear 1, GELU, dropout 1, linear 2, dropout 2, in
+    the forward's order, what mlp_backward reads.
     """
     h, c1 = linear_forward(x, W1, b1)                 # (..., M)
     h, c_act = gelu_forward(h, gelu)

@@ -18,6 +18,8 @@ def patchify_forward(x, P):
     Returns
     -------
     x_p : (B, N, P²C) array (a contiguous copy), cache
+
+    cache = (x.shape, P): the input's shape (B, H, W, C) and the patch side, what patchify_backward reads.
     """
     B, H, W, C = x.shape
     if H % P or W % P:

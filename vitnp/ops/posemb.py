@@ -11,6 +11,8 @@ def pos_embed_forward(z, E_pos):
     """z + E_pos, the table broadcast over the batch.
 
     z: (B, T, D)   E_pos: (T, D)   ->   out: (B, T, D), cache
+
+    cache = None: pos_embed_backward needs nothing but dout.
     """
     return z + E_pos, None
 

@@ -13,6 +13,8 @@ def softmax_forward(x, axis=-1):
     """y = softmax(x) along ``axis``.
 
     x: any shape   ->   y: same shape, cache
+
+    cache = (y, axis): the output and the axis, what softmax_backward reads.
     """
     m = x.max(axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)          # a row of −inf has no maximum to subtract

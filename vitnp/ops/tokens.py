@@ -10,6 +10,8 @@ def class_token_forward(x, x_class):
     """z = [x_class; x_p¹E; …; x_pᴺE]  (the first part of Eq 1).
 
     x: (B, N, D)   x_class: (D,)   ->   z: (B, N+1, D), cache
+
+    cache = None: class_token_backward needs nothing but dz.
     """
     B, N, D = x.shape
     z = np.empty((B, N + 1, D), dtype=np.result_type(x, x_class))
@@ -29,6 +31,8 @@ def readout_forward(z, mode):
     """y from the encoder output: z[:, 0] for 'token' (Eq 4), the mean over tokens for 'gap'.
 
     z: (B, T, D)   ->   y: (B, D), cache
+
+    cache = (mode, z.shape): what readout_backward reads.
     """
     if mode == "token":
         return z[:, 0], (mode, z.shape)
