@@ -241,3 +241,69 @@ def test_the_student_stand_in_for_ln_linear_equals_the_fused_op():
     assert rel_error(y1, y2) <= 1e-12
     for a, b in zip(fused.ln_linear_backward(dy, c1), stand_in.ln_linear_backward(dy, c2)):
         assert rel_error(a, b) <= 1e-12
+
+
+def test_a_solution_line_planted_in_a_student_test_fails_the_build(tmp_path):
+    """Copy the project, put one line of layernorm-backward's model answer into a test the student edition ships,
+    and the build refuses, naming the file; the untouched project builds (the student fixture)."""
+    copy = tmp_path / "project"
+    for rel in project_files(ROOT):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, copy / rel)
+    source = (ROOT / "vitnp/ops/layernorm.py").read_text()
+    region, = find_regions(source)
+    line = next(l for l in source.split("\n")[region.begin + 1:region.end] if "mean(-1" in l)
+    target = copy / "tests/test_data.py"
+    target.write_text(target.read_text() + f'\n\ndef _planted(dx_hat, x_hat, inv_std):\n{line.split("#")[0]}\n')
+    from vitnp.course.build import LeakError
+    with pytest.raises(LeakError, match="tests/test_data.py line"):
+        build(tmp_path / "out", copy)
+    assert not (tmp_path / "out").exists()
+
+
+def test_leaks_are_found_in_notebook_outputs_and_markdown(tmp_path):
+    import nbformat
+    from vitnp.course.leaks import find_leaks, normalize
+    answers = {normalize("dq = scale * (dS @ k)"): "vitnp/ops/attention.py"}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="dq = scale * (dS @ k)   # printed\n")])])
+    (tmp_path / "nb.ipynb").write_text(nbformat.writes(nb))
+    (tmp_path / "notes.md").write_text("Some text.\n    dq = scale * (dS @ k)\n")
+    found = find_leaks(tmp_path, answers)
+    assert [(f, place) for f, place, _ in found] == [("nb.ipynb", "cell 0 output"), ("notes.md", "line 2")]
+
+
+def test_forward_docstrings_state_the_cache_their_backward_reads():
+    import importlib
+    import inspect
+    forwards = {"patchify_backward": "patchify_forward", "linear_backward": "linear_forward",
+                "class_token_backward": "class_token_forward", "pos_embed_backward": "pos_embed_forward",
+                "readout_backward": "readout_forward", "layernorm_backward": "layernorm_forward",
+                "softmax_backward": "softmax_forward", "attention_backward": "attention_forward",
+                "msa_backward": "msa_forward", "mlp_backward": "mlp_forward",
+                "encoder_block_backward": "encoder_block_forward", "embed_forward": "embed_forward",
+                "head_forward": "head_forward", "vit_forward": "vit_forward"}
+    for e in EXERCISES:
+        if e.function not in forwards:
+            continue                                     # the GELU derivatives and the loss have no cache
+        module = importlib.import_module(e.path[:-3].replace("/", "."))
+        doc = inspect.getdoc(getattr(module, forwards[e.function]))
+        assert "cache = (" in doc or "cache = None" in doc or "cache: a dict with the keys" in doc \
+            or "with the keys it reads" in doc, e.id
+
+
+def test_every_written_question_has_a_rubric_and_the_zoo_its_key():
+    import json
+    import re
+    text = (ROOT / "docs/instructor.md").read_text(encoding="utf-8")
+    written = []
+    for path in sorted((ROOT / "notebooks/src").glob("[0-9][0-9]_*.py")):
+        for m in re.findall(r"^# %% \[markdown\].*?nbgrader=(\{.*\})\s*$", path.read_text(encoding="utf-8"), re.M):
+            meta = json.loads(m)
+            if meta.get("solution"):
+                written.append(meta["grade_id"])
+    assert len(written) >= 30
+    zoo = [w for w in written if w.startswith("nb10-")]
+    missing = [w for w in written if w not in zoo and f"**{w}** (" not in text]
+    missing += [w for w in zoo if f"| `{w}` |" not in text]
+    assert not missing, f"no rubric in docs/instructor.md for {missing}"

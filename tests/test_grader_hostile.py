@@ -170,12 +170,15 @@ def test_no_process_outlives_the_grading(tmp_path, how):
     assert not alive, f"process {pid} ({how}) outlived the grading"
 
 
+# The grader's peak resident memory: VmHWM of /proc/self/status (ru_maxrss would carry over the forked parent's
+# size through exec, and pytest's process is large).
 GRADE_AND_MEASURE = """
-import json, resource, sys
+import json, sys
 from vitnp.course.grade import grade
 row, = grade(sys.argv[1], ids=[sys.argv[2]], timeout=float(sys.argv[3]))
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"passed": row["passed"], "failure": row["failure"], "output": row["output"][:200],
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak / 1024}))
 """
 
 

@@ -54,7 +54,8 @@ def _seeded(seed):
     return lambda: np.random.default_rng(seed)
 
 
-def _block_arrays(rng, D, M):
+def random_block_params(rng, D, M) -> dict:
+    """The parameters of one encoder block (:data:`~vitnp.ops.block.BLOCK_KEYS`), random, scale 0.5, γ around 1."""
     shapes = {"ln1.gamma": (D,), "ln1.beta": (D,), "U_qkv": (D, 3 * D), "U_qkv_bias": (3 * D,),
               "U_msa": (D, D), "U_msa_bias": (D,), "ln2.gamma": (D,), "ln2.beta": (D,),
               "mlp.W1": (D, M), "mlp.b1": (M,), "mlp.W2": (M, D), "mlp.b2": (D,)}
@@ -69,7 +70,7 @@ def _check_block(ns, stack, mask=None, dropout=0.0, gelu="exact", seed=0):
     rng = np.random.default_rng(seed)
     B, T, D, M, heads = 2, 4, 6, 10, 2
     z = rng.standard_normal((B, T, D))
-    blocks = [_block_arrays(rng, D, M) for _ in range(2 if stack else 1)]
+    blocks = [random_block_params(rng, D, M) for _ in range(2 if stack else 1)]
     g = rng.standard_normal((B, T, D))
     kw = dict(gelu=gelu, mask=mask, dropout=dropout, attention_dropout=dropout, train=dropout > 0)
 

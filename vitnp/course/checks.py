@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..gradcheck import MODEL_TOL, OP_TOL, numerical_gradient, rel_error
+from ..selfcheck import random_block_params
 from . import protocol
 from .exercises import BY_ID
 
@@ -92,16 +93,6 @@ def call(name, fn, inputs, *, values=(), grads=None, scalar=None, send=None, tol
     if send:
         program["send"] = list(send)
     return Case(name, program, arrays, grads=grads or {}, values=tuple(values), tol=tol, scalar=scalar)
-
-
-def _block(rng, D, M):
-    shapes = {"ln1.gamma": (D,), "ln1.beta": (D,), "U_qkv": (D, 3 * D), "U_qkv_bias": (3 * D,),
-              "U_msa": (D, D), "U_msa_bias": (D,), "ln2.gamma": (D,), "ln2.beta": (D,),
-              "mlp.W1": (D, M), "mlp.b1": (M,), "mlp.W2": (M, D), "mlp.b2": (D,)}
-    p = {k: 0.5 * rng.standard_normal(s) for k, s in shapes.items()}
-    p["ln1.gamma"] += 1.0
-    p["ln2.gamma"] += 1.0
-    return p
 
 
 TINY = dict(image_size=[6, 4], patch_size=2, in_channels=2, num_classes=3, dim=8, depth=2, heads=2, mlp_dim=12,
@@ -179,7 +170,7 @@ def _exercise_cases(eid: str, rng) -> list:
         fb = ("ops.block:encoder_block_forward", "ops.block:encoder_block_backward")
 
         def block(name, **kw):
-            p = _block(rng, 6, 10)
+            p = random_block_params(rng, 6, 10)
             inputs = {"z": r(2, 4, 6), "p": p, "heads": ("v", 2), **kw}
             return pair(name, *fb, inputs, ["z", {k: f"p/{k}" for k in p}], tol=MODEL_TOL, rng=rng)
         return [block("encoder block"),

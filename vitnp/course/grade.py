@@ -111,9 +111,8 @@ def _reap_escaped(baseline: set) -> int:
     subreaper); repeat while killing one hands us its own children.  Returns how many were killed."""
     killed = 0
     for _ in range(100):
-        with _workers_lock:
-            known = set(_workers)
-        strays = _children() - baseline - known
+        with _workers_lock:                  # check processes start under this lock: none can slip in between
+            strays = _children() - baseline - _workers
         if not strays:
             return killed
         for pid in strays:
@@ -162,17 +161,17 @@ def run_worker(root: Path, exercise, cases: list, *, timeout=TIMEOUT, memory=MEM
     output, results, overflow, timed_out = _Tail(), bytearray(), False, False
     with tempfile.TemporaryDirectory(prefix="vitnp-grade-") as scratch:
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", str(WORKER), str(root), str(default_root()),
-                 str(Path(protocol.__file__).resolve()), str(write_fd), str(memory), str(FILE_SIZE)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                cwd=scratch, env=env, start_new_session=True)
+            with _workers_lock:              # started and registered at once (see _reap_escaped)
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", str(WORKER), str(root), str(default_root()),
+                     str(Path(protocol.__file__).resolve()), str(write_fd), str(memory), str(FILE_SIZE)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                    cwd=scratch, env=env, start_new_session=True)
+                _workers.add(proc.pid)
         except OSError as err:
             os.close(read_fd)
             os.close(write_fd)
             return {"error": f"cannot start the check process: {err}", "output": "", "exit": None}
-        with _workers_lock:
-            _workers.add(proc.pid)
         os.close(write_fd)
 
         def feed():
@@ -374,7 +373,10 @@ def grade_class(class_dir, ids=None, timeout=TIMEOUT, seed=None, memory=MEMORY, 
         if not (student / "vitnp" / "__init__.py").is_file():
             row = {"passed": False, "failure": "no vitnp/ package in this folder"}
         else:
-            row = grader.grade_exercise(student, exercise)
+            try:
+                row = grader.grade_exercise(student, exercise)
+            except Exception as err:                    # the grader's own trouble (a full disk, say): this row only
+                row = {"passed": False, "failure": f"not graded: {type(err).__name__}: {_clean(err)}"}
         if progress:
             progress(student.name, exercise.id, row["passed"])
         return {"student": student.name, "exercise": exercise.id,
