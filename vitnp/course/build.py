@@ -105,6 +105,7 @@ INSTRUCTOR_ONLY = frozenset({
     "docs/instructor.md",                  # the bug zoo's key and every written question's rubric
     "tests/test_bug_zoo.py",               # names and re-plants the zoo's mistakes
     "tests/test_torch_reference.py",       # the whole model written again in PyTorch
+    "tests/test_original_checkpoints.py",  # … and in NumPy from the original checkpoints' arrays
     "tests/test_course.py",                # tests of the build and the grader on the instructor's solutions
     "tests/test_course_notebooks.py",
     "tests/test_course_class.py",
