@@ -1,1 +1,8 @@
-"""The ViT as explicit forward/backward pairs, one module per idea."""
+"""The ViT as explicit forward/backward pairs, one module per idea.
+
+Every module is imported here, so ``import vitnp`` gives ``vitnp.ops.loss.softmax_cross_entropy`` and the like.
+"""
+from . import attention, block, conv, dropout, gelu, layernorm, linear, loss, mlp, patches, posemb, softmax, tokens
+
+__all__ = ["attention", "block", "conv", "dropout", "gelu", "layernorm", "linear", "loss", "mlp", "patches", "posemb",
+           "softmax", "tokens"]
