@@ -179,8 +179,10 @@ def _build_into(src: Path, dst: Path) -> dict:
                                             rel.stem), encoding="utf-8")
             report["withheld"].append(posix)
         elif posix == "vitnp/course/edition.py":
-            target.write_text(source_path.read_text(encoding="utf-8").replace("\nSTUDENT = False\n", "\nSTUDENT = True\n"),
-                              encoding="utf-8")
+            text = source_path.read_text(encoding="utf-8")
+            if "\nSTUDENT = False\n" not in text:
+                raise MarkerError(f"{posix}: no line 'STUDENT = False' to turn into the student edition's")
+            target.write_text(text.replace("\nSTUDENT = False\n", "\nSTUDENT = True\n"), encoding="utf-8")
         elif posix.startswith("vitnp/") and rel.suffix == ".py" and not posix.startswith("vitnp/course/"):
             text, ids = cut_code(source_path.read_text(encoding="utf-8"), posix)
             target.write_text(text, encoding="utf-8")
