@@ -22,12 +22,14 @@ import pytest
 import vitnp
 import vitnp.fast.attention
 import vitnp.fast.block
+import vitnp.fast.erf
 import vitnp.fast.gelu
 import vitnp.fast.layernorm
 import vitnp.fast.linear
 import vitnp.fast.softmax
 import vitnp.ops.attention
 import vitnp.ops.block
+import vitnp.ops.erf
 import vitnp.ops.gelu
 import vitnp.ops.layernorm
 import vitnp.ops.linear
@@ -117,7 +119,7 @@ def test_fast_op_equals_reference(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_erf_equals_reference(dtype):
     x = np.concatenate([np.linspace(-8, 8, 70_001), [0.0, -0.0, np.inf, -np.inf, 1e-30, 30.0]]).astype(dtype)
-    a, b = fast.gelu.erf(x), ops.gelu.erf(x)
+    a, b = fast.erf.erf(x), ops.erf.erf(x)
     assert a.dtype == b.dtype == np.dtype(dtype)
     assert rel_error(a, b) <= TOL[dtype]
     np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
@@ -508,7 +510,7 @@ def test_torch_worker_is_the_same_model():
         for blk in model.blocks:
             blk.attn.sdpa = True                                 # the --attention sdpa variant: same numbers
         theirs_sdpa = model(t(x)).numpy()
-    tol = 1e-9       # vitnp's erf is a fit, max error 5.7e-10 in float64 (ops/gelu.py); torch's is libm's
+    tol = 1e-9       # vitnp's erf is a fit, max error 5.7e-10 in float64 (ops/erf.py); torch's is libm's
     assert rel_error(ours, theirs) <= tol and rel_error(ours, theirs_sdpa) <= tol
 
 
@@ -567,7 +569,7 @@ def test_fast_gelu_derivative_false_and_blocks(monkeypatch, dtype, approximate):
     out, (d,) = fast.gelu.gelu_forward(x, approximate)
     out2, cache = fast.gelu.gelu_forward(x, approximate, derivative=False)
     assert cache is None and np.array_equal(out, out2)
-    monkeypatch.setattr(fast.gelu, "_BLOCK", 10)                      # 91 elements: 10 blocks, the last of 1
+    monkeypatch.setattr(vitnp.fast.erf, "BLOCK", 10)                  # 91 elements: 10 blocks, the last of 1
     out3, (d3,) = fast.gelu.gelu_forward(x, approximate)
     out4, _ = fast.gelu.gelu_forward(x, approximate, derivative=False)
     assert np.array_equal(out, out3) and np.array_equal(d, d3) and np.array_equal(out, out4)

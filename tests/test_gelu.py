@@ -1,4 +1,4 @@
-"""Tests of vitnp.ops.gelu (the reference; its fast twin is proven equal in tests/test_fast.py): erf against
+"""Tests of vitnp.ops.erf and vitnp.ops.gelu (the references; its fast twin is proven equal in tests/test_fast.py): erf against
 math.erf, GELU gradients by centred differences, and (when torch is installed) both GELU forms against
 torch.nn.functional.gelu."""
 import math
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from vitnp.gradcheck import OP_TOL, check_pair, rel_error
-from vitnp.fast.gelu import _erfc_abs_and_gauss
-from vitnp.ops.gelu import APPROXIMATIONS, _S, _fit_erf_coefficients, erf, erfc, gelu_backward, gelu_forward
+from vitnp.fast.erf import erfc_abs_and_gauss
+from vitnp.ops.erf import ERFC_S, erf, erfc, fit_erf_coefficients
+from vitnp.ops.gelu import APPROXIMATIONS, gelu_backward, gelu_forward
 
 ERF_TOL = 1e-7      # max |erf − math.erf| in float64 (the requirement)
 ERF_DOC = 6e-10     # the bound stated in the module docstring (measured 5.7e-10)
@@ -78,17 +79,17 @@ def test_erfc_tail_is_relatively_accurate():
     ref = np.array([math.erfc(v) for v in a])
     assert np.abs(erfc(a) / ref - 1.0).max() < 1e-9
     assert np.abs(erfc(-a) - (2.0 - ref)).max() < 1e-9                  # erfc(−a) = 2 − erfc(a)
-    y, gauss = _erfc_abs_and_gauss(a, *np.empty((4, a.size)))            # the fast twin's kernel
+    y, gauss = erfc_abs_and_gauss(a, *np.empty((4, a.size)))            # the fast twin's kernel
     assert np.abs(y / ref - 1.0).max() < 1e-9
     np.testing.assert_allclose(gauss, np.exp(-a * a), rtol=1e-15)
 
 
 def test_refitting_reproduces_the_stored_coefficients():
-    coefficients, fit_error = _fit_erf_coefficients()
+    coefficients, fit_error = fit_erf_coefficients()
     assert fit_error < 1e-9
-    np.testing.assert_allclose(coefficients, _S, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(coefficients, ERFC_S, rtol=1e-8, atol=1e-10)
     a = np.linspace(0.0, 10.0, 100_001)
-    y, _ = _erfc_abs_and_gauss(a, *np.empty((4, a.size)), coefficients=coefficients)
+    y, _ = erfc_abs_and_gauss(a, *np.empty((4, a.size)), coefficients=coefficients)
     assert np.abs(1.0 - y - _math_erf(a)).max() < ERF_DOC
 
 

@@ -18,6 +18,7 @@ module                   what differs from the reference
 ``fast.linear``          one 2-D GEMM, bias gradient through BLAS
 ``fast.gelu``            cache-sized blocks with scratch buffers; float32: a degree-7 polynomial (accurate
                          to 3e-6); the forward caches dGELU/dx, or skips it for inference
+``fast.erf``             erf in cache-sized blocks (the kernel fast.gelu builds on)
 =======================  ==========================================================================
 """
 from .model import vit_backward, vit_forward, vit_predict
