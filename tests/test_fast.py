@@ -756,3 +756,31 @@ def test_fast_qkv_attention_equals_reference_heads(dtype):
     dq, dk, dv = ops.attention.attention_backward(ops.attention.split_heads(do, heads), c_ref)
     dqkv_ref = np.concatenate([ops.attention.merge_heads(g) for g in (dq * root, dk, dv)], axis=-1)
     _assert_equal([o, A, dqkv], [ops.attention.merge_heads(out_ref), A_ref, dqkv_ref], dtype, "qkv_attention")
+
+
+def test_fast_docstrings_state_no_measured_speeds_and_point_to_the_one_table():
+    """Speeds live in docs/performance.md's table (bench --ops --write-table), not in docstrings."""
+    import pathlib
+    import re
+    root = pathlib.Path(vitnp.__file__).parent / "fast"
+    for path in sorted(root.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\d(\.\d+)?×|\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 20\d\d\b", text), path.name
+    doc = (root.parents[1] / "docs" / "performance.md").read_text(encoding="utf-8")
+    from vitnp.bench_ops import TABLE_BEGIN, TABLE_END
+    assert doc.count(TABLE_BEGIN) == 1 and doc.count(TABLE_END) == 1
+
+
+def test_bench_ops_writes_its_table_between_the_markers(tmp_path):
+    from vitnp.bench_ops import TABLE_BEGIN, TABLE_END, write_table
+    md = tmp_path / "perf.md"
+    md.write_text(f"# Title\n\n{TABLE_BEGIN}\nold\n{TABLE_END}\n\nafter\n")
+    rows = [{"op": "linear (B, T, D) -> (B, T, M)", "reference_total_s": 0.004, "fast_total_s": 0.002, "ratio": 2.0}]
+    write_table(md, rows, {"cpu": "Test CPU", "blas": {"library": "openblas"}}, rounds=3)
+    text = md.read_text()
+    assert "old" not in text and "| linear (B, T, D) -> (B, T, M) | 4.00 | 2.00 | 2.00× |" in text
+    assert text.startswith("# Title\n") and text.endswith("\nafter\n") and "on Test CPU" in text
+    md.write_text("no markers\n")
+    with pytest.raises(ValueError, match="expected one line"):
+        write_table(md, rows, {}, rounds=3)
+    assert md.read_text() == "no markers\n"

@@ -378,6 +378,9 @@ def run(args) -> int:
         except OSError as err:
             print(f"error: --json {args.json}: cannot write there ({err.strerror or err})", file=sys.stderr)
             return 2
+    if args.write_table and not args.ops:
+        print("error: --write-table goes with --ops", file=sys.stderr)
+        return 2
     threads = parallel.num_threads()
     log = print if not args.quiet else (lambda *a, **k: None)
     machine = _machine(threads)
@@ -447,6 +450,9 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="also time the clear reference model (vitnp.model) as a third side, in the same rounds")
     p.add_argument("--ops", action="store_true",
                    help="instead: time each fast op against its reference twin (forward + backward, base28 shapes)")
+    p.add_argument("--write-table", nargs="?", const="docs/performance.md", default=None, metavar="MD",
+                   help="with --ops: write the gains into the table of this Markdown file (default "
+                        "docs/performance.md), between its 'bench --ops --write-table' marker lines")
     p.add_argument("--profile", action="store_true",
                    help="instead: per-op time of one training step and one inference pass on one thread, vitnp "
                         "next to PyTorch's profiler (Markdown tables)")

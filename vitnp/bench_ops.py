@@ -4,8 +4,11 @@ What one run measures: for every op that has a fast twin (:mod:`vitnp.fast`), th
 forward and one backward call on the activations of the ``base28`` benchmark model (B = 128 images, T = 50
 tokens, D = 192, k = 3 heads, M = 768; float32), reference and fast alternating round by round, with BLAS
 at one thread (inside the fast model every op runs in a one-thread shard, so that is where its speed
-counts).  The ratio is reference time / fast time: the measured gain that each ``vitnp/fast`` module
-states.  The whole-model gain (shards in threads and malloc tuning included) is ``bench --reference``.
+counts).  The ratio is reference time / fast time: the measured gain of each ``vitnp/fast`` module.  Those
+gains live in one place: ``bench --ops --write-table`` writes them, with the machine and the date, into the table
+of ``docs/performance.md`` between the lines :data:`TABLE_BEGIN` and :data:`TABLE_END` (the docstrings of
+``vitnp/fast`` say what each module changes and why, and point there).  The whole-model gain (shards in threads
+and malloc tuning included) is ``bench --reference``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from .fast import parallel
 from .ops.block import BLOCK_KEYS
 
 B, T, D, HEADS, M = 128, 50, 192, 3, 768
+TABLE_BEGIN = "<!-- bench --ops --write-table: begin -->"
+TABLE_END = "<!-- bench --ops --write-table: end -->"
 
 
 def _cases(rng):
@@ -83,7 +88,9 @@ def time_ops(rounds=7, steps=3, log=print) -> list:
 
 
 def run_ops(args, machine, log) -> int:
-    """The ``bench --ops`` command: print (and optionally write as JSON) the per-op table."""
+    """The ``bench --ops`` command: print the per-op table (and write it as JSON, or into docs/performance.md)."""
+    if args.write_table:
+        table_file(args.write_table)                        # checked before the minutes of timing, not after
     log(f"[ops] base28 activations: B={B}, T={T}, D={D}, k={HEADS}, M={M}, float32; BLAS 1 thread; "
         f"{args.rounds} rounds, reference and fast alternating")
     rows = time_ops(rounds=args.rounds, steps=args.steps or 3, log=log)
@@ -96,4 +103,44 @@ def run_ops(args, machine, log) -> int:
     print(f"gain = reference time / fast time (medians); CPU: {machine['cpu']}")
     if args.json:
         write_text(args.json, json.dumps({"machine": machine, "ops": rows}, indent=1, default=float))
+    if args.write_table:
+        write_table(args.write_table, rows, machine, args.rounds)
+        print(f"table written to {args.write_table}")
     return 0
+
+
+def markdown_table(rows, machine, rounds, date=None) -> str:
+    """The per-op gains as the Markdown table of docs/performance.md, headed by the machine and the date."""
+    import datetime
+    date = date or datetime.date.today().isoformat()
+    lines = [f"Measured {date} by `python -m vitnp bench --ops --write-table` ({rounds} rounds, reference and fast "
+             f"alternating, medians; base28 activations B={B}, T={T}, D={D}, k={HEADS}, M={M}, float32; BLAS 1 thread) "
+             f"on {machine.get('cpu', '?')}, {_blas(machine)}.", "",
+             "| op (forward + backward) | reference ms | fast ms | gain |", "|---|---|---|---|"]
+    lines += [f"| {r['op']} | {1e3 * r['reference_total_s']:.2f} | {1e3 * r['fast_total_s']:.2f} | {r['ratio']:.2f}× |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def _blas(machine) -> str:
+    blas = machine.get("blas") or {}
+    return f"BLAS {blas.get('library', '?')} {blas.get('version', '?')} (kernel {blas.get('kernel', '?')})"
+
+
+def table_file(path) -> str:
+    """The text of ``path``, checked to hold the marker lines (ValueError naming what is missing)."""
+    from pathlib import Path
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"--write-table {path}: cannot read it ({err.strerror or err})") from None
+    if text.count(TABLE_BEGIN) != 1 or text.count(TABLE_END) != 1 or text.index(TABLE_BEGIN) > text.index(TABLE_END):
+        raise ValueError(f"--write-table {path}: expected one line {TABLE_BEGIN!r} and, after it, one {TABLE_END!r}")
+    return text
+
+
+def write_table(path, rows, machine, rounds) -> None:
+    """Replace the table between TABLE_BEGIN and TABLE_END of ``path`` (temporary file, then rename)."""
+    head, rest = table_file(path).split(TABLE_BEGIN)
+    _, tail = rest.split(TABLE_END)
+    write_text(path, head + TABLE_BEGIN + "\n" + markdown_table(rows, machine, rounds) + "\n" + TABLE_END + tail)

@@ -10,9 +10,7 @@
   ``backward``: the fast block calls it after its folded LN → U_qkv GEMM (:mod:`vitnp.fast.ln_linear`).  It
   has no reference twin; it is gradient-checked on its own (``vitnp.selfcheck.FAST_ONLY``).
 
-Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
-Intel Xeon with AVX-512, 26 Nov 2026): attention 1.19×, msa 1.39× over the reference on a quiet machine (two
-runs under load: attention 1.16× and 0.95×, msa 1.47× and 1.15×). Proven equal to the reference in
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal to the reference in
 ``tests/test_fast.py``.
 """
 import math

@@ -1,10 +1,9 @@
 """Same math as :mod:`vitnp.ops.linear` (out = x W + b); differs by: leading axes are flattened so the
 product is one 2-D GEMM over (B·T, D_in), the bias is added in place, and the bias gradient, a sum over the
-B·T rows, is a matrix-vector product with a vector of ones (BLAS), 1.5–3× faster than ``d.sum(0)`` on
+B·T rows, is a matrix-vector product with a vector of ones (BLAS), faster than ``d.sum(0)`` on
 shard-sized arrays.
 
-Measured gain (``python -m vitnp bench --ops``, forward + backward on base28's activations, float32, BLAS 1 thread;
-Intel Xeon with AVX-512, 26 Nov 2026): 1.44× over the reference, for a (B, T, D) -> (B, T, M) layer.  Proven equal
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal
 to the reference in ``tests/test_fast.py``.
 """
 import numpy as np

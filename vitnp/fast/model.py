@@ -7,11 +7,9 @@ the head are the reference functions :func:`vitnp.model.embed_forward` / :func:`
 they are a few percent of the time.  Proven equal to the reference in ``tests/test_fast.py`` (float64 ≤ 1e-12,
 float32 ≤ 1e-5, logits and every gradient).
 
-Measured gain of the whole fast path over the reference model, ``python -m vitnp bench --reference`` (2 threads,
-batch 128, float32; Intel Xeon with AVX-512, 26 Nov 2026): training 4.5× and inference 3.9–4.0× on both ``small``
-and ``base28``.  Of the levers here, measured one by one on an AMD EPYC in an earlier session
-(docs/performance.md): shards in threads 1.7–2.0× in wall time on 2 cores (NumPy's elementwise ops use one
-core), malloc tuning 6–28 % less CPU time per step (no page faults on each step's activations).
+Why: NumPy's elementwise ops use one core, so shards in threads put the second core to work; and without the
+malloc tuning every step pays page faults on its fresh activations.  The whole fast path's measured gain over the
+reference model is ``python -m vitnp bench --reference``'s, the levers' one by one are in docs/performance.md.
 Sharding is skipped when dropout draws masks, so a run stays reproducible from its seed.
 """
 from __future__ import annotations
