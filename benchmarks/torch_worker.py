@@ -1,6 +1,6 @@
 """The PyTorch side of ``python -m vitnp bench``: the same ViT in torch eager on the CPU, timed on command.
 
-vitnp itself never imports torch, so :mod:`vitnp.bench` starts this script as a subprocess and talks to
+vitnp itself never imports torch, so :mod:`vitnp.bench.run` starts this script as a subprocess and talks to
 it over stdin/stdout, one JSON object per line:
 
     -> {"cmd": "train", "steps": 3}     <- {"times": [s, s, s], "loss": ...}   forward + backward + AdamW
@@ -16,7 +16,7 @@ the final LayerNorm and a linear head, ``torch.optim.AdamW`` over all parameters
 the bench's baseline); ``--attention explicit`` computes ``softmax(q kᵀ / √D_h) v`` with the weights
 materialised, as vitnp does (it returns them).
 
-Usage (normally started by vitnp.bench):
+Usage (normally started by vitnp.bench.run):
     python benchmarks/torch_worker.py --config '{"image_size": [28, 28], ...}' --batch-size 128 --threads 2
 """
 import argparse
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitnp.bench import serve            # the worker protocol, shared with vitnp's own worker
+from vitnp.bench.run import serve            # the worker protocol, shared with vitnp's own worker
 
 
 class Attention(nn.Module):

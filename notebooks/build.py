@@ -31,7 +31,7 @@ import nbformat
 from jupytext.config import load_jupytext_config
 from jupytext.paired_paths import paired_paths
 
-from vitnp.atomic import atomic_write
+from vitnp.io.atomic import atomic_write
 
 HERE = Path(__file__).resolve().parent
 SOURCES = "src"            # where jupytext.toml puts the sources; test_notebooks.py checks that the two agree

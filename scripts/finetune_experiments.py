@@ -11,7 +11,7 @@
 ============================  ===========================================================================
 ``eval_base``                 the checkpoint at its own size (28×28, N = 16 patches)
 ``eval_high_interpolated``    at ``--high-res`` (56×56: the same P, so N = 64), E_pos interpolated in 2-D
-                              (:func:`vitnp.finetune.adapt_params`), images upsampled bilinearly, *no training*
+                              (:func:`vitnp.training.finetune.adapt_params`), images upsampled bilinearly, *no training*
 ``finetune_high``             the same start, then trained at 56×56 for ``--res-epochs`` (``init_from``)
 ``continue_base``             the checkpoint trained on at 28×28 with the same steps and schedule: separates the
                               gain of the resolution from the gain of more training
@@ -31,7 +31,7 @@ a learning rate that suits only the other.  All are evaluated on every test imag
 
 Everything lands in ``--out``: ``results.json`` (settings, every part's accuracy, steps, wall time and
 per-epoch history, summaries), ``transfer.png`` and one run directory per training part (``runs/<part>``,
-written by :func:`vitnp.train.train`).  The script is resumable: parts recorded in ``results.json`` are
+written by :func:`vitnp.training.trainer.train`).  The script is resumable: parts recorded in ``results.json`` are
 skipped, and a training part that was interrupted continues bit-exactly from its run directory.  Every file is
 written atomically (temporary file, rename).  ``--figures DIR`` also writes ``DIR/finetune.json`` and
 ``DIR/transfer.png``.  Bad arguments or data end with ``error: …`` and exit status 2.
@@ -47,20 +47,20 @@ import time
 
 import numpy as np
 
-from vitnp.atomic import write_text
+from vitnp.io.atomic import write_text
 from vitnp.config import ViTConfig
 from vitnp.data import load_fashion_mnist, md5, normalize, prepare_data
 from vitnp.evaluate import checkpoint_view, evaluate_arrays
 from vitnp.fast.parallel import set_blas_threads
-from vitnp.finetune import adapt_params
+from vitnp.training.finetune import adapt_params
 from vitnp.model import vit_forward
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, clip_grad_norm, warmup_cosine
-from vitnp.plots import figure, save_figure
-from vitnp.presets import HParams
-from vitnp.rundir import checkpoint_classes
-from vitnp.train import load_checkpoint, train
-from vitnp.train_cli import parse_classes
+from vitnp.analysis.plots import figure, save_figure
+from vitnp.training.presets import HParams
+from vitnp.io.rundir import checkpoint_classes
+from vitnp.training import load_checkpoint, train
+from vitnp.cli.train import parse_classes
 
 FORMAT = "vitnp-finetune-experiments/1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,7 +148,7 @@ def check_args(args) -> dict:
 
 
 def classes_arg(flag, text) -> tuple:
-    """vitnp.train_cli.parse_classes, with the flag's own name in the error message."""
+    """vitnp.cli.train.parse_classes, with the flag's own name in the error message."""
     try:
         return parse_classes(text)
     except ValueError as err:
@@ -157,7 +157,7 @@ def classes_arg(flag, text) -> tuple:
 
 # ---- small helpers ------------------------------------------------------------------------------------
 def write_atomic(path, text: str) -> None:
-    """Write a text file atomically (vitnp.atomic), creating its directory first."""
+    """Write a text file atomically (vitnp.io.atomic), creating its directory first."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_text(path, text)
 

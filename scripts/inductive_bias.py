@@ -56,7 +56,7 @@ import time
 
 import numpy as np
 
-from vitnp.atomic import write_text
+from vitnp.io.atomic import write_text
 from vitnp.data import AUGMENTATIONS
 
 FORMAT = "vitnp-inductive-bias/1"
@@ -72,7 +72,7 @@ DEFAULT_STEPS = 800
 def model_configs() -> dict:
     """name -> config of the three models (module docstring): ViTConfig, CNNConfig, ViTConfig."""
     from vitnp.cnn import CNNConfig
-    from vitnp.presets import get_preset
+    from vitnp.training.presets import get_preset
     vit, _ = get_preset("fmnist-vit")          # the plain ViT (the fmnist preset itself is the hybrid)
     return {"vit": vit,
             "cnn": CNNConfig(image_size=vit.image_size, in_channels=vit.in_channels, num_classes=vit.num_classes),
@@ -81,7 +81,7 @@ def model_configs() -> dict:
 
 def describe_models(names) -> dict:
     """name -> {'kind', 'describe', 'config', 'params'}: what results.json records about each model."""
-    from vitnp.models import describe_model, model_spec
+    from vitnp.training.specs import describe_model, model_spec
     cfgs = model_configs()
     return {n: {"kind": model_spec(cfgs[n]).kind, "describe": describe_model(cfgs[n]),
                 "config": cfgs[n].to_dict(), "params": model_spec(cfgs[n]).count(cfgs[n])} for n in names}
@@ -112,8 +112,8 @@ def data_fingerprint(data) -> dict:
 
 # ---- one run ---------------------------------------------------------------------------------------
 def hparams_for(settings: dict, n_train: int):
-    """The :class:`vitnp.presets.HParams` of a run (``epochs`` is unused: the loop counts steps)."""
-    from vitnp.presets import HParams
+    """The :class:`vitnp.training.presets.HParams` of a run (``epochs`` is unused: the loop counts steps)."""
+    from vitnp.training.presets import HParams
     return HParams(batch_size=settings["batch_size"], lr=settings["lr"], final_lr=settings["final_lr"],
                    weight_decay=settings["weight_decay"], label_smoothing=settings["label_smoothing"],
                    clip_grad_norm=settings["clip_grad_norm"], augment=settings["augment"], seed=settings["seed"],
@@ -140,7 +140,7 @@ def recipe(steps: int, *, batch_size=128, lr=3e-3, warmup=0.05, weight_decay=0.0
 def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True, *, data=None) -> dict:
     """Train ``model`` for ``settings['steps']`` AdamW steps on the seeded subset of ``n_train`` images.
 
-    The loop is vitnp's (:func:`vitnp.fit.fit` with ``total_steps=S``: forward, smoothed cross-entropy,
+    The loop is vitnp's (:func:`vitnp.training.fit.fit` with ``total_steps=S``: forward, smoothed cross-entropy,
     backward, clipping, AdamW on batches from :func:`vitnp.data.iterate_batches`, epoch after epoch over the
     subset until S steps are done, then one evaluation on the test split); η follows
     :func:`vitnp.optim.warmup_cosine` over those S steps.  ``data`` (train_x, train_y, test_x, test_y) uint8
@@ -149,8 +149,8 @@ def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True
     from vitnp.data import prepare_data
     from vitnp.evaluate import evaluate_arrays
     from vitnp.fast.parallel import configure, set_blas_threads
-    from vitnp.fit import TrainState, fit
-    from vitnp.models import model_spec
+    from vitnp.training.fit import TrainState, fit
+    from vitnp.training.specs import model_spec
     t_start = time.perf_counter()
     set_blas_threads(1)                                        # one core per run (module docstring)
     configure(threads=1)
@@ -168,7 +168,7 @@ def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True
         last_losses.append(info["loss"])
         del last_losses[:-50]
 
-    state = TrainState.start(spec.init(cfg, hp.seed), hp)     # the RNGs seeded as vitnp.train seeds them
+    state = TrainState.start(spec.init(cfg, hp.seed), hp)     # the RNGs seeded as vitnp.training.trainer seeds them
     run = fit(state, cfg, hp, splits, total_steps=S, eval_every=S, warmup_steps=W, callback=record_loss)
     if run.status != "completed":                              # Ctrl-C: no record of a cut-short run
         raise KeyboardInterrupt
@@ -227,7 +227,7 @@ def _differences(old: dict, new: dict, prefix=""):
 def results_figure(results):
     """Test (solid) and train (dashed) accuracy against N, log x axis, one colour per model."""
     from matplotlib.lines import Line2D
-    from vitnp.plots import figure
+    from vitnp.analysis.plots import figure
     fig = figure(7.5, 4.8)
     ax = fig.subplots()
     s = results["settings"]
@@ -263,7 +263,7 @@ def results_figure(results):
 
 def save_outputs(out_dir, results) -> None:
     """results.json and inductive_bias.png, each atomically."""
-    from vitnp.plots import save_figure
+    from vitnp.analysis.plots import save_figure
     results["runs"].sort(key=lambda r: (r["n_train"], MODEL_NAMES.index(r["model"])
                                         if r["model"] in MODEL_NAMES else 99))
     write_text(os.path.join(out_dir, RESULTS), json.dumps(results, indent=1) + "\n")

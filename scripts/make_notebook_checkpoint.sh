@@ -37,9 +37,9 @@ import os
 import shutil
 import sys
 
-from vitnp.checkpoint import load_npz
-from vitnp.presets import HParams
-from vitnp.train import load_checkpoint, save_checkpoint
+from vitnp.io.original import load_npz
+from vitnp.training.presets import HParams
+from vitnp.training import load_checkpoint, save_checkpoint
 
 src, dst = sys.argv[1], sys.argv[2]
 params, cfg, meta = load_checkpoint(src)                    # validated: every array matches the config

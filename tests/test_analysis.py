@@ -1,11 +1,13 @@
-"""vitnp.analysis on hand-made cases whose answers are known in closed form."""
+"""vitnp.analysis.maps on hand-made cases whose answers are known in closed form."""
 import math
 
 import numpy as np
 import pytest
 
-from vitnp import ViTConfig, analysis, init_params, vit_forward
-from vitnp.analysis import (attention_maps, attention_rollout, embedding_filters, mean_attention_distance,
+from vitnp import ViTConfig, init_params, vit_forward
+
+from vitnp.analysis import maps as analysis
+from vitnp.analysis.maps import (attention_maps, attention_rollout, embedding_filters, mean_attention_distance,
                             patch_distances, pos_embedding_similarity)
 
 

@@ -1,9 +1,9 @@
-"""vitnp.atomic: the one way vitnp writes files (old file whole or new file whole, never half)."""
+"""vitnp.io.atomic: the one way vitnp writes files (old file whole or new file whole, never half)."""
 import os
 
 import pytest
 
-from vitnp.atomic import atomic_write, write_text
+from vitnp.io.atomic import atomic_write, write_text
 
 
 def test_write_text_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -26,7 +26,7 @@ def test_an_error_mid_write_keeps_the_old_file_and_removes_the_temporary(tmp_pat
 
 
 def test_the_bytes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
-    from vitnp import atomic
+    from vitnp.io import atomic
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(atomic.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))

@@ -1,13 +1,13 @@
-"""vitnp.checkpoint: the original ViT checkpoint layout and exact round trips; vitnp.npz: safe .npz files."""
+"""vitnp.io.original: the original ViT checkpoint layout and exact round trips; vitnp.io.npz: safe .npz files."""
 import os
 import zipfile
 
 import numpy as np
 import pytest
 
-from vitnp import npz
-from vitnp.checkpoint import from_jax, jax_shapes, to_jax
-from vitnp.npz import load_npz, save_npz
+from vitnp.io import npz
+from vitnp.io.original import from_jax, jax_shapes, to_jax
+from vitnp.io.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, param_shapes
 
 CONFIGS = {

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from vitnp.__main__ import main
-from vitnp.npz import load_npz, save_npz
+from vitnp.io.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, count_params
 from vitnp.data import FASHION_MNIST_CLASSES, write_idx
 from vitnp.evaluate import image_to_input, predict_proba
-from vitnp.resample import resize_area
-from vitnp.train import load_checkpoint
+from vitnp.data.resample import resize_area
+from vitnp.training import load_checkpoint
 
 TINY_FLAGS = ["--preset", "fast", "--epochs", "2", "--batch-size", "16", "--train-subset", "0", "--val-size", "0", "--dim", "16",
               "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--no-verify", "--quiet"]
@@ -401,8 +401,8 @@ def test_cnn_resume_through_the_cli(run, cnn_run, capsys, monkeypatch):
     """A budget stop in the middle of epoch 1, then --resume without a budget, ends as the uninterrupted run.
     The budget planner, which would rather shorten the schedule to the steps that fit (on a fast machine a
     few ms may fit a step), is switched off: this test is about the hard stop and the resume."""
-    import vitnp.fit
-    monkeypatch.setattr(vitnp.fit, "_fit_deadline", lambda state, total, *args: total)
+    import vitnp.training.fit
+    monkeypatch.setattr(vitnp.training.fit, "_fit_deadline", lambda state, total, *args: total)
     out = run["root"] / "cnn2"
     flags = ["--out", out, "--data", run["data"], *SHORT, "--epochs", "1", "--model", "cnn", "--cnn-channels", "4,8"]
     code, _, err = run_main(capsys, "train", *flags, "--max-minutes", "0.0001")     # stops inside epoch 1

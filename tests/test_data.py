@@ -536,7 +536,7 @@ def test_normalize_takes_mean_and_std():
 
 def test_resize_images_uses_the_one_interpolation_matrix():
     """data.resize_images and resample.resize_grid(align_corners=False) share the matrix: same numbers."""
-    from vitnp.resample import resize_grid
+    from vitnp.data.resample import resize_grid
     x = np.random.default_rng(1).integers(0, 256, (1, 5, 7, 1), dtype=np.uint8)
     grid = resize_grid(x[0, :, :, 0].astype(np.float64), (9, 11), align_corners=False)
     assert np.array_equal(resize_images(x, (9, 11))[0, :, :, 0], np.clip(np.floor(grid + 0.5), 0, 255))

@@ -401,7 +401,7 @@ def test_matmul_flops_by_hand():
     """base28 forward, per image: E 2·49·16·192 = 301,056; per block qkv 2·50·192·576 = 11,059,200,
     q kᵀ and A v 2·2·50·50·192 = 1,920,000, U_msa 2·50·192² = 3,686,400, MLP 2·2·50·192·768 = 29,491,200
     (46,156,800 per block); head 2·192·10 = 3,840.  Training: 3× forward minus E's input gradient."""
-    from vitnp.bench import CONFIGS, matmul_flops
+    from vitnp.bench.run import CONFIGS, matmul_flops
     cfg = vitnp.ViTConfig(**CONFIGS["base28"])
     forward = 301_056 + 6 * (11_059_200 + 1_920_000 + 3_686_400 + 29_491_200) + 3_840
     assert matmul_flops(cfg, 1, train=False) == forward
@@ -411,7 +411,7 @@ def test_matmul_flops_by_hand():
 
 def test_bench_runs_vitnp_only_and_writes_json(tmp_path, monkeypatch, capsys):
     """The whole command on a tiny batch, without torch: table, 'PyTorch was not available', JSON."""
-    from vitnp import bench
+    from vitnp.bench import run as bench
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     out_json = tmp_path / "bench.json"
     rc = bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
@@ -432,7 +432,7 @@ def test_bench_with_both_torch_sides(monkeypatch, capsys):
     """With torch: two PyTorch sides (SDPA, the baseline, and explicit attention) in the same rounds, each
     with its ratios; the summary line names the baseline."""
     pytest.importorskip("torch")
-    from vitnp import bench
+    from vitnp.bench import run as bench
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     assert bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
                        "--rounds", "1", "--no-gradcheck", "--threads", "1"]) == 0
@@ -443,7 +443,8 @@ def test_bench_with_both_torch_sides(monkeypatch, capsys):
 
 def test_bench_reference_side_and_ops_table(tmp_path, monkeypatch, capsys):
     """``--reference`` adds the clear model as a third side with its ratio; ``--ops`` prints the per-op table."""
-    from vitnp import bench, bench_ops
+    from vitnp.bench import run as bench
+    from vitnp.bench import ops as bench_ops
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     out_json = tmp_path / "bench.json"
     assert bench.main(["--config", "small", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--no-torch",
@@ -462,14 +463,14 @@ def test_bench_reference_side_and_ops_table(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_rejects_bad_numbers(capsys):
-    from vitnp import bench
+    from vitnp.bench import run as bench
     assert bench.main(["--batch-size", "0", "--no-torch", "--no-gradcheck"]) == 2
     assert "must be positive" in capsys.readouterr().err
 
 
 def _load_torch_worker():
     import importlib.util
-    from vitnp.bench import TORCH_WORKER
+    from vitnp.bench.run import TORCH_WORKER
     if not TORCH_WORKER.is_file():
         pytest.skip("benchmarks/torch_worker.py is not in this checkout")
     spec = importlib.util.spec_from_file_location("torch_worker", TORCH_WORKER)
@@ -612,7 +613,8 @@ def test_vit_predict_equals_forward(seed, dtype, sharding):
 
 def test_evaluation_uses_the_inference_path(monkeypatch):
     """evaluate_arrays and predict_proba run ModelSpec.predict (no cache), not the training forward."""
-    from vitnp import evaluate, models
+    from vitnp import evaluate
+    from vitnp.training import specs as models
     cfg, params, _, _ = random_case(0, "float32")
     calls = []
     spec = models.model_spec(cfg)
@@ -627,8 +629,8 @@ def test_evaluation_uses_the_inference_path(monkeypatch):
 def test_bench_profile_without_torch(tmp_path, monkeypatch, capsys):
     """``bench --profile --no-torch``: vitnp's per-op rows add up to the step's wall time (the rest row
     takes what no wrapped op took), the wrapped functions are restored afterwards, JSON is written."""
-    from vitnp import bench
-    from vitnp.bench_profile import ROWS
+    from vitnp.bench import run as bench
+    from vitnp.bench.profile import ROWS
     import vitnp.fast.ln_linear
     before = (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward,
               fast.ln_linear.normalize_forward)
@@ -649,8 +651,8 @@ def test_bench_profile_without_torch(tmp_path, monkeypatch, capsys):
 def test_torch_worker_profile_rows():
     """The torch worker's --profile mode: every row gets time, GEMMs and GELU among them; AdamW apart."""
     pytest.importorskip("torch")
-    from vitnp.bench import CONFIGS, TORCH_WORKER
-    from vitnp.bench_profile import profile_torch
+    from vitnp.bench.run import CONFIGS, TORCH_WORKER
+    from vitnp.bench.profile import profile_torch
     if not TORCH_WORKER.is_file():
         pytest.skip("benchmarks/torch_worker.py is not in this checkout")
     cfg = vitnp.ViTConfig(**CONFIGS["small"])
@@ -767,12 +769,12 @@ def test_fast_docstrings_state_no_measured_speeds_and_point_to_the_one_table():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\d(\.\d+)?×|\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 20\d\d\b", text), path.name
     doc = (root.parents[1] / "docs" / "performance.md").read_text(encoding="utf-8")
-    from vitnp.bench_ops import TABLE_BEGIN, TABLE_END
+    from vitnp.bench.ops import TABLE_BEGIN, TABLE_END
     assert doc.count(TABLE_BEGIN) == 1 and doc.count(TABLE_END) == 1
 
 
 def test_bench_ops_writes_its_table_between_the_markers(tmp_path):
-    from vitnp.bench_ops import TABLE_BEGIN, TABLE_END, write_table
+    from vitnp.bench.ops import TABLE_BEGIN, TABLE_END, write_table
     md = tmp_path / "perf.md"
     md.write_text(f"# Title\n\n{TABLE_BEGIN}\nold\n{TABLE_END}\n\nafter\n")
     rows = [{"op": "linear (B, T, D) -> (B, T, M)", "reference_total_s": 0.004, "fast_total_s": 0.002, "ratio": 2.0}]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vitnp.data.idx import read_idx
-from vitnp.npz import load_npz, save_npz
+from vitnp.io.npz import load_npz, save_npz
 
 
 def _npy_bytes(array) -> bytes:
@@ -56,7 +56,7 @@ def test_a_deflate_bomb_is_refused_before_it_is_read(tmp_path):
             for _ in range(300_000_000 // len(chunk) + 1):
                 member.write(chunk)
     assert path.stat().st_size < 2_000_000
-    out = _refused_under_memory_limit(f"from vitnp.npz import load_npz; load_npz({str(path)!r})", 600)  # < 300 MB
+    out = _refused_under_memory_limit(f"from vitnp.io.npz import load_npz; load_npz({str(path)!r})", 600)  # < 300 MB
     assert "refused: load_npz:" in out and "decompression bomb" in out, out
 
 

@@ -1,4 +1,4 @@
-"""vitnp.finetune.adapt_params: a model of one config becomes a model of another (paper §3.2).
+"""vitnp.training.finetune.adapt_params: a model of one config becomes a model of another (paper §3.2).
 
 Checked on small configs: 28→56 pixels with P=7 (E_pos interpolated from the 4×4 to the 8×8 patch grid, the
 class token's row kept), a new zero head for new classes, unchanged parameters copied bit for bit, and a clear
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from vitnp import ViTConfig, init_params, vit_forward
-from vitnp.checkpoint import resize_pos_embedding
+from vitnp.io.original import resize_pos_embedding
 from vitnp.cnn import CNNConfig, init_cnn_params
 from vitnp.config import param_shapes
-from vitnp.finetune import adapt_params
+from vitnp.training.finetune import adapt_params
 
 OLD = ViTConfig(image_size=28, patch_size=7, num_classes=10, dim=16, depth=2, heads=2, mlp_dim=32)
 
@@ -150,7 +150,7 @@ def test_cnn_gets_a_new_head_and_refuses_a_size_change_that_the_head_cannot_foll
 def test_the_new_head_is_zeros_without_initialising_a_new_model(monkeypatch):
     """reset_head makes zeros of the head's shapes; it must not build (and throw away) a whole new model."""
     import dataclasses
-    from vitnp import models
+    from vitnp.training import specs as models
 
     def boom(cfg, seed):
         raise AssertionError("adapt_params initialised a whole new model")
@@ -163,7 +163,7 @@ def test_the_new_head_is_zeros_without_initialising_a_new_model(monkeypatch):
 
 
 def test_resize_pos_table_is_what_resize_pos_embedding_and_adapt_params_use():
-    from vitnp.checkpoint import resize_pos_table
+    from vitnp.io.original import resize_pos_table
     params = trained_like(OLD.replace(dtype="float64"))
     old = OLD.replace(dtype="float64")
     new = old.replace(image_size=(42, 56))                                      # 4×4 -> 6×8 patch grid
@@ -178,7 +178,7 @@ def test_resize_pos_table_is_what_resize_pos_embedding_and_adapt_params_use():
 def test_shape_fields_are_defined_once():
     """The fields resize_pos_embedding needs equal and those adapt_params refuses to change come from one
     definition (vitnp.config), so they cannot drift apart."""
-    from vitnp import finetune
+    from vitnp.training import finetune
     from vitnp.config import ARITHMETIC_FIELDS, shape_fields
     assert shape_fields(ViTConfig) == ("patch_size", "in_channels", "num_classes", "dim", "depth", "heads",
                                        "mlp_dim", "classifier", "pos_embedding", "stem_channels", "stem_kernel",

@@ -21,9 +21,9 @@ import pytest
 from vitnp import ViTConfig
 from vitnp.data import resize_images, write_idx
 from vitnp.evaluate import evaluate_arrays
-from vitnp.finetune import adapt_params
-from vitnp.presets import HParams
-from vitnp.train import load_checkpoint, train
+from vitnp.training.finetune import adapt_params
+from vitnp.training.presets import HParams
+from vitnp.training import load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "finetune_experiments.py"

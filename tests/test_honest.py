@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-import vitnp.fit as fit_module
+import vitnp.training.fit as fit_module
 from vitnp import ViTConfig, init_params
 from vitnp.__main__ import main
 from vitnp.data import prepare_data, stratified_split, write_idx
@@ -24,10 +24,10 @@ from vitnp.data import splits as splits_module
 from vitnp.fast.model import vit_forward as fast_forward
 from vitnp.model import vit_forward
 from vitnp.optim import warmup_cosine
-from vitnp.presets import HParams
-from vitnp.rundir import load_checkpoint
-from vitnp.seeds import mean_std
-from vitnp.train import train
+from vitnp.training.presets import HParams
+from vitnp.io.rundir import load_checkpoint
+from vitnp.training.seeds import mean_std
+from vitnp.training import train
 
 TINY = ViTConfig(patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, dropout=0.1)
 HP = HParams(epochs=6, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="flip", val_size=40, eval_batch_size=20)
@@ -237,7 +237,7 @@ def test_a_budget_that_ends_the_schedule_mid_epoch_completes_and_resumes(tmp_pat
     the schedule to 1¼ epochs, the run completes there (the test set read once), and --resume of the
     completed run is accepted (a metrics line at a fraction of an epoch is no inconsistency) and changes
     nothing."""
-    import vitnp.train as train_module
+    import vitnp.training.trainer as train_module
     clock = iter(range(10**6))
     monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
     run = train(TINY, HP.replace(epochs=6, max_minutes=19 / 60), out_dir=tmp_path / "r", data=data(), plots=False)

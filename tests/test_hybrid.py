@@ -13,7 +13,7 @@ import pytest
 
 from vitnp import ViTConfig, count_params, fast, init_params, param_shapes, vit_backward, vit_forward
 from vitnp.fast import parallel
-from vitnp.checkpoint import jax_shapes, load_npz, resize_pos_embedding, save_npz, save_original, to_jax
+from vitnp.io.original import jax_shapes, load_npz, resize_pos_embedding, save_npz, save_original, to_jax
 from vitnp.gradcheck import MODEL_TOL, rel_error
 from vitnp.selfcheck import check_model, hybrid_tiny_config
 
@@ -81,7 +81,7 @@ def test_old_config_dicts_load_as_plain_vits():
 
 def test_old_training_checkpoint_loads(tmp_path):
     """A checkpoint whose config_json predates the stem fields (written as the old train.py did)."""
-    from vitnp.train import FORMAT, load_checkpoint
+    from vitnp.training import FORMAT, load_checkpoint
     cfg = ViTConfig(**{**OLD_DICT, "image_size": 28, "depth": 1})
     params = init_params(cfg, seed=3)
     old = {**OLD_DICT, "depth": 1}
@@ -94,7 +94,7 @@ def test_old_training_checkpoint_loads(tmp_path):
 
 
 def test_hybrid_training_checkpoint_round_trips(tmp_path):
-    from vitnp.train import load_checkpoint, save_checkpoint
+    from vitnp.training import load_checkpoint, save_checkpoint
     cfg = hybrid_tiny_config(dtype="float32")
     params = init_params(cfg, seed=1)
     save_checkpoint(tmp_path / "h.npz", params, cfg)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from vitnp.data import read_idx, write_idx
-from vitnp.models import model_spec
+from vitnp.training.specs import model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "inductive_bias.py"

@@ -136,8 +136,8 @@ def private_uses(script, package="vitnp") -> list:
 # ---- the checks on vitnp -----------------------------------------------------------------------------
 def test_vitnp_has_no_import_cycles():
     graph = import_graph(ROOT / "vitnp")
-    assert {"vitnp.train", "vitnp.evaluate", "vitnp.fit", "vitnp.data", "vitnp.data.batches"} <= set(graph)
-    assert "vitnp.rundir" in graph["vitnp.evaluate"] and "vitnp.evaluate" in graph["vitnp.fit"]   # edges seen
+    assert {"vitnp.training.trainer", "vitnp.evaluate", "vitnp.training.fit", "vitnp.data", "vitnp.data.batches"} <= set(graph)
+    assert "vitnp.io.rundir" in graph["vitnp.evaluate"] and "vitnp.evaluate" in graph["vitnp.training.fit"]   # edges seen
     assert cycles(graph) == []
 
 
@@ -192,3 +192,31 @@ def test_a_package_that_imports_its_importer_is_a_cycle(tmp_path):
                       "pkg/sub/__init__.py": "from ..x import v\n", "pkg/sub/y.py": "v = 1\n"})
     assert cycles(import_graph(tmp_path / "pkg")) == [["pkg.sub", "pkg.x"]]
     assert os.path.isfile(tmp_path / "pkg" / "sub" / "y.py")
+
+
+def _one_letter_apart(a: str, b: str) -> bool:
+    """One insertion, deletion or substitution turns a into b."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def top_level(package_dir) -> tuple:
+    """(module names, subpackage names) directly in ``package_dir``."""
+    package_dir = Path(package_dir)
+    mods = sorted(p.stem for p in package_dir.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    pkgs = sorted(p.name for p in package_dir.iterdir() if (p / "__init__.py").is_file())
+    return mods, pkgs
+
+
+def test_the_top_level_is_a_map():
+    """At most 12 modules at vitnp/'s top level, the rest in subpackages; no two names one letter apart."""
+    mods, pkgs = top_level(ROOT / "vitnp")
+    assert len(mods) <= 12, mods
+    names = mods + pkgs
+    close = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if _one_letter_apart(a, b)]
+    assert not close, close
+    assert _one_letter_apart("model", "models") and not _one_letter_apart("model", "ops")   # the check can fail

@@ -217,7 +217,7 @@ def test_bad_params_get_clear_errors(model):
 def test_public_api_names():
     for name in ("ViTConfig", "count_params", "init_params", "vit_forward", "vit_backward"):
         assert hasattr(vitnp, name)
-    checkpoint = importlib.import_module("vitnp.checkpoint")
+    checkpoint = importlib.import_module("vitnp.io.original")
     assert callable(checkpoint.to_jax) and callable(checkpoint.from_jax)
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from vitnp import ViTConfig, init_params, vit_forward
-from vitnp.checkpoint import jax_shapes, load_original, resize_pos_embedding, save_original, to_jax
-from vitnp.npz import load_npz, save_npz
-from vitnp.resample import resize_grid
+from vitnp.io.original import jax_shapes, load_original, resize_pos_embedding, save_original, to_jax
+from vitnp.io.npz import load_npz, save_npz
+from vitnp.data.resample import resize_grid
 from vitnp.config import param_shapes
 
 CONFIGS = {

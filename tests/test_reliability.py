@@ -23,15 +23,15 @@ import time
 import numpy as np
 import pytest
 
-import vitnp.fit as fit_module
-import vitnp.rundir as rundir_module
+import vitnp.training.fit as fit_module
+import vitnp.io.rundir as rundir_module
 from vitnp import ViTConfig
 from vitnp.__main__ import main
 from vitnp.fast import parallel
-from vitnp.fit import DivergedError
-from vitnp.presets import HParams
-from vitnp.rundir import RunLock, RunLockedError, load_checkpoint
-from vitnp.train import train
+from vitnp.training.fit import DivergedError
+from vitnp.training.presets import HParams
+from vitnp.io.rundir import RunLock, RunLockedError, load_checkpoint
+from vitnp.training import train
 
 TINY = ViTConfig(patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, dropout=0.1)
 HP = HParams(epochs=3, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="flip", eval_batch_size=20)
@@ -163,7 +163,7 @@ def test_a_second_writer_is_refused_at_once(tmp_path):
     """Another process holds the run directory's lock: train() fails at once, naming the directory and the
     PID, and writes nothing; once that process is gone (even killed) the lock is free again."""
     out = tmp_path / "r"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vitnp.rundir import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vitnp.io.rundir import RunLock; "
                                f"RunLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -226,8 +226,8 @@ def test_sigterm_saves_like_ctrl_c(tmp_path):
 def saved_checkpoint(tmp_path, **changes):
     """A valid checkpoint of TINY, with entries replaced by ``changes`` (name -> array)."""
     from vitnp import init_params
-    from vitnp.npz import load_npz, save_npz
-    from vitnp.rundir import save_checkpoint
+    from vitnp.io.npz import load_npz, save_npz
+    from vitnp.io.rundir import save_checkpoint
     path = tmp_path / "c.npz"
     save_checkpoint(path, init_params(TINY), TINY, history=[{"epoch": 1}])
     arrays = dict(load_npz(path))
@@ -243,7 +243,7 @@ def test_a_checkpoint_config_beyond_sane_bounds_is_refused(tmp_path):
     cfg.update(image_size=[70000, 70000], classifier="gap", pos_embedding="none")
     params = {k: v for k, v in __import__("vitnp").init_params(TINY).items() if k not in ("cls", "E_pos")}
     path = saved_checkpoint(tmp_path, config_json=np.array(json.dumps(cfg)))
-    from vitnp.npz import load_npz, save_npz
+    from vitnp.io.npz import load_npz, save_npz
     arrays = {k: v for k, v in load_npz(path).items() if k not in ("params/cls", "params/E_pos")}
     save_npz(path, arrays)
     assert set(params) == {k[len("params/"):] for k in arrays if k.startswith("params/")}

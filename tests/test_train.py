@@ -1,4 +1,4 @@
-"""vitnp.train, vitnp.fit, vitnp.rundir: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C
+"""vitnp.training.trainer, vitnp.training.fit, vitnp.io.rundir: a ViT overfits one batch, resume is bit-exact (epoch boundary, Ctrl-C
 mid-epoch, time budget), an interrupted checkpoint write leaves the previous checkpoint intact, and bad
 checkpoints fail clearly.  Then the extensions: fine-tuning from a checkpoint (init_from, at 56×56 and with
 new classes, resumable bit-exactly), class subsets, resizing the data to the model's image size, the CNN in
@@ -14,20 +14,21 @@ import signal
 import numpy as np
 import pytest
 
-import vitnp.train as train_module
-from vitnp import ViTConfig, finetune, init_params, vit_forward
+import vitnp.training.trainer as train_module
+from vitnp import ViTConfig, init_params, vit_forward
+from vitnp.training import finetune
 from vitnp.cnn import CNNConfig
 from vitnp.data import prepare_data, resize_images
 from vitnp.evaluate import evaluate_arrays
 from vitnp.fast import parallel
-from vitnp.finetune import adapt_params
-from vitnp.fit import TrainState, fit, train_step
-from vitnp.models import MODELS, model_spec
-from vitnp.npz import load_npz, save_npz
+from vitnp.training.finetune import adapt_params
+from vitnp.training.fit import TrainState, fit, train_step
+from vitnp.training.specs import MODELS, model_spec
+from vitnp.io.npz import load_npz, save_npz
 from vitnp.optim import AdamW
-from vitnp.presets import PRESETS, HParams, get_preset
-from vitnp.rundir import FORMAT, load_checkpoint, save_checkpoint
-from vitnp.train import train
+from vitnp.training.presets import PRESETS, HParams, get_preset
+from vitnp.io.rundir import FORMAT, load_checkpoint, save_checkpoint
+from vitnp.training import train
 
 # A tiny ViT with dropout (so the dropout RNG must be restored too) and crop+flip augmentation (so must the
 # data RNG): 64 training images in batches of 16 = 4 steps per epoch.
@@ -543,7 +544,9 @@ def test_shrinking_the_data_by_more_than_2x_is_refused():
 
 
 def test_the_names_notebooks_import_from_train_are_the_ones_of_their_modules():
-    from vitnp import cnn, config, model, models, rundir
+    from vitnp import cnn, config, model
+    from vitnp.training import specs as models
+    from vitnp.io import rundir
     assert train_module.model_spec is models.model_spec and train_module.describe_model is models.describe_model
     assert train_module.train_step is train_step and train_module.load_checkpoint is rundir.load_checkpoint
     assert train_module.save_checkpoint is rundir.save_checkpoint
@@ -603,7 +606,7 @@ def test_fit_with_total_steps_is_the_loop_written_out():
 
 
 def test_fit_refuses_what_it_cannot_do(tmp_path):
-    from vitnp.rundir import RunDir
+    from vitnp.io.rundir import RunDir
     splits = prepare_data(DATA, TINY, TINY_HP)
     state = TrainState.start(init_params(TINY), TINY_HP)
     run_dir = RunDir(tmp_path, TINY, TINY_HP, names=[str(k) for k in range(10)], data_info={})

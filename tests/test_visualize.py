@@ -7,12 +7,16 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from vitnp import ViTConfig, analysis, init_params, model, models, vit_forward
-from vitnp import visualize as vis
+from vitnp import ViTConfig, init_params, model, vit_forward
+
+from vitnp.analysis import maps as analysis
+
+from vitnp.training import specs as models
+from vitnp.analysis import visualize as vis
 from vitnp.__main__ import main
 from vitnp.data import write_idx
 from vitnp.evaluate import image_to_input, load_image, predict_proba
-from vitnp.train import load_checkpoint, save_checkpoint
+from vitnp.training import load_checkpoint, save_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = [f"class{k}" for k in range(5)]
@@ -281,8 +285,9 @@ def test_a_56_pixel_model_gets_its_inputs_as_in_training(files, tmp_path, monkey
 
 
 def test_save_figure_fsyncs_before_the_rename(tmp_path, monkeypatch):
-    """Like save_npz (both use vitnp.atomic): the PNG's bytes reach the disk before the rename."""
-    from vitnp import atomic, plots
+    """Like save_npz (both use vitnp.io.atomic): the PNG's bytes reach the disk before the rename."""
+    from vitnp.io import atomic
+    from vitnp.analysis import plots
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(atomic.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))

@@ -52,12 +52,12 @@ def _lazy(module, function, guarded=True):
     return handler
 
 
-_bench = _lazy("bench", "run")
-_train = _lazy("train_cli", "train_cli")
+_bench = _lazy("bench.run", "run")
+_train = _lazy("cli.train", "train_cli")
 _evaluate = _lazy("evaluate", "evaluate_cli")
 _predict = _lazy("evaluate", "predict_cli")
 _info = _lazy("evaluate", "info_cli")
-_visualize = _lazy("visualize", "visualize_cli")
+_visualize = _lazy("analysis.visualize", "visualize_cli")
 _course = _lazy("course.cli", "run")
 
 
@@ -69,7 +69,7 @@ def main(argv=None):
     p = sub.add_parser("forward", help="run one forward pass of an untrained ViT and print the shapes")
     p.add_argument("--batch-size", type=int, default=4)
     p.set_defaults(func=lambda args: _guarded(_forward_demo, args))
-    from .bench import add_arguments as add_bench_arguments
+    from .bench.run import add_arguments as add_bench_arguments
     p = sub.add_parser("bench", help="training-step and inference throughput, next to PyTorch on the CPU",
                        description="Time vitnp's float32 training step (forward + backward + AdamW) and "
                                    "inference, alternating with the same ViT in PyTorch eager (if installed), "
@@ -77,7 +77,7 @@ def main(argv=None):
     add_bench_arguments(p)
     p.set_defaults(func=_bench)
     from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
-    from .train_cli import add_train_arguments
+    from .cli.train import add_train_arguments
     p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory "
                                      "(resumable)",
                        description="Train a ViT, a hybrid ViT (--stem) or the CNN baseline (--model cnn) on "
@@ -95,7 +95,7 @@ def main(argv=None):
     p = sub.add_parser("info", help="config and parameter counts of a checkpoint")
     add_info_arguments(p)
     p.set_defaults(func=_info)
-    from .visualize import add_visualize_arguments
+    from .analysis.visualize import add_visualize_arguments
     p = sub.add_parser("visualize", help="attention rollout, attention distance, E_pos similarity and E filters "
                                          "of a checkpoint as PNGs (paper Fig 6, Fig 7)",
                        description="Write rollout.png (Fig 6), attention_distance.png (Fig 7 right), "

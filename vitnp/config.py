@@ -343,8 +343,8 @@ def shape_fields(cfg) -> tuple:
     shapes together with the image size: every field but ``image_size`` and :data:`ARITHMETIC_FIELDS`.
 
     ViTConfig: patch_size, in_channels, num_classes, dim, depth, heads, mlp_dim, classifier, pos_embedding,
-    stem_channels, stem_kernel, stem_pool.  Fine-tuning (:mod:`vitnp.finetune`) may change image_size and
-    num_classes; resizing E_pos (:func:`vitnp.checkpoint.resize_pos_embedding`) only image_size.
+    stem_channels, stem_kernel, stem_pool.  Fine-tuning (:mod:`vitnp.training.finetune`) may change image_size and
+    num_classes; resizing E_pos (:func:`vitnp.io.original.resize_pos_embedding`) only image_size.
     """
     return tuple(f.name for f in dataclasses.fields(cfg)
                  if f.name != "image_size" and f.name not in ARITHMETIC_FIELDS)

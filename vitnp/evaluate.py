@@ -16,7 +16,7 @@ load_image(path)                              -> float array in [0, 1], (H, W, C
 image_to_input(image, cfg, mean, std)         -> ((H, W, C) float32 model input, inverted: bool)
 param_groups(params)                          -> [(group, count)] for ``info``
 
-``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :func:`vitnp.models.model_spec`: the fast
+``cfg`` is a ViTConfig or a CNNConfig; the forward pass comes from :func:`vitnp.training.specs.model_spec`: the fast
 path, or with ``reference=True`` (``--reference``) the clear reference model, equal up to float32 rounding.
 A checkpoint trained on a class subset (``--classes``) is evaluated on the same classes, relabelled the same
 way, and one trained at another image size (``--image-size``) gets the test images resized as in training.
@@ -35,11 +35,11 @@ from .config import ViTConfig
 from .data import (MEAN, STD, check_images, load_fashion_mnist, normalize, prepare_data, resize_images,
                    select_classes)
 from .fast.parallel import set_blas_threads
-from .models import describe_model, model_spec
+from .training.specs import describe_model, model_spec
 from .ops.loss import log_softmax
-from .presets import HParams
-from .resample import resize_area
-from .rundir import checkpoint_classes, load_checkpoint
+from .training.presets import HParams
+from .data.resample import resize_area
+from .io.rundir import checkpoint_classes, load_checkpoint
 
 __all__ = ["evaluate_arrays", "predict_proba", "cross_entropy_sum", "load_image", "image_to_input",
            "param_groups", "checkpoint_view"]
@@ -344,7 +344,7 @@ def evaluate_cli(args) -> int:
 
 def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
     """The validation images the checkpoint's run held out (its ``val_size`` or ``val_fraction``, classes,
-    training subset and image size), rebuilt from the training files exactly as :func:`vitnp.train.train` did:
+    training subset and image size), rebuilt from the training files exactly as :func:`vitnp.training.trainer.train` did:
     (images, labels) ready for the model.  ValueError if the run had no validation split."""
     try:
         hp = HParams.from_dict(meta["hparams"] or {})
@@ -358,7 +358,7 @@ def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
 def checkpoint_view(images, labels, cfg, meta):
     """A data split as the checkpoint's model saw it in training: only its classes, relabelled 0 … k−1 in
     the training order (:func:`vitnp.data.select_classes`), and resized to its image size
-    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.rundir.load_checkpoint`.
+    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.io.rundir.load_checkpoint`.
 
     images : uint8 (N, h, w, C), labels : (N,)  ->  uint8 (n, H, W, C), int64 (n,)
     Shrinking by more than 2× raises ValueError (:func:`vitnp.data.resize_images` would alias).

@@ -446,7 +446,7 @@ with exercise("nb01-pixel-address"):
 # **What would have to change** is everything that reads $\mathbf{E}$ as a $P \times P \times C$ filter: $\mathbf{E}$
 # would no longer be the stride-$P$ convolution kernel reshaped (notebook 02), so loading the original checkpoints'
 # `embedding/kernel` of shape $(P, P, C, D)$ would need `kernel.transpose(2, 0, 1, 3).reshape(P*P*C, D)` instead of a
-# plain reshape (`vitnp.checkpoint.from_jax` and `to_jax`), and drawing $\mathbf{E}$'s columns as filters (notebook 07)
+# plain reshape (`vitnp.io.original.from_jax` and `to_jax`), and drawing $\mathbf{E}$'s columns as filters (notebook 07)
 # would need the same transpose. The next exercise checks the identity and the gradient numerically.
 # ### END SOLUTION
 

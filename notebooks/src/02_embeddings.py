@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import vitnp
-from vitnp.checkpoint import to_jax
+from vitnp.io.original import to_jax
 from vitnp.model import embed_forward
 from vitnp.ops.block import BLOCK_KEYS, encoder_block_forward, encoder_forward
 from vitnp.ops.linear import linear_forward
@@ -103,7 +103,7 @@ assert diff(tokens, tokens_hand) < 1e-12
 # $(u, v, c)$ is a dot product of the patch, flattened in (row, column, channel) order, with the kernel flattened the same
 # way. So **$\mathbf{E}$ is the kernel, reshaped**: $K = \mathbf{E}$`.reshape(P, P, C, D)`. The paper's code implements
 # the projection as exactly this convolution, and its checkpoints store `embedding/kernel` with shape $(P, P, C, D)$;
-# `vitnp.checkpoint.to_jax` produces that array from our $\mathbf{E}$.
+# `vitnp.io.original.to_jax` produces that array from our $\mathbf{E}$.
 #
 # Below: the convolution written with explicit loops over output positions, compared with the library's patch tokens.
 # Then a second view: a stride-1 convolution computes every window, and keeping every $P$-th output gives the same numbers again.

@@ -461,7 +461,7 @@ def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):
 
 # %% nbgrader={"grade": true, "grade_id": "nb03-sqrt-dh-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 with exercise("nb03-sqrt-dh"):
-    from vitnp.presets import get_preset
+    from vitnp.training.presets import get_preset
 
     used = sorted({vitnp.ViTConfig.variant(v).head_dim for v in ("Ti", "S", "B", "L", "H/14")}
                   | {get_preset(p)[0].head_dim for p in ("fast", "fmnist")})
@@ -500,7 +500,7 @@ def assemble_U_qkv(Wq, Wk, Wv):
 
 # %% nbgrader={"grade": true, "grade_id": "nb03-heads-layout-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 with exercise("nb03-heads-layout"):
-    from vitnp.checkpoint import to_jax
+    from vitnp.io.original import to_jax
 
     rng_t = np.random.default_rng(8)
     Wq, Wk, Wv = (rng_t.standard_normal((heads, D, Dh)) / np.sqrt(D) for _ in range(3))   # (k, D, D_h) each

@@ -4,7 +4,7 @@
 # Terms and their Korean equivalents: [glossary (용어집)](../docs/glossary.md).
 #
 # Notebooks 01–05 built the forward pass (Eq 1–8) and proved every gradient. This one puts them to work: it trains a
-# small ViT with the library's own training code (`vitnp.train.train`), draws the loss and accuracy curves, looks at
+# small ViT with the library's own training code (`vitnp.training.trainer.train`), draws the loss and accuracy curves, looks at
 # predictions and the confusion matrix, and asks where the model fails and what it has learned.
 #
 # **Set your expectations.** The paper's message is that ViT shines *after pre-training on very large data*: with
@@ -28,13 +28,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import vitnp
-from vitnp.analysis import attention_rollout, pos_embedding_similarity
+from vitnp.analysis.maps import attention_rollout, pos_embedding_similarity
 from vitnp.data import fashion_mnist_or_synthetic, normalize
 from vitnp.evaluate import predict_proba
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, warmup_cosine
-from vitnp.presets import get_preset
-from vitnp.train import train, train_step
+from vitnp.training.presets import get_preset
+from vitnp.training import train, train_step
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: a shorter run on fewer images
@@ -149,7 +149,7 @@ assert d < 1e-12
 # %% [markdown]
 # ## 3. The model and the run
 #
-# The `fast` preset of `vitnp.presets`: 28×28 images cut into 7×7 patches ($N = 16$ tokens plus the class token),
+# The `fast` preset of `vitnp.training.presets`: 28×28 images cut into 7×7 patches ($N = 16$ tokens plus the class token),
 # width $D = 32$, $L = 2$ blocks of $k = 2$ heads, MLP width 64: about 20,000 parameters (ViT-B/16 has 86 million).
 #
 # The images play three roles, and `train` keeps them apart:
@@ -372,7 +372,7 @@ plt.show()
 # %% [markdown]
 # ## 9. What the model has learned
 #
-# Two of the paper's pictures (Fig 6 and Fig 7), for our small model; `vitnp.analysis` computes them.
+# Two of the paper's pictures (Fig 6 and Fig 7), for our small model; `vitnp.analysis.maps` computes them.
 #
 # * **Attention rollout** (Fig 6): average each layer's attention over the heads, add the identity for the residual
 #   connection and renormalise, multiply the layers together; the class token's row then says how much each patch

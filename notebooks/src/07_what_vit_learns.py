@@ -14,7 +14,7 @@
 # 3. **Fig 7 right** — the mean attention distance of every head in every layer: does a head look near or far?
 # 4. **Fig 6** — attention rollout: which parts of the image the class token's information comes from.
 #
-# Each quantity is first written out by hand in NumPy and asserted equal to `vitnp.analysis`. Each is also drawn for the
+# Each quantity is first written out by hand in NumPy and asserted equal to `vitnp.analysis.maps`. Each is also drawn for the
 # **untrained** model, the same parameters before the first step, because a structure is only *learned* if it was not
 # there at the start.
 #
@@ -44,11 +44,11 @@ import numpy as np
 from IPython.display import Image, display
 
 import vitnp
-from vitnp.analysis import (attention_maps, attention_rollout, embedding_filters, mean_attention_distance,
+from vitnp.analysis.maps import (attention_maps, attention_rollout, embedding_filters, mean_attention_distance,
                             patch_distances, pos_embedding_similarity)
 from vitnp.data import load_fashion_mnist
 from vitnp.evaluate import evaluate_arrays
-from vitnp.train import load_checkpoint
+from vitnp.training import load_checkpoint
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: fewer test images
@@ -69,7 +69,7 @@ if not CKPT.exists():                                       # run from elsewhere
     CKPT = Path(vitnp.__file__).resolve().parents[1] / "notebooks" / "assets" / "vit_fmnist.npz"
 params, cfg, meta = load_checkpoint(CKPT)                  # validated: every array matches the config
 hp = meta["hparams"]
-init = vitnp.init_params(cfg, seed=hp["seed"])              # where training started: vitnp.train's own init call
+init = vitnp.init_params(cfg, seed=hp["seed"])              # where training started: vitnp.training.trainer's own init call
 names = meta["class_names"]
 gh, gw = cfg.grid
 P, N, T, L, k = cfg.patch_size, cfg.num_patches, cfg.num_tokens, cfg.depth, cfg.heads
@@ -146,7 +146,7 @@ def inputs(images_uint8):
 # \in \mathbb{R}^{P^2C \times P^2C}, \qquad \Sigma\,\mathbf{u}_i = \lambda_i \mathbf{u}_i, \qquad
 # \text{share of the variance} = \lambda_i \big/ \textstyle\sum_j \lambda_j .$$
 #
-# The first few components span most of what the filters do. `vitnp.analysis.embedding_filters` gets them from an SVD;
+# The first few components span most of what the filters do. `vitnp.analysis.maps.embedding_filters` gets them from an SVD;
 # by hand we use the eigen-decomposition of $\Sigma$ (a component's sign is arbitrary, so we compare up to sign).
 
 # %%
@@ -459,7 +459,7 @@ print(f"layer 1 heads span {dist[0].min():.1f}–{dist[0].max():.1f} px; layer {
 # 4. read the class token's row over the patches, $R[0, 1{:}]$, as a $g_h \times g_w$ map, and spread each value over
 #    its patch's $P \times P$ pixels.
 #
-# First by hand for one image, then with `vitnp.analysis.attention_rollout`:
+# First by hand for one image, then with `vitnp.analysis.maps.attention_rollout`:
 
 # %%
 b = 0
@@ -571,7 +571,7 @@ for label, m in (("trained", maps), ("untrained", maps0)):
 # converts them (grey, light-on-dark, resized to 28×28). Here we save one test image as a PNG and run it:
 
 # %%
-from vitnp.visualize import visualize
+from vitnp.analysis.visualize import visualize
 
 from vitnp.evaluate import image_to_input, load_image
 

@@ -43,7 +43,7 @@ from vitnp.ops.conv import conv2d_forward
 from vitnp.ops.linear import linear_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.config import param_shapes
-from vitnp.train import describe_model, load_checkpoint, model_spec
+from vitnp.training import describe_model, load_checkpoint, model_spec
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live training runs
@@ -535,13 +535,13 @@ plt.show()
 # draw the same kind of picture for the three models of the sweep: accuracy against the **floating-point operations
 # of one forward pass per image**. We count what dominates and what we can count exactly for all three models: the
 # multiply-adds of the matrix products and convolutions, two FLOPs each. Softmax, LayerNorm, GELU, ReLU and pooling are
-# left out. For the two ViTs, `vitnp.bench.matmul_flops` counts the patch embedding, the blocks and the head; the
+# left out. For the two ViTs, `vitnp.bench.run.matmul_flops` counts the patch embedding, the blocks and the head; the
 # hybrid adds its stem. A 'same' $k \times k$ convolution with stride 1 costs $2\,h w\,k^2 C_\text{in} C_\text{out}$ on an
 # $h \times w$ map. Every run of the sweep made the same 800 steps of 128 images, so training compute is this number
 # times the same 102,400 images (and about three times that with the backward pass) for every model.
 
 # %%
-from vitnp.bench import matmul_flops
+from vitnp.bench.run import matmul_flops
 
 
 def conv_flops(hw, c_in, channels, k, pool):
@@ -724,7 +724,7 @@ def hybrid_param_count(cfg):
 
 # %% nbgrader={"grade": true, "grade_id": "nb08-hybrid-params-test", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 with exercise("nb08-hybrid-params"):
-    from vitnp.presets import get_preset
+    from vitnp.training.presets import get_preset
 
     fmnist_cfg = get_preset("fmnist-hybrid")[0]
     cases = {"tiny hybrid above (P = 1)": hcfg, "hybrid of the sweep": configs["hybrid"], "plain ViT of the sweep":

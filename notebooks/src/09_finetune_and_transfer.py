@@ -10,9 +10,9 @@
 #
 # 1. **Higher resolution.** With the same patch size $P$, a larger image has more patches, so the learned position
 #    embeddings $\mathbf{E}_{pos}$ no longer fit; the paper interpolates them in 2-D. We do it by hand and assert it
-#    equal to `vitnp.checkpoint.resize_pos_embedding`, and look at the table before and after.
+#    equal to `vitnp.io.original.resize_pos_embedding`, and look at the table before and after.
 # 2. **A new head.** Why it starts at zero, checked on the gradients.
-# 3. **Two small live experiments** with the library's trainer (`vitnp.train.train(..., init_from=...)`): fine-tuning a
+# 3. **Two small live experiments** with the library's trainer (`vitnp.training.trainer.train(..., init_from=...)`): fine-tuning a
 #    28×28 model at 56×56, and transferring a body pre-trained on five Fashion-MNIST classes to the other five with
 #    10 % of their data, against training from scratch.
 # 4. **The full measurements** of `scripts/finetune_experiments.py`, loaded from `docs/figures/finetune.json`.
@@ -34,14 +34,14 @@ import numpy as np
 from IPython.display import display
 
 import vitnp
-from vitnp.analysis import pos_embedding_similarity
-from vitnp.checkpoint import resize_pos_embedding
+from vitnp.analysis.maps import pos_embedding_similarity
+from vitnp.io.original import resize_pos_embedding
 from vitnp.data import load_fashion_mnist, normalize, resize_images, select_classes
 from vitnp.evaluate import evaluate_arrays
-from vitnp.finetune import adapt_params
+from vitnp.training.finetune import adapt_params
 from vitnp.ops.loss import softmax_cross_entropy
-from vitnp.presets import HParams
-from vitnp.train import load_checkpoint, train
+from vitnp.training.presets import HParams
+from vitnp.training import load_checkpoint, train
 from vitnp.course.notebook import exercise
 
 FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live experiments
@@ -450,7 +450,7 @@ print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")
 #
 # * Fine-tuning at a higher resolution with the same $P$ means more tokens; only $\mathbf{E}_{pos}$ changes shape. Its
 #   2-D bilinear interpolation (class-token row kept, corners aligned) is a few lines, here checked against
-#   `vitnp.checkpoint.resize_pos_embedding`, and it is the one place where the 2-D layout of the patches is put into
+#   `vitnp.io.original.resize_pos_embedding`, and it is the one place where the 2-D layout of the patches is put into
 #   the model by hand.
 # * A zero-initialised head predicts the uniform distribution, and on the first step only the head receives a gradient.
 # * On Fashion-MNIST, interpolation alone loses much of the accuracy (49 % instead of 89 % in the full run), and a
@@ -514,7 +514,7 @@ pred_4x4 = [7, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1, 4 / 3, 5 / 3, 4 / 3, 5 / 3, 2, 7 / 
 
 # %% nbgrader={"grade": true, "grade_id": "nb09-predict-epos-test", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 with exercise("nb09-predict-epos"):
-    from vitnp.checkpoint import resize_pos_table
+    from vitnp.io.original import resize_pos_table
 
     tiny = vitnp.ViTConfig(image_size=14, patch_size=7, in_channels=1, num_classes=2, dim=1, depth=1, heads=1, mlp_dim=1)
     E_tiny = np.array([[7.0], [0.0], [1.0], [2.0], [3.0]])                     # class token, then the 2×2 grid row-major

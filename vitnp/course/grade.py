@@ -392,7 +392,7 @@ def grade_class(class_dir, ids=None, timeout=TIMEOUT, seed=None, memory=MEMORY, 
 def write_gradebook(rows, path) -> None:
     """The rows as CSV (temporary file, then rename): one row per student and exercise, then a total per
     student (exercise ``TOTAL``)."""
-    from ..atomic import atomic_write
+    from ..io.atomic import atomic_write
     totals = {}
     for r in rows:
         t = totals.setdefault(r["student"], [0, 0, r["seed"]])

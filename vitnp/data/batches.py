@@ -3,7 +3,7 @@
 :func:`iterate_batches` draws everything an epoch needs from its ``rng`` when it is called (the order, and
 one seed per batch for the augmentation), so the state of that generator before the call fixes the
 epoch's batches: the trainer saves that state and the number of batches done, and a resumed run gets the
-same batches (:mod:`vitnp.fit`).  The augmentations are the light ones a 28×28 model can use:
+same batches (:mod:`vitnp.training.fit`).  The augmentations are the light ones a 28×28 model can use:
 :func:`random_crop` (zero padding, then a random window), :func:`random_hflip` and both
 (:func:`crop_and_flip`), and :func:`random_erase`; :func:`augmentation` names them as ``HParams.augment`` does.
 """

@@ -28,7 +28,7 @@ import urllib.request
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 from .idx import parse_idx, read_bytes
 
 __all__ = ["FASHION_MNIST_CLASSES", "MEAN", "STD", "DEFAULT_ROOT", "ENV_VAR", "RAW_MD5", "GZ_MD5", "URL", "md5",
@@ -198,7 +198,7 @@ def download_fashion_mnist(root, *, timeout=60.0):
     """Download the four official ``.gz`` files from Zalando's server into ``root`` (explicit opt-in).
 
     Each file (at most 26 MB) is read into memory, its MD5 compared with :data:`GZ_MD5`, and only then written
-    (atomically, :func:`vitnp.atomic.atomic_write`); files already present with the right MD5 are kept.
+    (atomically, :func:`vitnp.io.atomic.atomic_write`); files already present with the right MD5 are kept.
     Never called implicitly.
 
     Parameters

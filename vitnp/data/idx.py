@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["read_bytes", "parse_idx", "read_idx", "write_idx"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..resample import interp_matrix
+from .resample import interp_matrix
 from .fashion_mnist import MEAN, STD
 
 __all__ = ["check_images", "check_labels", "normalize", "check_shrink", "resize_images"]
@@ -113,7 +113,7 @@ def check_shrink(source_hw, target_hw, what="resize_images"):
     if 2 * h < H or 2 * w < W:
         raise ValueError(f"{what}: shrinking {H}x{W} to {h}x{w} (by more than 2x) would alias with bilinear "
                          f"interpolation; use at least {-(-H // 2)}x{-(-W // 2)}, or shrink by area averaging "
-                         f"(vitnp.resample.resize_area)")
+                         f"(vitnp.data.resample.resize_area)")
 
 
 def resize_images(images, size, *, chunk=2048):
@@ -126,8 +126,8 @@ def resize_images(images, size, *, chunk=2048):
         y = (i + \\tfrac12)\\,H/h - \\tfrac12, \\qquad x = (j + \\tfrac12)\\,W/w - \\tfrac12
 
     clamped to the image, and mixes the 2×2 neighbours, i.e. ``out = R_y · image · R_xᵀ`` per channel with
-    the (h, H) and (w, W) matrices of :func:`vitnp.resample.interp_matrix` (``align_corners=False``,
-    the same matrices as :func:`vitnp.resample.resize_grid`'s). Computed in float64 and rounded half up to
+    the (h, H) and (w, W) matrices of :func:`vitnp.data.resample.interp_matrix` (``align_corners=False``,
+    the same matrices as :func:`vitnp.data.resample.resize_grid`'s). Computed in float64 and rounded half up to
     uint8. Upsampling by 2 gives each output pixel weights 9/16, 3/16, 3/16, 1/16 of its four nearest
     inputs (exact in float64, so the result is exactly reproducible); a constant image stays constant.
 
@@ -135,7 +135,7 @@ def resize_images(images, size, *, chunk=2048):
     hard edges, which no real higher-resolution image has; bilinear images are smooth, closer to the
     larger photographs the paper fine-tunes on (§3.2).
     Meant for upsampling; shrinking by more than 2× (h < H/2 or w < W/2) is refused with a ValueError,
-    because it would alias: use area averaging (:func:`vitnp.resample.resize_area`) for that.
+    because it would alias: use area averaging (:func:`vitnp.data.resample.resize_area`) for that.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """The data of a run: class subsets, a validation split, and :func:`prepare_data`, which makes all the splits.
 
-:func:`prepare_data` is what the trainer (:func:`vitnp.train.train`) and the experiment scripts call: the
+:func:`prepare_data` is what the trainer (:func:`vitnp.training.trainer.train`) and the experiment scripts call: the
 Fashion-MNIST files (or arrays), checked (:func:`vitnp.data.check_images`), cut to ``hp.classes`` and
 ``hp.train_subset``, split into train and validation (``hp.val_size``, stratified by class and the same for
 every run; or ``hp.val_fraction``), and resized to the model's image size.  The test split is read apart
@@ -140,7 +140,7 @@ def prepare_data(data, cfg, hp, verify=True, *, test=True) -> dict:
     """The run's splits: {'train': (x, y), 'val': (x, y) or None, 'test': (x, y) or None, 'source': str,
     'source_size': (H, W)}.
 
-    ``cfg``: the model's ViTConfig or CNNConfig; ``hp``: the run's :class:`vitnp.presets.HParams`.
+    ``cfg``: the model's ViTConfig or CNNConfig; ``hp``: the run's :class:`vitnp.training.presets.HParams`.
     ``data``: None or a directory (Fashion-MNIST IDX files, :func:`vitnp.data.load_fashion_mnist`;
     ``verify=False`` skips the official checksums), or a tuple (train_x, train_y, test_x, test_y).
     In this order: ``hp.classes`` keeps those classes, relabelled 0 … k−1 in the given order

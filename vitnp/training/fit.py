@@ -9,7 +9,7 @@ decay, linear warm-up then cosine decay, global-norm gradient clipping), in :fun
     clip_grad_norm(grads, max_norm)                                   # optional
     opt.step(params, grads, lr=warmup_cosine(step, …))                # AdamW, in place
 
-``forward`` and ``backward`` come from :func:`vitnp.models.model_spec`: the fast path
+``forward`` and ``backward`` come from :func:`vitnp.training.specs.model_spec`: the fast path
 (:mod:`vitnp.fast`) by default, the clear reference model (:func:`vitnp.model.vit_forward`) with
 ``reference=True``; they agree up to float32 rounding.  The CNN baseline has one implementation.
 
@@ -17,18 +17,18 @@ decay, linear warm-up then cosine decay, global-norm gradient clipping), in :fun
 split (if any) after every epoch, or every ``eval_every`` steps; the best evaluation is the one of highest
 validation accuracy (without a validation split: the last one), never a test-set one.  A test split in
 ``splits`` is evaluated at each evaluation too, as a curve to look at (``HParams.test_curve``); the trainer
-reads the test set only after training (:func:`vitnp.train.train`).  Everything the loop changes is
+reads the test set only after training (:func:`vitnp.training.trainer.train`).  Everything the loop changes is
 kept in a :class:`TrainState`.  The batches of an epoch depend only on the data RNG's state at the
 start of the epoch (:func:`vitnp.data.iterate_batches`), so a state saved in the middle of an epoch (that
 RNG state and the number of batches done) continues **bit-exactly**: the resumed loop draws the same epoch
-and skips the batches already done.  :func:`vitnp.train.train` builds the state (fresh, from a checkpoint,
-or from another run's weights) and a :class:`vitnp.rundir.RunDir` for the files; scripts can call
+and skips the batches already done.  :func:`vitnp.training.trainer.train` builds the state (fresh, from a checkpoint,
+or from another run's weights) and a :class:`vitnp.io.rundir.RunDir` for the files; scripts can call
 :func:`fit` directly, e.g. for a budget in steps rather than epochs::
 
     state = TrainState.start(params, hp)
     run = fit(state, cfg, hp, prepare_data(data, cfg, hp), total_steps=800, eval_every=800)
 
-It stops early when asked: Ctrl-C (:class:`vitnp.rundir.SigintGuard`: the current step finishes), a
+It stops early when asked: Ctrl-C (:class:`vitnp.io.rundir.SigintGuard`: the current step finishes), a
 ``callback`` returning True, ``stop_after_epoch``, or the wall-clock ``deadline``.  Between evaluations it
 then saves the state (``run_dir``) before returning; at an evaluation the evaluation's own save serves.
 """
@@ -40,12 +40,12 @@ import time
 
 import numpy as np
 
-from .data import augmentation, iterate_batches
-from .evaluate import cross_entropy_sum, evaluate_arrays
-from .models import model_spec
-from .ops.loss import softmax_cross_entropy
-from .optim import AdamW, clip_grad_norm, grad_norm, warmup_cosine
-from .rundir import SigintGuard
+from ..data import augmentation, iterate_batches
+from ..evaluate import cross_entropy_sum, evaluate_arrays
+from .specs import model_spec
+from ..ops.loss import softmax_cross_entropy
+from ..optim import AdamW, clip_grad_norm, grad_norm, warmup_cosine
+from ..io.rundir import SigintGuard
 
 __all__ = ["Run", "TrainState", "DivergedError", "train_step", "schedule", "fit"]
 
@@ -56,7 +56,7 @@ class DivergedError(ValueError):
 
 @dataclasses.dataclass
 class Run:
-    """What :func:`fit` (and :func:`vitnp.train.train`) returns.
+    """What :func:`fit` (and :func:`vitnp.training.trainer.train`) returns.
 
     history : list of dict   the metrics lines (also in ``metrics.jsonl``).
     params : dict            the parameters at the end (not necessarily the best epoch's).
@@ -64,12 +64,12 @@ class Run:
     status : str             'completed', 'budget' (the deadline, ``max_minutes``), 'interrupted' (Ctrl-C),
                              'stopped' (stop_after_epoch or a callback asked to stop).
     last_eval : dict | None  :func:`vitnp.evaluate.evaluate_arrays` on the test split at the last evaluation
-                             of this call, when ``splits`` holds one; after :func:`vitnp.train.train`, the
+                             of this call, when ``splits`` holds one; after :func:`vitnp.training.trainer.train`, the
                              best checkpoint's test evaluation (predictions, confusion, per-class accuracy).
     out_dir : str | None
     best_params : dict | None  a copy of the parameters at the best evaluation of this call (highest
                              validation accuracy; the last evaluation without a validation split).
-    test : dict | None       :func:`vitnp.train.train` only: the test split read once at the end (``results.json``).
+    test : dict | None       :func:`vitnp.training.trainer.train` only: the test split read once at the end (``results.json``).
     """
 
     history: list
@@ -85,7 +85,7 @@ class Run:
 
 @dataclasses.dataclass
 class TrainState:
-    """Everything the loop changes, and a checkpoint stores (:func:`vitnp.rundir.save_checkpoint`).
+    """Everything the loop changes, and a checkpoint stores (:func:`vitnp.io.rundir.save_checkpoint`).
 
     params, opt         the parameters and their AdamW (updated in place)
     epoch, batch, step  epochs completed, batches done in the unfinished epoch, optimiser steps taken
@@ -119,7 +119,7 @@ class TrainState:
 
     @classmethod
     def restore(cls, params, hp, meta) -> "TrainState":
-        """The state a checkpoint holds; ``meta`` is the third value of :func:`vitnp.rundir.load_checkpoint`."""
+        """The state a checkpoint holds; ``meta`` is the third value of :func:`vitnp.io.rundir.load_checkpoint`."""
         state = cls.start(params, hp)
         state.opt.load_state_dict(meta["optim"])
         state.drop_rng.bit_generator.state = meta["rng"]["dropout"]
@@ -137,7 +137,7 @@ def train_step(params, opt, x, y, cfg, *, lr, label_smoothing=0.0, clip=0.0, rng
     """One AdamW step on the batch (x, y), in place; returns (Σ cross-entropy, number correct, ‖g‖).
 
     x : (B, H, W, C) normalised float images   y : (B,) int labels   lr : this step's learning rate
-    cfg : ViTConfig or CNNConfig (the forward and backward come from :func:`vitnp.models.model_spec`;
+    cfg : ViTConfig or CNNConfig (the forward and backward come from :func:`vitnp.training.specs.model_spec`;
     ``reference=True``: the reference model instead of the fast path)
     The reported cross-entropy has no label smoothing; the gradient is of the smoothed loss.
     ‖g‖ is the global gradient norm before clipping.
@@ -194,7 +194,7 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
     eval_every : int or None        evaluate every this many steps and at the end (default: every epoch).
     warmup_steps : int or None      linear warm-up (default ``hp.warmup_epochs`` epochs).
     reference : bool                train and evaluate with the reference model instead of the fast path.
-    run_dir : RunDir or None        :class:`vitnp.rundir.RunDir`: files after every evaluation, a checkpoint
+    run_dir : RunDir or None        :class:`vitnp.io.rundir.RunDir`: files after every evaluation, a checkpoint
                                     when stopping between two; needs the default ``total_steps`` and
                                     ``eval_every``, so that evaluations fall on epoch ends.
     quiet : bool                    no tqdm progress bars.

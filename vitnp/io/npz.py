@@ -1,11 +1,11 @@
 """Safe ``.npz`` files: every array of a dict in one zip archive, written atomically, read without pickle.
 
-vitnp keeps everything it saves in ``.npz`` files: training checkpoints (:mod:`vitnp.rundir`) and
-original-layout checkpoints (:mod:`vitnp.checkpoint`).  NumPy's own ``np.savez`` writes in place (a crash
+vitnp keeps everything it saves in ``.npz`` files: training checkpoints (:mod:`vitnp.io.rundir`) and
+original-layout checkpoints (:mod:`vitnp.io.original`).  NumPy's own ``np.savez`` writes in place (a crash
 leaves half a file) and ``np.load`` may unpickle objects.  Here:
 
 * :func:`save_npz` writes the archive to a temporary file beside ``path``, fsyncs it and renames it over
-  ``path`` (:func:`vitnp.atomic.atomic_write`): a reader sees the old file or the whole new one;
+  ``path`` (:func:`vitnp.io.atomic.atomic_write`): a reader sees the old file or the whole new one;
 * object arrays are refused when saving, and :func:`load_npz` reads with ``allow_pickle=False`` and turns
   every problem (not a zip, truncated, a pickled member) into a one-line ``ValueError`` naming the file;
 * a small file cannot cost a lot of memory: before any array is allocated, :func:`load_npz` reads every

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .resample import resize_grid
-from .config import ViTConfig
-from .ops.posemb import sincos_2d
+from ..data.resample import resize_grid
+from ..config import ViTConfig
+from ..ops.posemb import sincos_2d
 
 __all__ = ["attention_maps", "attention_rollout", "patch_distances", "mean_attention_distance",
            "pos_embedding_similarity", "embedding_filters"]

@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from . import fast, ops
-from .atomic import write_text
-from .fast import parallel
-from .ops.block import BLOCK_KEYS
+from .. import fast, ops
+from ..io.atomic import write_text
+from ..fast import parallel
+from ..ops.block import BLOCK_KEYS
 
 B, T, D, HEADS, M = 128, 50, 192, 3, 768
 TABLE_BEGIN = "<!-- bench --ops --write-table: begin -->"

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["figure", "curves_figure", "confusion_figure", "predictions_figure", "save_figure"]
 
@@ -29,7 +29,7 @@ def figure(width, height, layout="constrained"):
 
 
 def save_figure(fig, path) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically (:func:`vitnp.atomic.atomic_write`): a crash never
+    """Write ``fig`` as a PNG to ``path`` atomically (:func:`vitnp.io.atomic.atomic_write`): a crash never
     leaves half a PNG."""
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")

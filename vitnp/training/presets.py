@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .config import ViTConfig
-from .data.batches import AUGMENTATIONS
+from ..config import ViTConfig
+from ..data.batches import AUGMENTATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,7 @@ class HParams:
     eval_batch_size : int         batch size of evaluation (changes results only by float32 rounding).
     max_minutes : float or None   wall-clock budget of one ``train`` call: the schedule is shortened to
                                   whole epochs that fit, so the cosine decay still ends (see
-                                  :func:`vitnp.fit.fit`).
+                                  :func:`vitnp.training.fit.fit`).
     """
 
     epochs: int = 10

@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from .cnn import CNNConfig, check_cnn_params, cnn_backward, cnn_forward, cnn_param_shapes, init_cnn_params
-from .config import ViTConfig, param_shapes
-from . import fast, model
-from .model import check_params, init_params
+from ..cnn import CNNConfig, check_cnn_params, cnn_backward, cnn_forward, cnn_param_shapes, init_cnn_params
+from ..config import ViTConfig, param_shapes
+from .. import fast, model
+from ..model import check_params, init_params
 
 __all__ = ["ModelSpec", "MODELS", "model_spec", "describe_model"]
 

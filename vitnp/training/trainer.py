@@ -1,22 +1,22 @@
 """Training a ViT (or the CNN baseline) on Fashion-MNIST: one call that sets up a run and trains it.
 
 :func:`train` decides where a run starts and where it goes, then hands it to the loop
-(:func:`vitnp.fit.fit`):
+(:func:`vitnp.training.fit.fit`):
 
 * a fresh run: the preset's (or given) config and HParams, parameters from ``init`` of the model;
 * ``init_from=CHECKPOINT``: a trained model's weights, adapted to ``cfg`` (E_pos interpolated for a new
-  resolution, a new zero head for new classes, :func:`vitnp.finetune.adapt_init`), with a fresh optimiser
+  resolution, a new zero head for new classes, :func:`vitnp.training.finetune.adapt_init`), with a fresh optimiser
   at step 0 (paper §3.2, fine-tuning);
 * ``resume=True``: the state of ``out_dir/checkpoint.npz``, continued **bit-exactly** (below).
 
 The data come from :func:`vitnp.data.prepare_data` (class subsets, a training subset, a validation split,
-images resized to ``cfg.image_size``), and the files from :class:`vitnp.rundir.RunDir` (``config.json``,
-``metrics.jsonl``, ``checkpoint.npz``, ``best.npz``, PNG plots; the table is in :mod:`vitnp.rundir`).
+images resized to ``cfg.image_size``), and the files from :class:`vitnp.io.rundir.RunDir` (``config.json``,
+``metrics.jsonl``, ``checkpoint.npz``, ``best.npz``, PNG plots; the table is in :mod:`vitnp.io.rundir`).
 
 Python API
 ----------
->>> from vitnp.presets import get_preset
->>> from vitnp.train import train, load_checkpoint
+>>> from vitnp.training.presets import get_preset
+>>> from vitnp.training import train, load_checkpoint
 >>> cfg, hp = get_preset("fast")
 >>> run = train(cfg, hp)                                   # doctest: +SKIP  (installed Fashion-MNIST)
 >>> run.history[-1]["val_acc"], run.test["best"]["test_acc"]   # doctest: +SKIP
@@ -24,12 +24,12 @@ Python API
 >>> params, cfg, meta = load_checkpoint("runs/fast/best.npz")                    # doctest: +SKIP
 
 ``train(cfg, hparams, out_dir=None, data=None, resume=False, quiet=True, ...)`` returns a
-:class:`vitnp.fit.Run` (``history``, ``params``, ``cfg``, ``hparams``, ``status``, ``last_eval``). ``data`` is
+:class:`vitnp.training.fit.Run` (``history``, ``params``, ``cfg``, ``hparams``, ``status``, ``last_eval``). ``data`` is
 None (the installed Fashion-MNIST), a directory of IDX files, or a tuple ``(train_images, train_labels,
 test_images, test_labels)`` of uint8 (N, H, W, C) images and integer labels.
 
 Models. ``cfg`` is a :class:`~vitnp.config.ViTConfig` (the ViT, or the hybrid with a CNN stem) or a
-:class:`~vitnp.cnn.CNNConfig` (the CNN baseline); :func:`vitnp.models.model_spec` gives the model's init,
+:class:`~vitnp.cnn.CNNConfig` (the CNN baseline); :func:`vitnp.training.specs.model_spec` gives the model's init,
 forward and backward, so both models get the same data, optimiser, schedule, augmentation and time budget:
 the fair comparison of paper §4 (inductive bias).  ``reference=True`` trains the ViT with the clear
 reference model (:mod:`vitnp.model`) instead of the fast path (:mod:`vitnp.fast`): the same numbers up to
@@ -48,31 +48,30 @@ Resume
 ``train(..., resume=True)`` (``python -m vitnp train --out RUN --resume``) continues from
 ``RUN/checkpoint.npz`` **bit-exactly**: a run stopped after epoch k, or in the middle of an epoch, and
 resumed ends with the same parameters and the same metrics lines (except the timing fields) as an
-uninterrupted run (:mod:`vitnp.fit` says how).  Ctrl-C (SIGINT) finishes the current step, saves such a
+uninterrupted run (:mod:`vitnp.training.fit` says how).  Ctrl-C (SIGINT) finishes the current step, saves such a
 checkpoint and stops; a second Ctrl-C quits at once (the previous checkpoint file stays intact because
 every write is atomic).  A wall-clock budget ``max_minutes`` (per call) stops at an epoch boundary when the
 next epoch would not fit, or mid-epoch with a checkpoint when the budget runs out inside an epoch.
 
 This module also gives the names a training notebook or script needs next to :func:`train`:
-:func:`train_step` (:mod:`vitnp.fit`), :func:`load_checkpoint`, :func:`save_checkpoint` and the checkpoint
-``FORMAT`` (:mod:`vitnp.rundir`), :func:`model_spec` and :func:`describe_model` (:mod:`vitnp.models`).
+:func:`train_step` (:mod:`vitnp.training.fit`), :func:`load_checkpoint`, :func:`save_checkpoint` and the checkpoint
+``FORMAT`` (:mod:`vitnp.io.rundir`), :func:`model_spec` and :func:`describe_model` (:mod:`vitnp.training.specs`).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
 from . import finetune
-from .data import MEAN, STD, class_names, md5, prepare_data, prepare_test
-from .evaluate import evaluate_arrays
+from ..data import MEAN, STD, class_names, md5, prepare_data, prepare_test
+from ..evaluate import evaluate_arrays
 from .fit import Run, TrainState, fit, schedule, train_step
-from .models import describe_model, model_spec
+from .specs import describe_model, model_spec
 from .presets import HParams, get_preset
-from .fast import parallel
-from .rundir import FORMAT, RUN_FILES, RunDir, RunLock, load_checkpoint, save_checkpoint, saved_preset
+from ..fast import parallel
+from ..io.rundir import FORMAT, RUN_FILES, RunDir, RunLock, load_checkpoint, save_checkpoint, saved_preset
 
 __all__ = ["train", "RESUMABLE_CHANGES", "Run", "train_step", "load_checkpoint", "save_checkpoint", "FORMAT",
            "model_spec", "describe_model"]
@@ -93,7 +92,7 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     ``cfg.image_size`` if the data differ (by at most 2× when shrinking).
     hparams : HParams               default: the 'fmnist' preset's.  ``hparams.classes`` needs
                                     ``cfg.num_classes == len(hparams.classes)``.
-    out_dir : path or None          run directory (:mod:`vitnp.rundir`); None trains in memory only.
+    out_dir : path or None          run directory (:mod:`vitnp.io.rundir`); None trains in memory only.
     data : None, a directory, or (train_x, train_y, test_x, test_y) uint8 (N, H, W, C) arrays and labels.
     resume : bool                   continue ``out_dir/checkpoint.npz`` bit-exactly. ``cfg`` and ``hparams``
                                     may be omitted; if given they must equal the saved ones except
@@ -109,12 +108,12 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     given).
     plots : bool                    write the PNGs into ``out_dir`` (curves every epoch, the rest at the end).
     init_from : path or None        a checkpoint whose parameters start the run, adapted to ``cfg`` by
-                                    :func:`vitnp.finetune.adapt_params` (E_pos resized for a new patch grid;
+                                    :func:`vitnp.training.finetune.adapt_params` (E_pos resized for a new patch grid;
                                     a new zero head when the class names differ from this run's); the
                                     optimiser starts fresh at step 0.  Recorded in config.json and in the
                                     checkpoints, so a resumed fine-tuning run keeps the record.  (The
                                     command line passes the checkpoint it already read, the dict of
-                                    :func:`vitnp.finetune.load_init`, so the file is read and hashed once.)
+                                    :func:`vitnp.training.finetune.load_init`, so the file is read and hashed once.)
     reference : bool                the reference model (:mod:`vitnp.model`) instead of the fast path; a
                                     resumed run may switch either way (then it is not bit-exact).
     overwrite : bool                a new run into a directory that holds run files (``RUN_FILES``)
@@ -123,8 +122,8 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     whose saved layout differs is then refused.  Without it a resumed run
                                     takes its saved layout (:func:`vitnp.fast.parallel.layout`).
 
-    Only one process at a time trains into ``out_dir`` (:class:`vitnp.rundir.RunLock`); a second one gets
-    :class:`vitnp.rundir.RunLockedError` at once.
+    Only one process at a time trains into ``out_dir`` (:class:`vitnp.io.rundir.RunLock`); a second one gets
+    :class:`vitnp.io.rundir.RunLockedError` at once.
 
     Returns
     -------
@@ -347,5 +346,5 @@ def _differences(a: dict, b: dict, ignore=()):
 
 
 def _version():
-    from . import __version__
+    from .. import __version__
     return __version__

@@ -2,7 +2,7 @@
 
 :func:`save_checkpoint` and :func:`load_checkpoint` write and read the self-describing ``.npz`` checkpoints
 (the table below); ``evaluate``, ``predict``, ``info`` and ``visualize`` need nothing else.  :class:`RunDir`
-writes a run's files as it goes (the loop of :mod:`vitnp.fit` calls it after every epoch and when it stops
+writes a run's files as it goes (the loop of :mod:`vitnp.training.fit` calls it after every epoch and when it stops
 in the middle of one), and :class:`SigintGuard` turns Ctrl-C into "finish this step, save, stop".
 
 Run directory (``out_dir``)
@@ -32,7 +32,7 @@ cross-entropy without label smoothing; train loss and accuracy are running means
 (augmented) batches. ``seconds`` (wall time of the epoch, training and evaluation) and ``images_per_s``
 (training throughput) are the only fields that differ between two runs with the same seed.
 
-Checkpoint files (``.npz``, written with :func:`vitnp.npz.save_npz`: no pickle; temporary file, fsync,
+Checkpoint files (``.npz``, written with :func:`vitnp.io.npz.save_npz`: no pickle; temporary file, fsync,
 rename)
 -----------------------------------------------------------------------------------------------------
 ==========================  ==========================================================================
@@ -57,7 +57,7 @@ rename)
                             model and config, what was adapted), or null; only when ``init_from`` was used
 ==========================  ==========================================================================
 
-Every file is written whole or not at all (:mod:`vitnp.atomic`): a crash, a full disk or a second Ctrl-C
+Every file is written whole or not at all (:mod:`vitnp.io.atomic`): a crash, a full disk or a second Ctrl-C
 leaves the previous version of each file intact.
 """
 from __future__ import annotations
@@ -71,8 +71,8 @@ import threading
 import numpy as np
 
 from .atomic import write_text
-from .data import MEAN, STD, class_names
-from .models import MODELS, describe_model, model_spec
+from ..data import MEAN, STD, class_names
+from ..training.specs import MODELS, describe_model, model_spec
 from .npz import load_npz, save_npz
 
 __all__ = ["FORMAT", "TIMING_KEYS", "RUN_FILES", "save_checkpoint", "load_checkpoint", "checkpoint_classes",
@@ -95,7 +95,7 @@ def save_checkpoint(path, params, cfg, *, hparams=None, optimizer=None,
     """Write a self-describing checkpoint (module docstring table) atomically with ``save_npz``.
 
     Only ``params`` and ``cfg`` (a ViTConfig or CNNConfig) are needed for evaluate/predict/info;
-    ``hparams`` is the run's :class:`vitnp.presets.HParams`; ``optimizer`` (AdamW), ``rng_state`` and
+    ``hparams`` is the run's :class:`vitnp.training.presets.HParams`; ``optimizer`` (AdamW), ``rng_state`` and
     ``progress`` make it resumable.  ``names``: the K class names (default :func:`vitnp.data.class_names` of
     all classes); ``data_info``: {'classes': [...], 'source_size': [H, W]}; ``init_info``: where the initial
     weights came from (``init_from``).
@@ -284,7 +284,7 @@ class RunDir:
         self._write_metrics(history)
 
     def save_state(self, state) -> None:
-        """``checkpoint.npz``: everything a resumed run needs (a :class:`vitnp.fit.TrainState`)."""
+        """``checkpoint.npz``: everything a resumed run needs (a :class:`vitnp.training.fit.TrainState`)."""
         save_checkpoint(self.checkpoint, state.params, self.cfg, hparams=self.hp, optimizer=state.opt,
                         rng_state=state.rng_state(), epoch=state.epoch, step=state.step, batch=state.batch,
                         progress=state.progress, history=state.history, names=self.names,
@@ -305,13 +305,13 @@ class RunDir:
             self.save_plots(state.history)
 
     def save_results(self, results: dict) -> None:
-        """``results.json``: the test evaluation at the end of the run (:func:`vitnp.train.train`)."""
+        """``results.json``: the test evaluation at the end of the run (:func:`vitnp.training.trainer.train`)."""
         write_text(os.path.join(self.path, "results.json"), json.dumps(results, indent=2, allow_nan=False) + "\n")
 
     def save_plots(self, history, last_eval=None, images=None, labels=None) -> None:
         """``curves.png``; with the last test evaluation (and the test images and labels) also
         ``confusion.png`` and ``predictions.png`` (25 seeded random test images)."""
-        from . import plots
+        from ..analysis import plots
         plots.save_figure(plots.curves_figure(history), os.path.join(self.path, "curves.png"))
         if last_eval is not None:
             plots.save_figure(plots.confusion_figure(last_eval["confusion"], self.names),

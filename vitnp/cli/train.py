@@ -1,11 +1,11 @@
 """The command line of training: ``python -m vitnp train``'s flags, and how they become a config, HParams
-and a call of :func:`vitnp.train.train`.
+and a call of :func:`vitnp.training.trainer.train`.
 
 Each flag overrides one field of the preset (``--preset``), or of the ``--init-from`` checkpoint's config;
 ``--config KEY=VALUE`` sets any other field.  A resumed run (``--resume``) takes everything from its
 checkpoint except ``--max-minutes`` and ``--config eval_batch_size=N``; ``--threads``, ``--quiet`` and
 ``--reference`` (the reference model instead of the fast path) may change on any call.  ``--seeds N`` trains
-the same set-up over N seeds and reports the mean ± std of the test accuracy (:mod:`vitnp.seeds`).
+the same set-up over N seeds and reports the mean ± std of the test accuracy (:mod:`vitnp.training.seeds`).
 """
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import json
 import math
 import os
 
-from . import finetune
-from .cnn import CNNConfig
-from .data import AUGMENTATIONS
-from .fast.parallel import set_blas_threads
-from .models import MODELS, model_spec
-from .presets import DESCRIPTIONS, PRESETS, HParams, get_preset
-from .rundir import load_checkpoint
-from .seeds import seed_dirs, summarize, train_seeds
-from .train import RESUMABLE_CHANGES, train
+from ..training import finetune
+from ..cnn import CNNConfig
+from ..data import AUGMENTATIONS
+from ..fast.parallel import set_blas_threads
+from ..training.specs import MODELS, model_spec
+from ..training.presets import DESCRIPTIONS, PRESETS, HParams, get_preset
+from ..io.rundir import load_checkpoint
+from ..training.seeds import seed_dirs, summarize, train_seeds
+from ..training.trainer import RESUMABLE_CHANGES, train
 
 __all__ = ["parse_classes", "add_train_arguments", "train_cli"]
 

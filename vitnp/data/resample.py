@@ -4,9 +4,9 @@ Both are separable: resizing an (H, W) grid to (h, w) is ``R_y · grid · R_xᵀ
 matrix of weights whose rows sum to 1.  Three users share these matrices:
 
 * the position embeddings, interpolated in 2-D for a new patch grid (paper §3.2,
-  :func:`vitnp.checkpoint.resize_pos_table`), corner-aligned like the reference code;
+  :func:`vitnp.io.original.resize_pos_table`), corner-aligned like the reference code;
 * images upsampled for fine-tuning at a higher resolution (:func:`vitnp.data.resize_images`), with pixel
-  centres aligned, and the rollout maps of :mod:`vitnp.analysis`;
+  centres aligned, and the rollout maps of :mod:`vitnp.analysis.maps`;
 * image files shrunk to the model's size by area averaging (:func:`vitnp.evaluate.image_to_input`), which
   does not alias.
 

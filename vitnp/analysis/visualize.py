@@ -30,7 +30,7 @@ Python API
 ----------
 visualize(checkpoint, images, out_dir, *, indices, data, ...)  -> list of the PNG paths written
 rollout_figure, distance_figure, pos_similarity_figure, filters_figure  -> matplotlib Figures (no pyplot)
-The numbers come from :mod:`vitnp.analysis`, the forward passes from the fast path (:mod:`vitnp.fast`), or
+The numbers come from :mod:`vitnp.analysis.maps`, the forward passes from the fast path (:mod:`vitnp.fast`), or
 with ``reference=True`` (``--reference``) from the reference model (:mod:`vitnp.model`): the attention maps
 agree up to float32 rounding.
 """
@@ -41,14 +41,14 @@ import os
 
 import numpy as np
 
-from . import analysis
-from .config import ViTConfig
-from .data import FASHION_MNIST_CLASSES, check_images, load_fashion_mnist, normalize, resize_images
-from .evaluate import add_reference_argument, image_to_input, load_image
-from .models import model_spec
-from .ops.loss import log_softmax
+from . import maps as analysis
+from ..config import ViTConfig
+from ..data import FASHION_MNIST_CLASSES, check_images, load_fashion_mnist, normalize, resize_images
+from ..evaluate import add_reference_argument, image_to_input, load_image
+from ..training.specs import model_spec
+from ..ops.loss import log_softmax
 from .plots import figure, save_figure
-from .rundir import checkpoint_classes, load_checkpoint
+from ..io.rundir import checkpoint_classes, load_checkpoint
 
 __all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_figure", "filters_figure",
            "FILES", "add_visualize_arguments", "visualize_cli"]
@@ -76,7 +76,7 @@ def rollout_figure(pictures, rollout, titles, per_row=4):
     """Each image beside its rollout overlay (paper Fig 6).
 
     pictures : (B, H, W, C) in [0, 1]      what the model saw, before normalisation
-    rollout  : (B, H, W)                    :func:`vitnp.analysis.attention_rollout`, any scale
+    rollout  : (B, H, W)                    :func:`vitnp.analysis.maps.attention_rollout`, any scale
     titles   : B strings                    e.g. the predicted class
     """
     B = len(pictures)
@@ -108,7 +108,7 @@ def rollout_figure(pictures, rollout, titles, per_row=4):
 def distance_figure(dist, cfg: ViTConfig, n_images):
     """Mean attention distance per head against depth, one dot per head (paper Fig 7 right).
 
-    dist : (L, k) pixels, :func:`vitnp.analysis.mean_attention_distance`
+    dist : (L, k) pixels, :func:`vitnp.analysis.maps.mean_attention_distance`
     """
     L, k = dist.shape
     fig = figure(6.5, 4.2)
@@ -134,7 +134,7 @@ def distance_figure(dist, cfg: ViTConfig, n_images):
 def pos_similarity_figure(S, cfg: ViTConfig):
     """The grid of grids of paper Fig 7 centre, drawn as one mosaic with a colour bar.
 
-    S : (gh, gw, gh, gw), :func:`vitnp.analysis.pos_embedding_similarity`; tile (r, c) is S[r, c],
+    S : (gh, gw, gh, gw), :func:`vitnp.analysis.maps.pos_embedding_similarity`; tile (r, c) is S[r, c],
         the similarity of patch (r, c)'s embedding with every patch, at the patch positions.
     """
     gh, gw = S.shape[:2]
@@ -162,7 +162,7 @@ def pos_similarity_figure(S, cfg: ViTConfig):
 def filters_figure(filters, variance, per_row=7):
     """Principal components of E as P×P filters (paper Fig 7 left).
 
-    filters : (k, P, P, C), :func:`vitnp.analysis.embedding_filters`;   variance : (k,) fractions
+    filters : (k, P, P, C), :func:`vitnp.analysis.maps.embedding_filters`;   variance : (k,) fractions
     Each filter is scaled by its largest |entry|: mid-grey is 0, so the sign pattern shows.
     """
     k, P, _, C = filters.shape

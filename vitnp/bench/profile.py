@@ -67,7 +67,7 @@ class OpTimer:
 @contextlib.contextmanager
 def _timed_fast_path(timer):
     """Within the block the fast path's ops are wrapped in ``timer``; the originals are restored after."""
-    from .fast import attention as fa, block as fb, ln_linear as fl, model as fm
+    from ..fast import attention as fa, block as fb, ln_linear as fl, model as fm
     targets = []
     for d in ("forward", "backward"):
         targets += [(fb, f"linear_{d}", ROWS[0]), (fb, f"ln_linear_{d}", ROWS[0]),   # GEMMs, bias, γ/β fold
@@ -87,10 +87,10 @@ def _timed_fast_path(timer):
 
 def profile_vitnp(cfg, batch, steps=3, seed=0) -> dict:
     """{'train': {row: ms per step}, 'infer': {...}, 'train_ms', 'infer_ms'} of the fast path on one thread."""
-    from . import init_params
-    from .fast import model as fm, parallel
-    from .ops.loss import softmax_cross_entropy
-    from .optim import AdamW
+    from .. import init_params
+    from ..fast import model as fm, parallel
+    from ..ops.loss import softmax_cross_entropy
+    from ..optim import AdamW
     rng = np.random.default_rng(seed)
     params = init_params(cfg, seed)
     opt = AdamW(params, lr=1e-3, weight_decay=0.05)
@@ -198,10 +198,10 @@ def format_profile(name, batch, vit, torch_side, attention) -> str:
 def run_profile(args, machine, log, configs, worker) -> int:
     """The ``bench --profile`` command: both configurations (or ``--config``), one thread, Markdown tables.
 
-    configs : {name: ViTConfig fields} (vitnp.bench.CONFIGS); worker : path of the torch worker, None for
+    configs : {name: ViTConfig fields} (vitnp.bench.run.CONFIGS); worker : path of the torch worker, None for
     vitnp only."""
-    from . import ViTConfig
-    from .atomic import write_text
+    from .. import ViTConfig
+    from ..io.atomic import write_text
     names = list(configs) if args.config == "all" else [args.config]
     use_torch = worker is not None
     steps = args.steps or 3

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
+from ..io.atomic import write_text
 
 CONFIGS = {
     "small": dict(image_size=28, patch_size=7, in_channels=1, num_classes=10, dim=64, depth=6, heads=4,
@@ -46,7 +46,7 @@ CONFIGS = {
                    mlp_dim=768),
 }
 DEFAULT_STEPS = {"small": 10, "base28": 3}      # timed steps per round, per side
-TORCH_WORKER = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_worker.py"
+TORCH_WORKER = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_worker.py"
 
 
 # ---- arithmetic --------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def matmul_flops(cfg, batch: int, train: bool = True) -> int:
 
 def matmul_peak(threads: int, sizes=(2048, 4096), repeats=(5, 2)) -> dict:
     """Best GFLOP/s of float32 square matmuls, with BLAS at ``threads`` threads."""
-    from .fast import parallel
+    from ..fast import parallel
     rng = np.random.default_rng(0)
     best = {}
     with parallel.blas_threads(threads):
@@ -97,11 +97,11 @@ def _rss_now() -> int:
 
 def _worker(args) -> int:
     """Answer the torch worker's protocol (train / infer / rss / quit, one JSON object a line) for vitnp."""
-    from . import ViTConfig, init_params
-    from .fast import parallel
-    from .models import model_spec
-    from .ops.loss import softmax_cross_entropy
-    from .optim import AdamW
+    from .. import ViTConfig, init_params
+    from ..fast import parallel
+    from ..training.specs import model_spec
+    from ..ops.loss import softmax_cross_entropy
+    from ..optim import AdamW
     parallel.configure(threads=args.threads)
     spec = model_spec("vit", reference=args.path == "reference")
     vit_forward, vit_backward, vit_predict = spec.forward, spec.backward, spec.predict
@@ -208,9 +208,9 @@ def _start_workers(cfg, args, threads, log):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))        # torch reads it at import; set_num_threads too
     common = ["--config", json.dumps(cfg.to_dict()), "--batch-size", str(args.batch_size),
               "--threads", str(threads), "--seed", "0"]
-    workers = {"vitnp": _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "fast"] + common, env=env)}
+    workers = {"vitnp": _Process([sys.executable, "-m", "vitnp.bench.run", "worker", "--path", "fast"] + common, env=env)}
     if args.reference:
-        workers["vitnp-reference"] = _Process([sys.executable, "-m", "vitnp.bench", "worker", "--path", "reference"]
+        workers["vitnp-reference"] = _Process([sys.executable, "-m", "vitnp.bench.run", "worker", "--path", "reference"]
                                               + common, env=env)
     why = ""
     worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
@@ -251,7 +251,7 @@ def bench_config(name, args, threads, peak, log) -> dict:
     (``--eval-batch-size``, 500 as ``HParams.eval_batch_size``) and 1 (latency).  Peak memory (max RSS) is read
     after the training rounds and again at the end.
     """
-    from . import ViTConfig
+    from .. import ViTConfig
     cfg = ViTConfig(**CONFIGS[name])
     steps = args.steps or DEFAULT_STEPS[name]
     log(f"[{name}] {cfg.num_tokens} tokens, D={cfg.dim}, depth {cfg.depth}, heads {cfg.heads}, MLP {cfg.mlp_dim}; "
@@ -322,7 +322,7 @@ def _machine(threads) -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
         pass
-    from .fast import parallel
+    from ..fast import parallel
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "numpy": np.__version__,
             "blas_thread_control": parallel.configure()["blas_control"], "blas": parallel.blas_info(),
@@ -358,7 +358,7 @@ def format_table(results, peak) -> str:
 
 def run(args) -> int:
     """The ``bench`` command."""
-    from .fast import parallel
+    from ..fast import parallel
     names = list(CONFIGS) if args.config == "all" else [args.config]
     if (args.batch_size < 1 or (args.steps is not None and args.steps < 1) or args.rounds < 1
             or args.eval_batch_size < 1):
@@ -385,10 +385,10 @@ def run(args) -> int:
     log = print if not args.quiet else (lambda *a, **k: None)
     machine = _machine(threads)
     if args.ops:
-        from .bench_ops import run_ops
+        from .ops import run_ops
         return run_ops(args, machine, log)
     if args.profile:
-        from .bench_profile import run_profile
+        from .profile import run_profile
         worker = Path(args.torch_worker) if args.torch_worker else TORCH_WORKER
         use_torch = not args.no_torch and _torch_available() and worker.is_file()
         return run_profile(args, machine, log, CONFIGS, worker if use_torch else None)
@@ -428,7 +428,7 @@ def _write_json(path, obj):
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    """The ``bench`` command's options (shared by ``python -m vitnp bench`` and ``python -m vitnp.bench``)."""
+    """The ``bench`` command's options (shared by ``python -m vitnp bench`` and ``python -m vitnp.bench.run``)."""
     p.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=None,
@@ -464,14 +464,14 @@ def add_arguments(p: argparse.ArgumentParser):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
-        p = argparse.ArgumentParser(prog="python -m vitnp.bench worker")
+        p = argparse.ArgumentParser(prog="python -m vitnp.bench.run worker")
         p.add_argument("--config", required=True)
         p.add_argument("--batch-size", type=int, default=128)
         p.add_argument("--threads", type=int, required=True)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--path", choices=("fast", "reference"), default="fast")
         return _worker(p.parse_args(argv[1:]))
-    p = argparse.ArgumentParser(prog="python -m vitnp.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m vitnp.bench.run", description=__doc__.splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -10,7 +10,7 @@ one in at most two places:
 * **E_pos, at a higher resolution.**  "We keep the patch size the same, which results in a larger effective
   sequence length … we perform 2D interpolation of the pre-trained position embeddings, according to their
   location in the original image."  When the patch grid (H/P, W/P) changes, E_pos (T, D) is resized with
-  :func:`vitnp.checkpoint.resize_pos_table` (class-token row kept, the grid of patch rows resized
+  :func:`vitnp.io.original.resize_pos_table` (class-token row kept, the grid of patch rows resized
   bilinearly).
 
 Everything else is copied unchanged (bit for bit, as new arrays), and must have the same shape in both
@@ -33,11 +33,11 @@ import os
 
 import numpy as np
 
-from .checkpoint import resize_pos_table
-from .config import ARITHMETIC_FIELDS, ViTConfig, shape_fields
-from .data import md5
-from .models import model_spec
-from .rundir import load_checkpoint
+from ..io.original import resize_pos_table
+from ..config import ARITHMETIC_FIELDS, ViTConfig, shape_fields
+from ..data import md5
+from .specs import model_spec
+from ..io.rundir import load_checkpoint
 
 __all__ = ["adapt_params", "pos_table_changes", "ARITHMETIC_FIELDS", "load_init", "adapt_init"]
 
@@ -141,7 +141,7 @@ def _why(name, old_cfg, new_cfg) -> str:
 
 # ---- a training run's initial weights (init_from) ------------------------------------------------------
 def load_init(path) -> dict:
-    """The checkpoint a run starts from, read and validated (:func:`vitnp.rundir.load_checkpoint`) and hashed,
+    """The checkpoint a run starts from, read and validated (:func:`vitnp.io.rundir.load_checkpoint`) and hashed,
     once: {'path', 'md5', 'params', 'cfg', 'meta'}.  Errors say which option they concern (``init_from``)."""
     path = os.fspath(path)
     try:

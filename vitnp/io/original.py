@@ -40,14 +40,14 @@ A hybrid config (``cfg.stem_channels``, paper §3.1) has no place in this layout
 checkpoints store a ResNet stem (``conv_root``, ``gn_root``, ``block{i}/…``) with group norms and
 bottleneck units, which vitnp's small conv → ReLU → pool stem is not.  :func:`to_jax`, :func:`from_jax`,
 :func:`jax_shapes` and :func:`save_original` refuse a hybrid config; keep hybrids in
-:func:`vitnp.npz.save_npz` files (the training checkpoints of :mod:`vitnp.rundir` are such files).
+:func:`vitnp.io.npz.save_npz` files (the training checkpoints of :mod:`vitnp.io.rundir` are such files).
 
 The ``pre_logits`` layer of the ImageNet-21k pre-training files (a hidden tanh layer in the head) has no
 vitnp counterpart; :func:`from_jax` refuses it with a message saying so.
 
-The files themselves are read and written by :func:`vitnp.npz.load_npz` and :func:`vitnp.npz.save_npz`
+The files themselves are read and written by :func:`vitnp.io.npz.load_npz` and :func:`vitnp.io.npz.save_npz`
 (atomic, no pickle).  E_pos for a new patch grid (§3.2) is interpolated here too, as in the reference code,
-with the bilinear matrices of :mod:`vitnp.resample`.
+with the bilinear matrices of :mod:`vitnp.data.resample`.
 """
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .config import ViTConfig, param_shapes, shape_fields
-from .model import check_params
+from ..config import ViTConfig, param_shapes, shape_fields
+from ..model import check_params
 from .npz import load_npz, save_npz
-from .resample import resize_grid
+from ..data.resample import resize_grid
 
 __all__ = ["jax_shapes", "to_jax", "from_jax"]
 
@@ -257,7 +257,7 @@ def resize_pos_table(E_pos, old_cfg: ViTConfig, new_cfg: ViTConfig) -> np.ndarra
     """E_pos (T_old, D) of ``old_cfg`` interpolated in 2-D to the patch grid of ``new_cfg`` (paper §3.2).
 
     The class token's row (classifier 'token') is kept; the N patch rows are laid out on ``old_cfg.grid``,
-    row-major, and resized bilinearly and corner-aligned (:func:`vitnp.resample.resize_grid`) to
+    row-major, and resized bilinearly and corner-aligned (:func:`vitnp.data.resample.resize_grid`) to
     ``new_cfg.grid``.  Only the grids, ``dim`` and ``classifier`` are read: :func:`resize_pos_embedding`
     checks the rest.
 

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .atomic import write_text
+from ..io.atomic import write_text
 
 __all__ = ["seed_dirs", "train_seeds", "summarize", "mean_std"]
 
@@ -50,7 +50,7 @@ def train_seeds(n, first_seed, out_dir, train_one, log=None) -> str:
     completed and ``seeds.json`` is written).
 
     ``train_one(seed, run_dir)`` trains one run (the caller fixes everything else) and returns a
-    :class:`vitnp.fit.Run`; a run that does not complete (Ctrl-C, the budget) stops the loop, and
+    :class:`vitnp.training.fit.Run`; a run that does not complete (Ctrl-C, the budget) stops the loop, and
     ``--resume`` continues it.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

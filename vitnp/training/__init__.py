@@ -1,0 +1,29 @@
+"""Training: the loop, its presets and hyper-parameters, fine-tuning, seeds, and the models it can train.
+
+=====================  ===================================================================================
+module                 what lives there
+=====================  ===================================================================================
+``training.trainer``   :func:`train`: sets a run up (fresh, resumed, or from a checkpoint) and trains it
+``training.fit``       the loop: epochs, validation, checkpoints, the budget planner (:class:`Run`)
+``training.presets``   :class:`HParams` and the named presets (``fast``, ``fmnist`` …)
+``training.specs``     the models it trains (ViT, hybrid, CNN) behind one interface (``model_spec``)
+``training.finetune``  starting from a trained model: E_pos for a new resolution, a new head
+``training.seeds``     several seeds of one preset, mean ± std
+=====================  ===================================================================================
+
+This package's names are the public face: ``from vitnp.training import train, load_checkpoint``.
+"""
+import importlib
+
+_WHERE = {"train": ".trainer", "RESUMABLE_CHANGES": ".trainer", "Run": ".fit", "train_step": ".fit",
+          "load_checkpoint": "..io.rundir", "save_checkpoint": "..io.rundir", "FORMAT": "..io.rundir",
+          "model_spec": ".specs", "describe_model": ".specs", "HParams": ".presets", "get_preset": ".presets"}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    """The public names, imported when first asked for (PEP 562), so that ``vitnp.evaluate`` and the modules here
+    may import each other's modules without an import cycle through this package's face."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
