@@ -50,7 +50,7 @@ import numpy as np
 from vitnp.io.atomic import write_text
 from vitnp.config import ViTConfig
 from vitnp.data import load_fashion_mnist, md5, normalize, prepare_data
-from vitnp.evaluate import checkpoint_view, evaluate_arrays
+from vitnp.training.evaluation import checkpoint_view, evaluate_arrays
 from vitnp.fast.parallel import set_blas_threads
 from vitnp.training.finetune import adapt_params
 from vitnp.model import vit_forward

@@ -147,7 +147,7 @@ def run_one(model: str, n_train: int, settings: dict, data_dir=None, verify=True
     arrays replace the files of ``data_dir``.  Returns the run's record for results.json (see :func:`main`).
     """
     from vitnp.data import prepare_data
-    from vitnp.evaluate import evaluate_arrays
+    from vitnp.training.evaluation import evaluate_arrays
     from vitnp.fast.parallel import configure, set_blas_threads
     from vitnp.training.fit import TrainState, fit
     from vitnp.training.specs import model_spec

@@ -17,7 +17,8 @@ from vitnp.__main__ import main
 from vitnp.io.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, count_params
 from vitnp.data import FASHION_MNIST_CLASSES, write_idx
-from vitnp.evaluate import image_to_input, predict_proba
+from vitnp.data.image_files import image_to_input
+from vitnp.training.evaluation import predict_proba
 from vitnp.data.resample import resize_area
 from vitnp.training import load_checkpoint
 
@@ -492,7 +493,7 @@ def test_resume_applies_eval_batch_size_and_keeps_the_preset(run, capsys):
 
 
 def test_evaluate_arrays_checks_its_inputs(run):
-    from vitnp.evaluate import evaluate_arrays
+    from vitnp.training.evaluation import evaluate_arrays
     params, cfg, _ = load_checkpoint(run["out"] / "best.npz")
     images, labels = run["arrays"]["test"]
     x = images[..., None]                                                        # uint8 (20, 28, 28, 1)

@@ -613,7 +613,7 @@ def test_vit_predict_equals_forward(seed, dtype, sharding):
 
 def test_evaluation_uses_the_inference_path(monkeypatch):
     """evaluate_arrays and predict_proba run ModelSpec.predict (no cache), not the training forward."""
-    from vitnp import evaluate
+    from vitnp.training import evaluation as evaluate
     from vitnp.training import specs as models
     cfg, params, _, _ = random_case(0, "float32")
     calls = []

@@ -95,11 +95,11 @@ def test_an_object_header_is_refused_as_pickle(tmp_path):
 def test_a_png_bomb_is_refused_from_its_header(tmp_path):
     """A 9000×9000 black PNG is ~250 KB on disk and 324 MB decoded (1.3 GB as float32 RGBA): refused unread."""
     from PIL import Image
-    from vitnp.evaluate import load_image
+    from vitnp.data.image_files import load_image
     path = tmp_path / "bomb.png"
     Image.new("L", (9000, 9000)).save(path, optimize=True)
     assert path.stat().st_size < 1_000_000
-    out = _refused_under_memory_limit(f"from vitnp.evaluate import load_image; load_image({str(path)!r})", 1024)
+    out = _refused_under_memory_limit(f"from vitnp.data.image_files import load_image; load_image({str(path)!r})", 1024)
     assert "81,000,000 pixels, more than" in out, out
     small = tmp_path / "small.png"
     Image.new("RGB", (28, 20), (255, 255, 255)).save(small)

@@ -20,7 +20,7 @@ import pytest
 
 from vitnp import ViTConfig
 from vitnp.data import resize_images, write_idx
-from vitnp.evaluate import evaluate_arrays
+from vitnp.training.evaluation import evaluate_arrays
 from vitnp.training.finetune import adapt_params
 from vitnp.training.presets import HParams
 from vitnp.training import load_checkpoint, train

@@ -95,7 +95,7 @@ def test_best_checkpoint_is_the_argmax_of_validation_accuracy_not_test(tmp_path)
     assert results == run.test and results["chosen_by"] == "val_acc"
     assert results["best"]["epoch"] == best_epoch and results["best"]["val_acc"] == max(val)
     assert results["final"]["epoch"] == run.history[-1]["epoch"] == HP.epochs
-    from vitnp.evaluate import evaluate_arrays
+    from vitnp.training.evaluation import evaluate_arrays
     prepared = prepare_data((tr_x, tr_y, te_x, te_y), TINY, HP)["test"]
     for which, p in (("best", params), ("final", run.params)):
         ev = evaluate_arrays(p, TINY, *prepared, batch_size=HP.eval_batch_size)

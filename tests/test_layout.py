@@ -136,8 +136,10 @@ def private_uses(script, package="vitnp") -> list:
 # ---- the checks on vitnp -----------------------------------------------------------------------------
 def test_vitnp_has_no_import_cycles():
     graph = import_graph(ROOT / "vitnp")
-    assert {"vitnp.training.trainer", "vitnp.evaluate", "vitnp.training.fit", "vitnp.data", "vitnp.data.batches"} <= set(graph)
-    assert "vitnp.io.rundir" in graph["vitnp.evaluate"] and "vitnp.evaluate" in graph["vitnp.training.fit"]   # edges seen
+    assert {"vitnp.training.trainer", "vitnp.training.evaluation", "vitnp.training.fit", "vitnp.data",
+            "vitnp.data.batches"} <= set(graph)
+    assert "vitnp.io.rundir" in graph["vitnp.training.evaluation"]                          # edges seen
+    assert "vitnp.training.evaluation" in graph["vitnp.training.fit"]
     assert cycles(graph) == []
 
 
@@ -220,3 +222,11 @@ def test_the_top_level_is_a_map():
     close = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if _one_letter_apart(a, b)]
     assert not close, close
     assert _one_letter_apart("model", "models") and not _one_letter_apart("model", "ops")   # the check can fail
+
+
+def test_the_library_does_not_climb_to_the_command_line():
+    """No module outside vitnp.cli (and the entry point) imports vitnp.cli: commands call the library, never back."""
+    graph = import_graph(ROOT / "vitnp")
+    climbing = sorted(m for m, edges in graph.items() if not m.startswith(("vitnp.cli", "vitnp.__main__"))
+                      and any(e == "vitnp.cli" or e.startswith("vitnp.cli.") for e in edges))
+    assert not climbing, climbing

@@ -19,7 +19,7 @@ from vitnp import ViTConfig, init_params, vit_forward
 from vitnp.training import finetune
 from vitnp.cnn import CNNConfig
 from vitnp.data import prepare_data, resize_images
-from vitnp.evaluate import evaluate_arrays
+from vitnp.training.evaluation import evaluate_arrays
 from vitnp.fast import parallel
 from vitnp.training.finetune import adapt_params
 from vitnp.training.fit import TrainState, fit, train_step

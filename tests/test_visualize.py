@@ -15,7 +15,8 @@ from vitnp.training import specs as models
 from vitnp.analysis import visualize as vis
 from vitnp.__main__ import main
 from vitnp.data import write_idx
-from vitnp.evaluate import image_to_input, load_image, predict_proba
+from vitnp.data.image_files import image_to_input, load_image
+from vitnp.training.evaluation import predict_proba
 from vitnp.training import load_checkpoint, save_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

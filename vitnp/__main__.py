@@ -54,10 +54,10 @@ def _lazy(module, function, guarded=True):
 
 _bench = _lazy("bench.run", "run")
 _train = _lazy("cli.train", "train_cli")
-_evaluate = _lazy("evaluate", "evaluate_cli")
-_predict = _lazy("evaluate", "predict_cli")
-_info = _lazy("evaluate", "info_cli")
-_visualize = _lazy("analysis.visualize", "visualize_cli")
+_evaluate = _lazy("cli.evaluate", "evaluate_cli")
+_predict = _lazy("cli.evaluate", "predict_cli")
+_info = _lazy("cli.evaluate", "info_cli")
+_visualize = _lazy("cli.visualize", "visualize_cli")
 _course = _lazy("course.cli", "run")
 
 
@@ -76,7 +76,7 @@ def main(argv=None):
                                    "and time the gradient-check suite. See docs/performance.md.")
     add_bench_arguments(p)
     p.set_defaults(func=_bench)
-    from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
+    from .cli.evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
     from .cli.train import add_train_arguments
     p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory "
                                      "(resumable)",
@@ -95,7 +95,7 @@ def main(argv=None):
     p = sub.add_parser("info", help="config and parameter counts of a checkpoint")
     add_info_arguments(p)
     p.set_defaults(func=_info)
-    from .analysis.visualize import add_visualize_arguments
+    from .cli.visualize import add_visualize_arguments
     p = sub.add_parser("visualize", help="attention rollout, attention distance, E_pos similarity and E filters "
                                          "of a checkpoint as PNGs (paper Fig 6, Fig 7)",
                        description="Write rollout.png (Fig 6), attention_distance.png (Fig 7 right), "

@@ -30,7 +30,7 @@ import numpy as np
 import vitnp
 from vitnp.analysis.maps import attention_rollout, pos_embedding_similarity
 from vitnp.data import fashion_mnist_or_synthetic, normalize
-from vitnp.evaluate import predict_proba
+from vitnp.training.evaluation import predict_proba
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, warmup_cosine
 from vitnp.training.presets import get_preset
@@ -239,7 +239,7 @@ plt.show()
 # %% [markdown]
 # ## 5. The test evaluation, checked by hand
 #
-# `run.last_eval` is `vitnp.evaluate.evaluate_arrays` of the kept model (`run.best_params`) on the test images, the one
+# `run.last_eval` is `vitnp.training.evaluation.evaluate_arrays` of the kept model (`run.best_params`) on the test images, the one
 # reading of the test set after training: the accuracy, the predicted class of each image and the confusion matrix
 # $C$, where $C_{ij}$ counts the images of true class $i$ predicted as $j$ (so the diagonal holds the correct ones and
 # accuracy $= \operatorname{tr} C / \sum C$). By hand: normalise, run `vit_forward`, take the arg-max of the logits,

@@ -47,7 +47,7 @@ import vitnp
 from vitnp.analysis.maps import (attention_maps, attention_rollout, embedding_filters, mean_attention_distance,
                             patch_distances, pos_embedding_similarity)
 from vitnp.data import load_fashion_mnist
-from vitnp.evaluate import evaluate_arrays
+from vitnp.training.evaluation import evaluate_arrays
 from vitnp.training import load_checkpoint
 from vitnp.course.notebook import exercise
 
@@ -87,7 +87,7 @@ print(f"training: {hp['epochs']} epochs, batch {hp['batch_size']}, AdamW lr {hp[
 # %% [markdown]
 # ## 1. The model and its test accuracy
 #
-# First, is this a model worth inspecting? `vitnp.evaluate.evaluate_arrays` runs it over test images, normalised the way
+# First, is this a model worth inspecting? `vitnp.training.evaluation.evaluate_arrays` runs it over test images, normalised the way
 # the training images were. In full mode that is all 10,000 test images, and the result must equal the test accuracy the
 # training run recorded for this epoch (same code, same batches): this older run evaluated the test set after every
 # epoch, which runs now do only as a teaching curve (`test_curve=True`, notebook 06). In fast mode we use the first
@@ -573,7 +573,7 @@ for label, m in (("trained", maps), ("untrained", maps0)):
 # %%
 from vitnp.analysis.visualize import visualize
 
-from vitnp.evaluate import image_to_input, load_image
+from vitnp.data.image_files import image_to_input, load_image
 
 with tempfile.TemporaryDirectory() as tmp:
     png = os.path.join(tmp, "example.png")

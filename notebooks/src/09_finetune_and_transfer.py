@@ -37,7 +37,7 @@ import vitnp
 from vitnp.analysis.maps import pos_embedding_similarity
 from vitnp.io.original import resize_pos_embedding
 from vitnp.data import load_fashion_mnist, normalize, resize_images, select_classes
-from vitnp.evaluate import evaluate_arrays
+from vitnp.training.evaluation import evaluate_arrays
 from vitnp.training.finetune import adapt_params
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.training.presets import HParams

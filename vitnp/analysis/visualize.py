@@ -21,7 +21,7 @@ writes, in the ``--out`` directory (each PNG through a temporary file and a rena
 A hybrid ViT has no ``filters.png`` (its E maps CNN feature channels, not pixels) and a model without
 position embeddings no ``pos_embedding_similarity.png``; the command says so.  Only ViT checkpoints can be
 drawn (a CNN has no attention).  The inputs are prepared as for the other commands: image files as
-``python -m vitnp predict`` does (:func:`vitnp.evaluate.image_to_input`, with the checkpoint's source size
+``python -m vitnp predict`` does (:func:`vitnp.data.image_files.image_to_input`, with the checkpoint's source size
 for a model trained on resized images), ``--index`` test images as ``evaluate`` does (resized to the
 model's image size with :func:`vitnp.data.resize_images`).  Their true class is named from Fashion-MNIST's
 ten; for a model trained on ``--classes`` an image of another class says "not a trained class".
@@ -41,17 +41,16 @@ import os
 
 import numpy as np
 
-from . import maps as analysis
 from ..config import ViTConfig
 from ..data import FASHION_MNIST_CLASSES, check_images, load_fashion_mnist, normalize, resize_images
-from ..evaluate import add_reference_argument, image_to_input, load_image
-from ..training.specs import model_spec
-from ..ops.loss import log_softmax
-from .plots import figure, save_figure
+from ..data.image_files import image_to_input, load_image
 from ..io.rundir import checkpoint_classes, load_checkpoint
+from ..ops.loss import log_softmax
+from ..training.specs import model_spec
+from . import maps as analysis
+from .plots import figure, save_figure
 
-__all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_figure", "filters_figure",
-           "FILES", "add_visualize_arguments", "visualize_cli"]
+__all__ = ["visualize", "rollout_figure", "distance_figure", "pos_similarity_figure", "filters_figure", "FILES"]
 
 FILES = ("rollout.png", "attention_distance.png", "pos_embedding_similarity.png", "filters.png")
 MAX_SHOWN = 16            # rollout.png shows at most this many images; all of them count in the distances
@@ -190,7 +189,7 @@ def filters_figure(filters, variance, per_row=7):
 # ---- the command -------------------------------------------------------------------------------------
 def _test_images(indices, data, verify, cfg):
     """uint8 (n, H, W, C) Fashion-MNIST test images, resized to the model's size as ``evaluate`` does
-    (:func:`vitnp.evaluate.checkpoint_view`), and their original labels 0-9, with clear errors."""
+    (:func:`vitnp.training.evaluation.checkpoint_view`), and their original labels 0-9, with clear errors."""
     images, labels = load_fashion_mnist(data, "test", verify=verify)       # (N, 28, 28, 1), (N,)
     n = len(images)
     for i in indices:
@@ -212,7 +211,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
     Parameters
     ----------
     checkpoint : path of a checkpoint from ``python -m vitnp train`` (``best.npz``, ``checkpoint.npz``)
-    images : PNG/JPEG paths, converted like ``predict`` does (:func:`vitnp.evaluate.image_to_input`)
+    images : PNG/JPEG paths, converted like ``predict`` does (:func:`vitnp.data.image_files.image_to_input`)
     out_dir : directory for the PNGs (created if missing)
     indices : Fashion-MNIST test-set indices to use as well (needs the data: ``data`` or the defaults of
         :func:`vitnp.data.load_fashion_mnist`), resized to the model's image size as ``evaluate`` does
@@ -305,31 +304,3 @@ def _true_name(label, trained) -> str:
     """The Fashion-MNIST name of an original test label 0-9, noting a class the model was not trained on."""
     name = FASHION_MNIST_CLASSES[int(label)]
     return name if not trained or int(label) in trained else f"{name}, not a trained class"
-
-
-def add_visualize_arguments(p) -> None:
-    p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG or JPEG files (or use --index)")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
-    p.add_argument("--index", type=int, action="append", default=[], metavar="N",
-                   help="a Fashion-MNIST test image by index (repeatable); needs the data")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST directory for --index (default: $VITNP_DATA, then "
-                        "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
-    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert light-background image files, as `predict` does (default: auto)")
-    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
-                   help="rollout map over the pixels: one block per patch (default) or interpolated")
-    p.add_argument("--filters", type=int, default=28, metavar="K",
-                   help="principal components of E to draw (default 28, as the paper's Fig 7)")
-    add_reference_argument(p)
-
-
-def visualize_cli(args) -> int:
-    """``python -m vitnp visualize``: the four PNGs."""
-    visualize(args.checkpoint, args.images, args.out, indices=args.index, data=args.data,
-              verify=not args.no_verify, invert=args.invert, upsample=args.upsample, n_filters=args.filters,
-              reference=args.reference)
-    return 0

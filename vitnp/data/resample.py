@@ -7,7 +7,7 @@ matrix of weights whose rows sum to 1.  Three users share these matrices:
   :func:`vitnp.io.original.resize_pos_table`), corner-aligned like the reference code;
 * images upsampled for fine-tuning at a higher resolution (:func:`vitnp.data.resize_images`), with pixel
   centres aligned, and the rollout maps of :mod:`vitnp.analysis.maps`;
-* image files shrunk to the model's size by area averaging (:func:`vitnp.evaluate.image_to_input`), which
+* image files shrunk to the model's size by area averaging (:func:`vitnp.data.image_files.image_to_input`), which
   does not alias.
 
 =====================================  ================================================================

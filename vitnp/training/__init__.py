@@ -7,6 +7,7 @@ module                 what lives there
 ``training.fit``       the loop: epochs, validation, checkpoints, the budget planner (:class:`Run`)
 ``training.presets``   :class:`HParams` and the named presets (``fast``, ``fmnist`` …)
 ``training.specs``     the models it trains (ViT, hybrid, CNN) behind one interface (``model_spec``)
+``training.evaluation``  evaluate_arrays, predict_proba, the validation split: what the loop and the commands share
 ``training.finetune``  starting from a trained model: E_pos for a new resolution, a new head
 ``training.seeds``     several seeds of one preset, mean ± std
 =====================  ===================================================================================
@@ -22,7 +23,7 @@ __all__ = list(_WHERE)
 
 
 def __getattr__(name):
-    """The public names, imported when first asked for (PEP 562), so that ``vitnp.evaluate`` and the modules here
+    """The public names, imported when first asked for (PEP 562), so that the modules here
     may import each other's modules without an import cycle through this package's face."""
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name], __name__), name)

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from ..data import augmentation, iterate_batches
-from ..evaluate import cross_entropy_sum, evaluate_arrays
+from .evaluation import cross_entropy_sum, evaluate_arrays
 from .specs import model_spec
 from ..ops.loss import softmax_cross_entropy
 from ..optim import AdamW, clip_grad_norm, grad_norm, warmup_cosine
@@ -63,7 +63,7 @@ class Run:
     cfg, hparams             the ViTConfig (or CNNConfig) and HParams of the run.
     status : str             'completed', 'budget' (the deadline, ``max_minutes``), 'interrupted' (Ctrl-C),
                              'stopped' (stop_after_epoch or a callback asked to stop).
-    last_eval : dict | None  :func:`vitnp.evaluate.evaluate_arrays` on the test split at the last evaluation
+    last_eval : dict | None  :func:`vitnp.training.evaluation.evaluate_arrays` on the test split at the last evaluation
                              of this call, when ``splits`` holds one; after :func:`vitnp.training.trainer.train`, the
                              best checkpoint's test evaluation (predictions, confusion, per-class accuracy).
     out_dir : str | None

@@ -66,7 +66,7 @@ import numpy as np
 
 from . import finetune
 from ..data import MEAN, STD, class_names, md5, prepare_data, prepare_test
-from ..evaluate import evaluate_arrays
+from .evaluation import evaluate_arrays
 from .fit import Run, TrainState, fit, schedule, train_step
 from .specs import describe_model, model_spec
 from .presets import HParams, get_preset
