@@ -46,7 +46,8 @@ PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_back
          "msa_forward", "msa_backward", "gelu_forward", "gelu_backward", "dropout_forward", "dropout_backward",
          "mlp_forward", "mlp_backward", "encoder_block_forward", "encoder_block_backward",
          "encoder_forward", "encoder_backward",
-         "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward"]
+         "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
+         "conv_stack_forward", "conv_stack_backward"]
 
 
 def _pairs(package):
@@ -64,7 +65,8 @@ def _pairs(package):
 def test_suite_covers_every_pair():
     found = set().union(*_pairs(vitnp.ops).values())
     assert found == set(PAIRS), f"pairs not listed here: {found - set(PAIRS)}; gone: {set(PAIRS) - found}"
-    source = "".join(inspect.getsource(f) for f in (selfcheck.cases, selfcheck._check_block))   # not the imports
+    source = "".join(inspect.getsource(f) for f in (selfcheck.cases, selfcheck._check_block,
+                                                     selfcheck._check_conv_stack))          # not the imports
     missing = [n for n in PAIRS if n not in source]
     assert not missing, f"no gradient check calls {missing}"
 

@@ -200,7 +200,7 @@ def test_forward_shapes_and_float32_is_preserved():
 
 def test_forward_is_the_stem_then_the_plain_vit():
     """A hybrid = the same ViT fed the stem's feature map: the stem is only a new patch source."""
-    from vitnp.cnn import conv_stack_forward
+    from vitnp.ops.conv import conv_stack_forward
     cfg = hybrid_tiny_config(image_size=(9, 8), stem_channels=(3, 4), patch_size=1)
     params = {k: v + 0.3 for k, v in init_params(cfg, seed=2).items()}
     x = np.random.default_rng(2).standard_normal((2, 9, 8, 2))
@@ -230,8 +230,8 @@ def test_gradient_of_every_parameter_and_the_images(fields):
 
 def test_a_broken_stem_backward_is_caught(monkeypatch):
     """ReLU's backward replaced by the identity: the stem's gradients (and dx) must fail the check."""
-    import vitnp.cnn
-    monkeypatch.setattr(vitnp.cnn, "relu_backward", lambda dout, cache: dout)
+    import vitnp.ops.conv
+    monkeypatch.setattr(vitnp.ops.conv, "relu_backward", lambda dout, cache: dout)   # what conv_stack_backward calls
     errors = check_model(hybrid_tiny_config(depth=1), seed=1, check_input=True, max_checks=24)
     assert errors["stem.0.W"] > 1e-2 and errors["x"] > 1e-2
     assert errors["E"] <= GRAD_TOL                                            # above the stem, all is well

@@ -230,3 +230,10 @@ def test_the_library_does_not_climb_to_the_command_line():
     climbing = sorted(m for m, edges in graph.items() if not m.startswith(("vitnp.cli", "vitnp.__main__"))
                       and any(e == "vitnp.cli" or e.startswith("vitnp.cli.") for e in edges))
     assert not climbing, climbing
+
+
+def test_the_vit_does_not_import_the_cnn_baseline():
+    """The hybrid stem and the baseline share conv ops from vitnp.ops.conv; vitnp.model needs nothing of vitnp.cnn."""
+    graph = import_graph(ROOT / "vitnp")
+    assert "vitnp.cnn" not in graph["vitnp.model"] and "vitnp.ops.conv" in graph["vitnp.model"]
+    assert "vitnp.ops.conv" in graph["vitnp.cnn"]

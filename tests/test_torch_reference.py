@@ -157,7 +157,7 @@ def test_reference_block_matches_nn_transformer_encoder_layer():
 
 def test_reference_stem_is_torch_conv_relu_pool_and_vitnp_agrees():
     """t_stem against nn.Conv2d / nn.ReLU / nn.MaxPool2d modules, and vitnp's conv_stack_forward against it."""
-    from vitnp.cnn import conv_stack_forward
+    from vitnp.ops.conv import conv_stack_forward
     rng = np.random.default_rng(2)
     cfg = vitnp.ViTConfig(image_size=(9, 10), patch_size=1, in_channels=3, dim=8, heads=2,
                           stem_channels=(4, 6), stem_kernel=3, stem_pool=2, dtype="float64")

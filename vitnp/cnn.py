@@ -17,8 +17,9 @@ usually wins (paper Fig 3–4).  The default network, for 28×28×1 Fashion-MNIS
     conv{i}.W  (k, k, C_{i-1}, C_i)    conv{i}.b  (C_i,)        i = 1 … len(channels)
     head.W     (h·w·C_last, K)         head.b     (K,)
 
-:func:`conv_stack_forward` / :func:`conv_stack_backward` (the conv → ReLU → pool stages alone) are
-separate so that a hybrid ViT can use the same stages as its patch source.
+:func:`vitnp.ops.conv.conv_stack_forward` / ``conv_stack_backward`` (the conv → ReLU → pool stages alone) and
+:func:`vitnp.ops.conv.he_normal` live with the conv ops, so that the hybrid ViT's stem uses the same stages as
+this baseline without importing it.
 """
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ import dataclasses
 import numpy as np
 
 from .config import _positive_int, check_arrays
-from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
+from .ops.conv import conv_stack_backward, conv_stack_forward, he_normal
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.linear import linear_backward, linear_forward
 
 __all__ = ["CNNConfig", "cnn_config", "cnn_param_shapes", "count_cnn_params", "init_cnn_params",
-           "cnn_forward", "cnn_backward", "conv_stack_forward", "conv_stack_backward", "he_normal"]
+           "cnn_forward", "cnn_backward"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,13 +146,6 @@ def count_cnn_params(cfg: CNNConfig) -> int:
     return sum(int(np.prod(s)) for s in cnn_param_shapes(cfg).values())
 
 
-def he_normal(rng, shape):
-    """He normal initialisation of a conv kernel (k, k, C_in, C_out): Normal(0, 2/fan_in), fan_in = k²·C_in,
-    the right scale before a ReLU (He et al. 2015).  Also used for the hybrid ViT's stem (:mod:`vitnp.model`)."""
-    fan_in = shape[0] * shape[1] * shape[2]                                  # k²·C_in
-    return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-
-
 def init_cnn_params(seed: int = 0, cfg: CNNConfig | None = None) -> dict:
     """Parameters for ``cfg`` (default :func:`cnn_config`), from ``np.random.default_rng(seed)``.
 
@@ -175,42 +169,6 @@ def init_cnn_params(seed: int = 0, cfg: CNNConfig | None = None) -> dict:
 def check_cnn_params(params, cfg: CNNConfig):
     """Raise a clear error unless ``params`` has exactly the config's names, shapes and dtype."""
     check_arrays(params, cnn_param_shapes(cfg), cfg.np_dtype, what="the CNN config")
-
-
-def conv_stack_forward(x, layers, *, pool=2):
-    """Stages conv ('same' padding, stride 1) → ReLU → max-pool, one per (W, b) in ``layers``.
-
-    Parameters
-    ----------
-    x : (B, H, W, C_0)
-    layers : list of (W_i (k, k, C_{i-1}, C_i), b_i (C_i,)), k odd
-    pool : max-pool window and stride (1: no pooling)
-
-    Returns
-    -------
-    feature map : (B, h, w, C_last), each stage dividing H and W by ``pool`` (floor); cache
-    """
-    caches = []
-    for W, b in layers:
-        x, c_conv = conv2d_forward(x, W, b, stride=1, padding=W.shape[0] // 2)   # (B, H, W, C_i)
-        x, c_relu = relu_forward(x)
-        c_pool = None
-        if pool > 1:
-            x, c_pool = maxpool_forward(x, pool)                                   # (B, H/pool, W/pool, C_i)
-        caches.append((c_conv, c_relu, c_pool))
-    return x, caches
-
-
-def conv_stack_backward(dout, cache):
-    """Returns dx (B, H, W, C_0) and [(dW_i, db_i) for each stage], in the order of ``layers``."""
-    grads = []
-    for c_conv, c_relu, c_pool in reversed(cache):
-        if c_pool is not None:
-            dout = maxpool_backward(dout, c_pool)
-        dout = relu_backward(dout, c_relu)
-        dout, dW, db = conv2d_backward(dout, c_conv)
-        grads.append((dW, db))
-    return dout, grads[::-1]
 
 
 def cnn_forward(params, x, cfg: CNNConfig, train=False, rng=None):

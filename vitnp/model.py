@@ -10,7 +10,7 @@ model, with the same inputs, outputs and cache contract, runs faster as :func:`v
 
 Hybrid ViT (paper §3.1 "Hybrid Architecture"), when ``cfg.stem_channels`` is set: the patches x_p of Eq 1
 are cut from a CNN feature map instead of the raw image.  The stem is conv ('same') → ReLU → max-pool per
-stage (:func:`vitnp.cnn.conv_stack_forward`), (B, H, W, C) -> (B, h, w, C_f), and P is then measured on
+stage (:func:`vitnp.ops.conv.conv_stack_forward`), (B, H, W, C) -> (B, h, w, C_f), and P is then measured on
 that map; the paper's hybrids use P = 1, so every feature-map pixel is one token.  From E on nothing
 changes; the backward continues below E into the stem.
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cnn import conv_stack_backward, conv_stack_forward, he_normal
 from .config import ViTConfig, check_arrays, param_shapes
 from .ops.block import BLOCK_KEYS, encoder_backward, encoder_forward
+from .ops.conv import conv_stack_backward, conv_stack_forward, he_normal
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.layernorm import layernorm_backward, layernorm_forward
 from .ops.linear import linear_backward, linear_forward

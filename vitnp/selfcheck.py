@@ -24,7 +24,8 @@ from .model import init_params
 from .ops import attention, block, gelu, layernorm, linear, softmax
 from .ops.attention import causal_mask
 from .ops.block import BLOCK_KEYS
-from .ops.conv import conv2d_backward, conv2d_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward
+from .ops.conv import (conv2d_backward, conv2d_forward, conv_stack_backward, conv_stack_forward, maxpool_backward,
+                       maxpool_forward, relu_backward, relu_forward)
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.loss import softmax_cross_entropy
 from .ops.mlp import mlp_backward, mlp_forward
@@ -143,6 +144,19 @@ def _check_cross_entropy(smoothing, seed=0):
                            {"logits": logits}, {"logits": dlogits})
 
 
+def _check_conv_stack(r):
+    """Two conv → ReLU → max-pool stages (the hybrid stem), every input and parameter: the backward's
+    (dx, [(dW, db) per stage]) flattened into check_pair's order."""
+    def forward(x, W1, b1, W2, b2):
+        return conv_stack_forward(x, [(W1, b1), (W2, b2)], pool=2)
+
+    def backward(dout, cache):
+        dx, ((dW1, db1), (dW2, db2)) = conv_stack_backward(dout, cache)
+        return dx, dW1, db1, dW2, db2
+
+    return check_pair(forward, backward, dict(x=r(2, 8, 6, 2), W1=r(3, 3, 2, 3), b1=r(3), W2=r(3, 3, 3, 2), b2=r(2)))
+
+
 def _fast_pieces_present() -> bool:
     """Are the FAST_ONLY pieces there?  Always in the instructor's tree (tests/test_gradcheck.py checks that
     each is listed, present and checked here); the student edition withholds the modules that hold them."""
@@ -216,6 +230,7 @@ def cases(seed=0, path="reference"):
                                                                     kwargs={"stride": 2, "padding": (1, 0)})),
         ("relu", lambda: check_pair(relu_forward, relu_backward, {"x": r(3, 4, 5)})),
         ("maxpool 2x2, odd size", lambda: check_pair(maxpool_forward, maxpool_backward, {"x": r(2, 5, 4, 3)})),
+        ("conv stack, 2 stages, pool 2", lambda: _check_conv_stack(r)),
         ("maxpool 3x3", lambda: check_pair(maxpool_forward, maxpool_backward, {"x": r(2, 6, 7, 2)},
                                            kwargs={"size": 3})),
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),

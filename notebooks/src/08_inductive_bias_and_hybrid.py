@@ -34,7 +34,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import vitnp
-from vitnp.cnn import CNNConfig, conv_stack_forward, init_cnn_params
+from vitnp.cnn import CNNConfig, init_cnn_params
+from vitnp.ops.conv import conv_stack_forward
 from vitnp.data import fashion_mnist_or_synthetic, normalize
 from vitnp.gradcheck import check_gradients
 from vitnp.model import embed_forward, head_forward

@@ -36,13 +36,14 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
     cache = (c_ln1, c_msa, c_drop, c_ln2, c_mlp): the caches of LN₁, MSA, the dropout after MSA, LN₂ and the
     MLP, in the forward's order, what encoder_block_backward reads.
     """
-    a, c_ln1 = layernorm_forward(z, p["ln1.gamma"], p["ln1.beta"], eps)
-    a, A, c_msa = msa_forward(a, p["U_qkv"], p["U_qkv_bias"], p["U_msa"], p["U_msa_bias"], heads,
-                              mask, attention_dropout, rng, train)
-    a, c_drop = dropout_forward(a, dropout, rng, train)
-    z1 = a + z                                                       # Eq 2: z′ = MSA(LN(z)) + z
-    m, c_ln2 = layernorm_forward(z1, p["ln2.gamma"], p["ln2.beta"], eps)
-    m, c_mlp = mlp_forward(m, p["mlp.W1"], p["mlp.b1"], p["mlp.W2"], p["mlp.b2"], gelu, dropout, rng, train)
+    h, c_ln1 = layernorm_forward(z, p["ln1.gamma"], p["ln1.beta"], eps)          # h = LN(z)
+    a, A, c_msa = msa_forward(h, p["U_qkv"], p["U_qkv_bias"], p["U_msa"], p["U_msa_bias"], heads,
+                              mask, attention_dropout, rng, train)              # a = MSA(h)
+    a_kept, c_drop = dropout_forward(a, dropout, rng, train)                     # dropout (training only)
+    z1 = a_kept + z                                                  # Eq 2: z′ = MSA(LN(z)) + z
+    h2, c_ln2 = layernorm_forward(z1, p["ln2.gamma"], p["ln2.beta"], eps)        # h′ = LN(z′)
+    m, c_mlp = mlp_forward(h2, p["mlp.W1"], p["mlp.b1"], p["mlp.W2"], p["mlp.b2"], gelu, dropout, rng,
+                           train)                                                # m = MLP(h′)
     return m + z1, A, (c_ln1, c_msa, c_drop, c_ln2, c_mlp)           # Eq 3: z = MLP(LN(z′)) + z′
 
 
@@ -51,13 +52,13 @@ def encoder_block_backward(dout, cache):
     ### BEGIN SOLUTION
     c_ln1, c_msa, c_drop, c_ln2, c_mlp = cache
     g = {}
-    dm, g["mlp.W1"], g["mlp.b1"], g["mlp.W2"], g["mlp.b2"] = mlp_backward(dout, c_mlp)   # m = MLP(m)
-    dm, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dm, c_ln2)                     # m = LN(z1)
-    dz1 = dout + dm                                  # return m + z1: both paths reach z′ (Eq 3's residual)
-    da = dropout_backward(dz1, c_drop)               # z1 = dropout(a) + z
-    da, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(da, c_msa)   # a = MSA(a)
-    da, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(da, c_ln1)                     # a = LN(z)
-    return dz1 + da, {k: g[k] for k in BLOCK_KEYS}   # z1 = a + z: both paths reach z (Eq 2's residual)
+    dh2, g["mlp.W1"], g["mlp.b1"], g["mlp.W2"], g["mlp.b2"] = mlp_backward(dout, c_mlp)   # m = MLP(h2)
+    dz1_mlp, g["ln2.gamma"], g["ln2.beta"] = layernorm_backward(dh2, c_ln2)              # h2 = LN(z1)
+    dz1 = dout + dz1_mlp                           # return m + z1: both paths reach z′ (Eq 3's residual)
+    da = dropout_backward(dz1, c_drop)             # z1 = a_kept + z, a_kept = dropout(a)
+    dh, g["U_qkv"], g["U_qkv_bias"], g["U_msa"], g["U_msa_bias"] = msa_backward(da, c_msa)   # a = MSA(h)
+    dz_msa, g["ln1.gamma"], g["ln1.beta"] = layernorm_backward(dh, c_ln1)                # h = LN(z)
+    return dz1 + dz_msa, {k: g[k] for k in BLOCK_KEYS}   # z1 = a_kept + z: both paths reach z (Eq 2's residual)
     ### END SOLUTION
 
 

@@ -169,3 +169,49 @@ def maxpool_backward(dout, cache):
     dx = np.zeros(shape, dtype=dout.dtype)
     dx[:, :Ho * size, :Wo * size, :] = dwin.reshape(B, Ho * size, Wo * size, C)
     return dx
+
+
+# ---- stages of conv → ReLU → max-pool, and their initialisation ---------------------------------------
+def conv_stack_forward(x, layers, *, pool=2):
+    """Stages conv ('same' padding, stride 1) → ReLU → max-pool, one per (W, b) in ``layers``: the CNN baseline
+    (:mod:`vitnp.cnn`) and the hybrid ViT's stem (§3.1, :mod:`vitnp.model`).
+
+    Parameters
+    ----------
+    x : (B, H, W, C_0)
+    layers : list of (W_i (k, k, C_{i-1}, C_i), b_i (C_i,)), k odd
+    pool : max-pool window and stride (1: no pooling)
+
+    Returns
+    -------
+    feature map : (B, h, w, C_last), each stage dividing H and W by ``pool`` (floor); cache
+    """
+    caches = []
+    for W, b in layers:
+        x, c_conv = conv2d_forward(x, W, b, stride=1, padding=W.shape[0] // 2)   # (B, H, W, C_i)
+        x, c_relu = relu_forward(x)
+        c_pool = None
+        if pool > 1:
+            x, c_pool = maxpool_forward(x, pool)                                   # (B, H/pool, W/pool, C_i)
+        caches.append((c_conv, c_relu, c_pool))
+    return x, caches
+
+
+def conv_stack_backward(dout, cache):
+    """Returns dx (B, H, W, C_0) and [(dW_i, db_i) for each stage], in the order of ``layers``."""
+    grads = []
+    for c_conv, c_relu, c_pool in reversed(cache):
+        if c_pool is not None:
+            dout = maxpool_backward(dout, c_pool)
+        dout = relu_backward(dout, c_relu)
+        dout, dW, db = conv2d_backward(dout, c_conv)
+        grads.append((dW, db))
+    return dout, grads[::-1]
+
+
+def he_normal(rng, shape):
+    """He normal initialisation of a conv kernel (k, k, C_in, C_out): Normal(0, 2/fan_in), fan_in = k²·C_in,
+    the right scale before a ReLU (He et al. 2015).  The CNN baseline (:mod:`vitnp.cnn`) and the hybrid ViT's stem
+    (:mod:`vitnp.model`) both use it."""
+    fan_in = shape[0] * shape[1] * shape[2]                                  # k²·C_in
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)

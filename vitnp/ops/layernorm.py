@@ -33,8 +33,10 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * x_hat).sum(rows)                              # out = gamma * x_hat + beta
     dbeta = dout.sum(rows)
     dx_hat = dout * gamma
-    dx = inv_std * (dx_hat                                         # x_hat = (x − mu) * inv_std, with mu
-                    - dx_hat.mean(-1, keepdims=True)               # and inv_std functions of x too
-                    - x_hat * (dx_hat * x_hat).mean(-1, keepdims=True))
+    # x_hat = (x − mu) * inv_std reaches x three ways: directly, through mu, through var (inv_std = 1/√(var + ε))
+    direct = dx_hat                                                # ∂x̂_i/∂x_i = 1/σ (1/σ factored out below)
+    through_mu = dx_hat.mean(-1, keepdims=True)                    # mu = x.mean(-1): ∂μ/∂x_i = 1/D
+    through_var = x_hat * (dx_hat * x_hat).mean(-1, keepdims=True)   # var = ((x − mu)²).mean(-1): ∂σ/∂x_i ∝ x̂_i
+    dx = inv_std * (direct - through_mu - through_var)
     return dx, dgamma, dbeta
     ### END SOLUTION
