@@ -3,9 +3,10 @@
 Each test plants one attack in the body of ``patchify_backward`` (exercise patchify-backward) of a copy of the
 instructor's ``vitnp/`` and grades it.  Every attack must get FAIL, a correct solution (printing or not) must
 still pass, and the grader must come out unharmed: no process left behind, its own memory under 200 MB.
-Checked against the grader before issue 26 (commit 231700b): the checker patch, the forged verdict, the
-lying exception, the orphan, the output flood and the memory hog passed or survived there, so these tests fail
-on it; the answers lookup failed there too (answers.npz shipped), see test_course.py.
+Checked against the grader before issue 26 (commit 231700b): 11 of the first 12 tests here fail on it (the
+checker patch, the forged verdict and the lying exception passed there, orphans survived, the flood and the hog
+were not bounded); only the endless loop was already caught.  That no stored answers ship any more is tested in
+test_course.py (the student edition's wheel).
 """
 import json
 import os
