@@ -208,7 +208,8 @@ def _start_workers(cfg, args, threads, log):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))        # torch reads it at import; set_num_threads too
     common = ["--config", json.dumps(cfg.to_dict()), "--batch-size", str(args.batch_size),
               "--threads", str(threads), "--seed", "0"]
-    workers = {"vitnp": _Process([sys.executable, "-m", "vitnp.bench.run", "worker", "--path", "fast"] + common, env=env)}
+    workers = {"vitnp": _Process([sys.executable, "-m", "vitnp.bench.run", "worker", "--path", "fast"] + common,
+                                 env=env)}
     if args.reference:
         workers["vitnp-reference"] = _Process([sys.executable, "-m", "vitnp.bench.run", "worker", "--path", "reference"]
                                               + common, env=env)

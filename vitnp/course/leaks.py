@@ -2,7 +2,8 @@
 
 An **answer line** is a line of a model solution (between the solution markers, in ``vitnp/`` or in a notebook
 cell) that says something: at least :data:`MIN_CHARS` characters once its comment and white space are dropped
-(``db = d_rows.sum(0)`` counts; ``return dx`` does not), compared in that form.  A line that the instructor's library also has outside every solution region (``if
+(``db = d_rows.sum(0)`` counts; ``return dx`` does not), compared in that form.  A line that the instructor's library
+also has outside every solution region (``if
 cfg.classifier == "token":``, ``t0 = time.perf_counter()``) is an idiom, not an answer; so is a bare ``return``
 of names (``return dx, dgamma, dbeta``: the exercise's statement says what it returns).
 

@@ -10,7 +10,8 @@
   ``backward``: the fast block calls it after its folded LN → U_qkv GEMM (:mod:`vitnp.fast.ln_linear`).  It
   has no reference twin; it is gradient-checked on its own (``vitnp.selfcheck.FAST_ONLY``).
 
-Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal to the reference in
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal to the reference in
 ``tests/test_fast.py``.
 """
 import math

@@ -5,7 +5,8 @@ Eq 3: one GEMM each, :mod:`vitnp.fast.ln_linear`); the MLP of Eq 3 is written in
 dropout only when it drops); the residual sums and the gradients that meet at z′ are added in place into
 arrays the block already owns; with ``keep_cache=False`` (inference) nothing is kept for a backward pass.
 
-Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal to the
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal to the
 reference in ``tests/test_fast.py``.
 """
 import math

@@ -5,7 +5,8 @@ temporaries stay in cache and nothing is allocated in the loop; and the forward 
 derivative dGELU/dx from its own terms (the exp(−u²) of erfc is the Gaussian φ needs), so the backward is
 one multiply and the cache is one array.
 
-Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal to the reference in ``tests/test_fast.py``; the float32 polynomial's accuracy is tested
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal to the reference in ``tests/test_fast.py``; the float32 polynomial's accuracy is tested
 there against the float64 reference, elementwise.
 """
 from __future__ import annotations

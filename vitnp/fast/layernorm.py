@@ -5,7 +5,8 @@ and the backward's dx̂ are written once and updated in place.  :func:`normalize
 :func:`normalize_backward` are LayerNorm without γ and β, for :mod:`vitnp.fast.ln_linear`, which folds γ and β
 into the next linear layer.
 
-Proven equal to the reference in ``tests/test_fast.py``. Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal to the reference in ``tests/test_fast.py``. Its measured gain is in the table of docs/performance.md that
+``python -m vitnp bench --ops --write-table`` writes.
 """
 import numpy as np
 

@@ -3,7 +3,8 @@ product is one 2-D GEMM over (B·T, D_in), the bias is added in place, and the b
 B·T rows, is a matrix-vector product with a vector of ones (BLAS), faster than ``d.sum(0)`` on
 shard-sized arrays.
 
-Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal
 to the reference in ``tests/test_fast.py``.
 """
 import numpy as np

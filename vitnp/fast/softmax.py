@@ -3,7 +3,8 @@ array, the row sums are a matrix-vector product (BLAS), the row maxima of short 
 over a transposed copy, the backward's Σ_j dy_j y_j is an ``einsum`` with no temporary, and rows of −inf
 are handled with a masked divide.
 
-Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.  Proven equal to the reference in
+Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
+Proven equal to the reference in
 ``tests/test_fast.py``.
 """
 import numpy as np

@@ -69,7 +69,8 @@ class Run:
     out_dir : str | None
     best_params : dict | None  a copy of the parameters at the best evaluation of this call (highest
                              validation accuracy; the last evaluation without a validation split).
-    test : dict | None       :func:`vitnp.training.trainer.train` only: the test split read once at the end (``results.json``).
+    test : dict | None       :func:`vitnp.training.trainer.train` only: the test split read once at the end
+    (``results.json``).
     """
 
     history: list
