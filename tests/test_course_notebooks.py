@@ -1,9 +1,8 @@
-"""The exercises of the notebooks (issue 12): 2–4 per notebook, in nbgrader's format, cut out of the student edition
+"""The exercises of the notebooks (issue 12): 2–5 per notebook, in nbgrader's format, cut out of the student edition
 by vitnp's builder and by nbgrader's own ``generate_assignment``.
 
-* Every notebook 01–09 has 2–5 exercises (05: up to 10, a derivation per section). An exercise is either a code cell
-whose model solution lies between
-  nbgrader's markers, followed by a locked test cell with points, or a Markdown answer cell with points whose model
+* Every notebook 01–09 has 2–5 exercises (05: up to 10, a derivation per section). An exercise is either a code
+  cell whose model solution lies between nbgrader's markers, followed by a locked test cell with points, or a Markdown answer cell with points whose model
   answer lies between the markers. Ids are unique across the notebooks, each notebook's ``## Exercises`` cell lists
   its exercises with their points, and each .ipynb carries the same nbgrader metadata as its jupytext source.
 * The student edition (:func:`vitnp.course.build.build`) has none of the solutions: no marker, no line that only a

@@ -1,6 +1,5 @@
-"""Tests of vitnp.ops.erf and vitnp.ops.gelu (the references; its fast twin is proven equal in tests/test_fast.py): erf
-against
-math.erf, GELU gradients by centred differences, and (when torch is installed) both GELU forms against
+"""Tests of vitnp.ops.erf and vitnp.ops.gelu (the references; their fast twins are proven equal in
+tests/test_fast.py): erf against math.erf, GELU gradients by centred differences, and (when torch is installed) both GELU forms against
 torch.nn.functional.gelu."""
 import math
 

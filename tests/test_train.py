@@ -1,6 +1,5 @@
-"""vitnp.training.trainer, vitnp.training.fit, vitnp.io.rundir: a ViT overfits one batch, resume is bit-exact (epoch
-boundary, Ctrl-C
-mid-epoch, time budget), an interrupted checkpoint write leaves the previous checkpoint intact, and bad
+"""vitnp.training.trainer, vitnp.training.fit, vitnp.io.rundir: a ViT overfits one batch, resume is bit-exact
+(epoch boundary, Ctrl-C mid-epoch, time budget), an interrupted checkpoint write leaves the previous checkpoint intact, and bad
 checkpoints fail clearly.  Then the extensions: fine-tuning from a checkpoint (init_from, at 56×56 and with
 new classes, resumable bit-exactly), class subsets, resizing the data to the model's image size, the CNN in
 the same trainer, the loop with a budget in steps (fit's total_steps, eval_every), and training with the

@@ -2,10 +2,9 @@
 
 An **answer line** is a line of a model solution (between the solution markers, in ``vitnp/`` or in a notebook
 cell) that says something: at least :data:`MIN_CHARS` characters once its comment and white space are dropped
-(``db = d_rows.sum(0)`` counts; ``return dx`` does not), compared in that form.  A line that the instructor's library
-also has outside every solution region (``if
-cfg.classifier == "token":``, ``t0 = time.perf_counter()``) is an idiom, not an answer; so is a bare ``return``
-of names (``return dx, dgamma, dbeta``: the exercise's statement says what it returns).
+(``db = d_rows.sum(0)`` counts; ``return dx`` does not), compared in that form.  A line that the instructor's
+library also has outside every solution region (``if cfg.classifier == "token":``, ``t0 = time.perf_counter()``)
+is an idiom, not an answer; so is a bare ``return`` of names (``return dx, dgamma, dbeta``: the exercise's statement says what it returns).
 
 :func:`find_leaks` reads every text file of a copy (code, tests, docs, and the cells *and outputs* of notebooks)
 and lists each place where an answer line appears.  The build fails when it finds one.

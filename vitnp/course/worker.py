@@ -1,7 +1,7 @@
 """The check process of the grader: imports the copy being graded, computes, sends arrays; decides nothing.
 
-Started by :mod:`vitnp.course.grade` as ``python -I worker.py GRADED_ROOT REFERENCE_ROOT PROTOCOL RESULT_FD MEMORY
-FILE_SIZE``
+Started by :mod:`vitnp.course.grade` as
+``python -I worker.py GRADED_ROOT REFERENCE_ROOT PROTOCOL RESULT_FD MEMORY FILE_SIZE``
 (by file path, in its own session), it caps its own memory and file sizes, then
 
 1. reads one request frame (:mod:`vitnp.course.protocol`) from standard input: the exercise's programs, the

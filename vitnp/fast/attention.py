@@ -11,8 +11,7 @@
   has no reference twin; it is gradient-checked on its own (``vitnp.selfcheck.FAST_ONLY``).
 
 Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
-Proven equal to the reference in
-``tests/test_fast.py``.
+Proven equal to the reference in ``tests/test_fast.py``.
 """
 import math
 

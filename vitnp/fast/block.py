@@ -6,8 +6,7 @@ dropout only when it drops); the residual sums and the gradients that meet at zâ
 arrays the block already owns; with ``keep_cache=False`` (inference) nothing is kept for a backward pass.
 
 Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
-Proven equal to the
-reference in ``tests/test_fast.py``.
+Proven equal to the reference in ``tests/test_fast.py``.
 """
 import math
 

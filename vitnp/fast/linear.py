@@ -4,8 +4,7 @@ B·T rows, is a matrix-vector product with a vector of ones (BLAS), faster than 
 shard-sized arrays.
 
 Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
-Proven equal
-to the reference in ``tests/test_fast.py``.
+Proven equal to the reference in ``tests/test_fast.py``.
 """
 import numpy as np
 

@@ -4,8 +4,7 @@ over a transposed copy, the backward's Σ_j dy_j y_j is an ``einsum`` with no te
 are handled with a masked divide.
 
 Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
-Proven equal to the reference in
-``tests/test_fast.py``.
+Proven equal to the reference in ``tests/test_fast.py``.
 """
 import numpy as np
 

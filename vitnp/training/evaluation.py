@@ -117,9 +117,8 @@ def predict_proba(params, cfg, x, batch_size=500, *, reference=False):
 
 def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
     """The validation images the checkpoint's run held out (its ``val_size`` or ``val_fraction``, classes,
-    training subset and image size), rebuilt from the training files exactly as :func:`vitnp.training.trainer.train`
-    did:
-    (images, labels) ready for the model.  ValueError if the run had no validation split."""
+    training subset and image size), rebuilt from the training files exactly as
+    :func:`vitnp.training.trainer.train` did: (images, labels) ready for the model.  ValueError if the run had no validation split."""
     try:
         hp = HParams.from_dict(meta["hparams"] or {})
     except (TypeError, ValueError) as err:

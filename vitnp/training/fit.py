@@ -70,7 +70,7 @@ class Run:
     best_params : dict | None  a copy of the parameters at the best evaluation of this call (highest
                              validation accuracy; the last evaluation without a validation split).
     test : dict | None       :func:`vitnp.training.trainer.train` only: the test split read once at the end
-    (``results.json``).
+                             (``results.json``).
     """
 
     history: list
