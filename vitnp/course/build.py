@@ -161,7 +161,8 @@ def _build_into(src: Path, dst: Path) -> dict:
     report = {"files": 0, "exercises": [], "notebook_cells": 0, "withheld": []}
     ex_modules = {Path(e.path).stem for e in EXERCISES if e.path.startswith("vitnp/ops/")}
     ex_modules.add("model")                     # vitnp/fast/model.py's forward would show vit-forward's solution
-    for rel in project_files(src):
+    files = project_files(src)
+    for rel in files:
         if rel.as_posix() in INSTRUCTOR_ONLY:
             report["withheld"].append(rel.as_posix())
             continue
@@ -207,7 +208,7 @@ def _build_into(src: Path, dst: Path) -> dict:
                  and _has_marker(p)]
     if leftovers:
         raise MarkerError(f"solution markers survived the build in {', '.join(leftovers)}")
-    leaks = find_leaks(dst, answer_lines(src, project_files(src)))
+    leaks = find_leaks(dst, answer_lines(src, files))
     if leaks:
         shown = "; ".join(f"{f} {place} (a line of {where})" for f, place, where in leaks[:12])
         raise LeakError(f"{len(leaks)} answer line(s) would ship in the student edition: {shown}"

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..gradcheck import MODEL_TOL, OP_TOL, numerical_gradient, rel_error
-from ..selfcheck import random_block_params
+from ..selfcheck import hybrid_tiny_config, random_block_params, tiny_config
 from . import protocol
 from .exercises import BY_ID
 
@@ -71,7 +71,7 @@ def pair(name, forward, backward, inputs, grads, *, tol=OP_TOL, max_checks=None,
     {returned key: input} inside a returned dict)."""
     refs, arrays = _refs(inputs)
     program = {"forward": forward, "backward": backward, "kwargs": refs, "backward_kwargs": backward_kwargs or {}}
-    out = protocol.call_forward(program, arrays, PACKAGE)[0]
+    out = protocol.invoke(program, arrays, PACKAGE)[0]
     arrays["dout"] = rng.standard_normal(np.shape(out))
     keys = {}
     if isinstance(grads, str):
@@ -95,15 +95,14 @@ def call(name, fn, inputs, *, values=(), grads=None, scalar=None, send=None, tol
     return Case(name, program, arrays, grads=grads or {}, values=tuple(values), tol=tol, scalar=scalar)
 
 
-TINY = dict(image_size=[6, 4], patch_size=2, in_channels=2, num_classes=3, dim=8, depth=2, heads=2, mlp_dim=12,
-            dtype="float64")
-HYBRID = dict(TINY, image_size=[8, 4], stem_channels=[3], stem_pool=2, depth=1)
+TINY = tiny_config().to_dict()              # the gradient-check suite's tiny models, as JSON-able fields
+HYBRID = hybrid_tiny_config().to_dict()
 
 
 def _model(rng, fields):
     """(cfg fields, params, images) of a tiny float64 model with random parameters (γ ≠ 1, a non-zero head)."""
-    from ..config import ViTConfig, param_shapes
-    cfg = ViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    from ..config import param_shapes
+    cfg = protocol.resolve({"cfg": fields}, {}, PACKAGE)                   # as the check process builds it
     params = {k: 0.5 * rng.standard_normal(s) for k, s in param_shapes(cfg).items()}
     for k in params:
         if k.endswith("gamma"):
@@ -264,16 +263,16 @@ def expected(case: Case) -> dict:
         if "call" in case.program:
             sent, _ = protocol.run({**case.program, "send": list(case.values)}, case.arrays, PACKAGE)
         else:
-            sent = {"out": protocol.call_forward(case.program, case.arrays, PACKAGE)[0]}
+            sent = {"out": protocol.invoke(case.program, case.arrays, PACKAGE)[0]}
         for key in case.values:
             want[key] = np.asarray(sent[key], dtype=np.float64)
     if case.grads:
         if "forward" in case.program:
             dout = case.arrays["dout"]
-            scalar = lambda: float(np.sum(protocol.call_forward(case.program, case.arrays, PACKAGE)[0] * dout))
+            scalar = lambda: float(np.sum(protocol.invoke(case.program, case.arrays, PACKAGE)[0] * dout))
         else:
             index = int(case.scalar.split("/")[1])
-            scalar = lambda: float(protocol.call_forward(case.program, case.arrays, PACKAGE)[index])
+            scalar = lambda: float(protocol.invoke(case.program, case.arrays, PACKAGE)[index])
         pick = np.random.default_rng(len(want))
         for key, name in case.grads.items():
             x = case.arrays[name]

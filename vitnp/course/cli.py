@@ -55,7 +55,7 @@ def run(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grade import format_table, grade, grade_class, write_gradebook
+    from .grade import format_table, grade, grade_class, totals, write_gradebook
     if args.timeout <= 0 or args.memory_mb <= 0 or args.jobs <= 0:
         raise ValueError("--timeout, --memory-mb and --jobs must be positive")
     options = dict(timeout=args.timeout, seed=args.seed, memory=args.memory_mb << 20)
@@ -75,11 +75,8 @@ def _grade(args) -> int:
                                                    file=sys.stderr, flush=True)
     rows = grade_class(args.class_dir, args.exercise, jobs=args.jobs, progress=progress, **options)
     write_gradebook(rows, out)
-    totals = {}
-    for r in rows:
-        got, total = totals.get(r["student"], (0, 0))
-        totals[r["student"]] = (got + r["points"], total + r["max_points"])
-    for student, (got, total) in totals.items():
+    per_student = totals(rows)
+    for student, (got, total, _) in per_student.items():
         print(f"{student:<24} {got:>4} / {total}")
-    print(f"gradebook: {out} ({len(totals)} students, seed {rows[0]['seed']})")
+    print(f"gradebook: {out} ({len(per_student)} students, seed {rows[0]['seed']})")
     return 0

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from . import checks, edition, protocol
 from .exercises import BY_ID, EXERCISES
+from .markers import stub_exercise_id
 
 TIMEOUT = 60.0                           # seconds per exercise
 MEMORY = 2 << 30                         # bytes of address space for a check process
@@ -249,11 +250,13 @@ def _clean(text, limit=400) -> str:
 def _describe(error: str, exercise) -> str:
     """An error text from the check process, in words for the gradebook."""
     text = _clean(error)
-    if text.startswith("NotImplementedError: exercise "):
-        other = text[len("NotImplementedError: exercise "):].split(":")[0].strip()
-        text = text[len("NotImplementedError: "):]
-        if other != exercise.id:
-            return f"needs exercise {other} first (this grader's copy of it is not done yet): {text}"
+    if text.startswith("NotImplementedError: "):
+        message = text[len("NotImplementedError: "):]
+        other = stub_exercise_id(message)
+        if other is not None:
+            if other != exercise.id:
+                return f"needs exercise {other} first (this grader's copy of it is not done yet): {message}"
+            return message
     return text
 
 
@@ -389,20 +392,24 @@ def grade_class(class_dir, ids=None, timeout=TIMEOUT, seed=None, memory=MEMORY, 
         return list(pool.map(one, tasks))
 
 
+def totals(rows) -> dict:
+    """{student: (points, max_points, seed)} of gradebook rows, in the order students first appear."""
+    out = {}
+    for r in rows:
+        got, total, _ = out.get(r["student"], (0, 0, r["seed"]))
+        out[r["student"]] = (got + r["points"], total + r["max_points"], r["seed"])
+    return out
+
+
 def write_gradebook(rows, path) -> None:
     """The rows as CSV (temporary file, then rename): one row per student and exercise, then a total per
     student (exercise ``TOTAL``)."""
     from ..io.atomic import atomic_write
-    totals = {}
-    for r in rows:
-        t = totals.setdefault(r["student"], [0, 0, r["seed"]])
-        t[0] += r["points"]
-        t[1] += r["max_points"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=GRADEBOOK_FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    for student, (got, total, seed) in totals.items():
+    for student, (got, total, seed) in totals(rows).items():
         w.writerow({"student": student, "exercise": "TOTAL", "points": got, "max_points": total,
                     "first_failing_check": "", "seed": seed})
     with atomic_write(path, "w") as f:

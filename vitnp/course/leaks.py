@@ -39,17 +39,15 @@ def normalize(line: str, code: bool = True) -> str:
     return re.sub(r"\s+", "", line)
 
 
-def _region_lines(text: str, code: bool, where: str):
+def _split_by_regions(text: str, code: bool, where: str) -> tuple:
+    """(normalized lines inside solution regions, normalized lines outside them; markers in neither)."""
     lines = text.split("\n")
-    for r in find_regions(text, where):
-        for line in lines[r.begin + 1:r.end]:
-            yield normalize(line, code)
-
-
-def _outside_regions(text: str) -> set:
-    lines = text.split("\n")
-    inside = {i for r in find_regions(text) for i in range(r.begin, r.end + 1)}
-    return {normalize(line) for i, line in enumerate(lines) if i not in inside}
+    regions = find_regions(text, where)
+    inside = {i for r in regions for i in range(r.begin + 1, r.end)}
+    markers = {i for r in regions for i in (r.begin, r.end)}
+    within = [normalize(lines[i], code) for i in sorted(inside)]
+    outside = [normalize(line, code) for i, line in enumerate(lines) if i not in inside and i not in markers]
+    return within, outside
 
 
 def answer_lines(src: Path, files) -> dict:
@@ -60,14 +58,14 @@ def answer_lines(src: Path, files) -> dict:
     for rel in files:
         posix, path = rel.as_posix(), src / rel
         if posix.startswith("vitnp/") and rel.suffix == ".py":
-            text = path.read_text(encoding="utf-8")
+            within, outside = _split_by_regions(path.read_text(encoding="utf-8"), True, posix)
             if not posix.startswith("vitnp/fast/"):           # the fast twins are withheld from the student
-                idioms |= _outside_regions(text)
-            for line in _region_lines(text, True, posix):
+                idioms.update(outside)
+            for line in within:
                 found.setdefault(line, posix)
         elif posix.startswith("notebooks/") and rel.suffix == ".ipynb":
             for cell in nbformat.read(path, as_version=4).cells:
-                for line in _region_lines(cell.source, cell.cell_type == "code", posix):
+                for line in _split_by_regions(cell.source, cell.cell_type == "code", posix)[0]:
                     found.setdefault(line, f"{posix} ({cell.metadata.get('nbgrader', {}).get('grade_id', '?')})")
     return {line: where for line, where in found.items()
             if len(line) >= MIN_CHARS and line not in idioms and not _BARE_RETURN.fullmatch(line)}

@@ -82,8 +82,19 @@ def cut(text: str, regions: list, stub) -> str:
     return "\n".join(lines)
 
 
+STUB_PREFIX = "exercise "
+
+
+def stub_exercise_id(text: str) -> str | None:
+    """The exercise id of a stub's message (``exercise <id>: …``, what :func:`code_stub` raises), else None."""
+    text = " ".join(str(text).split())
+    if not text.startswith(STUB_PREFIX) or ":" not in text:
+        return None
+    return text[len(STUB_PREFIX):].split(":")[0].strip() or None
+
+
 def code_stub(exercise):
     """The stub of a code region: one raise that names the exercise, says what to write and how to check it."""
-    message = (f"exercise {exercise.id}: {exercise.statement} (not done yet: write it here, in "
+    message = (f"{STUB_PREFIX}{exercise.id}: {exercise.statement} (not done yet: write it here, in "
                f"{exercise.where}, then check it with `python -m vitnp course grade --exercise {exercise.id}`)")
     return lambda r: [f"{r.indent}raise NotImplementedError({message!r})"]

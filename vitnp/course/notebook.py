@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 
+from .markers import stub_exercise_id
+
 
 class ExerciseNotDone(AssertionError):
     """A notebook exercise (or a code exercise it builds on) is not written yet."""
@@ -18,15 +20,15 @@ class ExerciseNotDone(AssertionError):
 @contextlib.contextmanager
 def exercise(grade_id: str):
     """Run a test cell's checks; turn "not written yet" into a message that names ``grade_id``."""
+    todo = ("write your code in the cell above, in place of its `raise NotImplementedError()`, run that cell, "
+            "then run this one again")
     try:
         yield
     except NotImplementedError as err:
-        text = " ".join(str(err).split())
-        if text.startswith("exercise ") and not text.startswith(f"exercise {grade_id}:"):
-            raise ExerciseNotDone(f"exercise {grade_id} needs a code exercise of vitnp/ first: {text}") from None
-        raise ExerciseNotDone(f"exercise {grade_id} is not done yet: write your code in the cell above, in place of "
-                              f"its `raise NotImplementedError()`, run that cell, then run this one again") from None
+        other = stub_exercise_id(err)
+        if other is not None and other != grade_id:
+            raise ExerciseNotDone(f"exercise {grade_id} needs a code exercise of vitnp/ first: "
+                                  f"{' '.join(str(err).split())}") from None
+        raise ExerciseNotDone(f"exercise {grade_id} is not done yet: {todo}") from None
     except NameError as err:
-        raise ExerciseNotDone(f"exercise {grade_id} is not done yet ({err}): write your code in the cell above, in "
-                              f"place of its `raise NotImplementedError()`, run that cell, then run this one "
-                              f"again") from None
+        raise ExerciseNotDone(f"exercise {grade_id} is not done yet ({err}): {todo}") from None

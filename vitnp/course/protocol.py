@@ -131,15 +131,15 @@ def resolve(ref, arrays: dict, package: str):
     raise ValueError(f"unknown argument kind {kind!r}")
 
 
-def call_forward(program: dict, arrays: dict, package: str):
-    """What the program's forward (or its one call) returns."""
+def invoke(program: dict, arrays: dict, package: str):
+    """Call the program's first function (its forward, or its one call) and return what it returns."""
     fn = function(package, program.get("forward") or program["call"])
     return fn(**{k: resolve(r, arrays, package) for k, r in program.get("kwargs", {}).items()})
 
 
 def run(program: dict, arrays: dict, package: str) -> tuple:
     """Run one program on the package imported as ``package``: ({key: ndarray}, {key: why it is not sent})."""
-    result = call_forward(program, arrays, package)
+    result = invoke(program, arrays, package)
     if "forward" in program:
         if not isinstance(result, tuple) or len(result) < 2:
             raise TypeError(f"{program['forward']} must return (out, …, cache), got {type(result).__name__}")

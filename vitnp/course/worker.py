@@ -53,30 +53,27 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _isolate(graded_function: str, others: list) -> None:
+def _replace_everywhere(package: str, old, new) -> None:
+    """In every loaded module of ``package``, each name bound to ``old`` is bound to ``new`` instead (``from .linear
+    import linear_backward`` makes a second reference, so one module's attribute is not enough)."""
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name == package or mod_name.startswith(package + "."):
+            for attr, value in list(vars(mod).items()):
+                if value is old:
+                    setattr(mod, attr, new)
+
+
+def _isolate(protocol, graded_function: str, others: list) -> None:
     """Every other exercise's function of the copy becomes the reference's, wherever the copy's modules hold
     it; the graded exercise's function becomes unreachable in the reference's modules."""
-    import importlib
     for where in others:
-        module, _, name = where.partition(":")
-        theirs = getattr(importlib.import_module(f"{PACKAGE}.{module}"), name)
-        ours = getattr(importlib.import_module(f"{REFERENCE}.{module}"), name)
-        for mod_name, mod in list(sys.modules.items()):
-            if mod_name == PACKAGE or mod_name.startswith(PACKAGE + "."):
-                for attr, value in list(vars(mod).items()):
-                    if value is theirs:
-                        setattr(mod, attr, ours)
-    module, _, name = graded_function.partition(":")
-    ours = getattr(importlib.import_module(f"{REFERENCE}.{module}"), name)
+        _replace_everywhere(PACKAGE, protocol.function(PACKAGE, where), protocol.function(REFERENCE, where))
+    name = graded_function.partition(":")[2]
 
     def withheld(*args, **kwargs):
         raise RuntimeError(f"{name} of the grader's reference is not available while {name} is graded")
 
-    for mod_name, mod in list(sys.modules.items()):
-        if mod_name == REFERENCE or mod_name.startswith(REFERENCE + "."):
-            for attr, value in list(vars(mod).items()):
-                if value is ours:
-                    setattr(mod, attr, withheld)
+    _replace_everywhere(REFERENCE, protocol.function(REFERENCE, graded_function), withheld)
 
 
 def _limit(memory: int, file_size: int) -> None:
@@ -104,7 +101,7 @@ def main(argv) -> int:
     try:
         _load(REFERENCE, os.path.join(reference_root, "vitnp"))
         _load(PACKAGE, os.path.join(graded_root, "vitnp"))
-        _isolate(request["function"], request["others"])
+        _isolate(protocol, request["function"], request["others"])
     except BaseException as err:                           # a syntax error in the copy, say
         send({"case": None, "error": f"cannot import the graded copy: {_error_text(err)}",
               "where": traceback.format_exc(limit=-3)[-2000:]})
