@@ -88,11 +88,15 @@ def _op_cases(rng, dtype):
         ("attention, causal mask", "attention", (f(B, k, T, 4), f(B, k, T, 4), f(B, k, T, 4)), {"mask": mask}, 2),
         ("msa", "msa", (f(B, T, D), f(D, 3 * D), f(3 * D), f(D, D), f(D), k), {}, 2),
         ("msa, mask", "msa", (f(B, T, D), f(D, 3 * D), f(3 * D), f(D, D), f(D), k), {"mask": mask}, 2),
+        ("normalize", "normalize", (2 * f(B, T, D) + 1,), {}, 1),
+        ("ln_linear", "ln_linear", (2 * f(B, T, D) + 1, f(D), f(D), f(D, 5), f(5)), {}, 1),
+        ("qkv_attention, mask", "qkv_attention", (f(B, T, 3 * D), k), {"mask": mask}, 2),
     ]
 
 
 _MODULE = {"linear": "linear", "softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu",
-           "attention": "attention", "msa": "attention"}
+           "attention": "attention", "msa": "attention", "normalize": "layernorm", "ln_linear": "ln_linear",
+           "qkv_attention": "attention"}
 
 
 def _run_op(package, name, args, kwargs, n_out, dout):
@@ -104,7 +108,7 @@ def _run_op(package, name, args, kwargs, n_out, dout):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(13))
 def test_fast_op_equals_reference(case, dtype):
     what, name, args, kwargs, n_out = _op_cases(np.random.default_rng(case), dtype)[case]
     module = getattr(ops, _MODULE[name])
@@ -519,7 +523,7 @@ def test_blas_info_with_and_without_threadpoolctl(monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_ln_linear_equals_layernorm_then_linear(monkeypatch, dtype):
-    """LN(z) W + b with γ, β, b folded into one GEMM equals the reference LayerNorm then linear: output and
+    """LN(z) W + b with γ, β, b folded into one GEMM equals its twin ops.ln_linear (LayerNorm then linear): output and
     every gradient (dz, dγ, dβ, dW, db), over several row blocks (_ROWS = 5, 2·9 rows); keep_cache=False
     gives the same output."""
     import vitnp.fast.ln_linear as fl
@@ -529,10 +533,8 @@ def test_fast_ln_linear_equals_layernorm_then_linear(monkeypatch, dtype):
     W, b = rng.standard_normal((6, 11)).astype(dtype), rng.standard_normal(11).astype(dtype)
     dy = rng.standard_normal((2, 9, 11)).astype(dtype)
     monkeypatch.setattr(fast.layernorm, "_ROWS", 5)
-    h, c_ln = ops.layernorm.layernorm_forward(z, gamma, beta)
-    y, c_lin = ops.linear.linear_forward(h, W, b)
-    dh, dW, db = ops.linear.linear_backward(dy, c_lin)
-    dz, dgamma, dbeta = ops.layernorm.layernorm_backward(dh, c_ln)
+    y, c_ref = ops.ln_linear.ln_linear_forward(z, gamma, beta, W, b)
+    dz, dgamma, dbeta, dW, db = ops.ln_linear.ln_linear_backward(dy, c_ref)
     got, cache = fl.ln_linear_forward(z, gamma, beta, W, b)
     _assert_equal([got, fl.ln_linear_backward(dy, cache)], [y, (dz, dgamma, dbeta, dW, db)], dtype,
                   "LN → linear, folded")
@@ -582,23 +584,45 @@ def test_float32_stays_float32_everywhere():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fast_qkv_attention_equals_reference_heads(dtype):
-    """qkv_attention_forward/backward (Eq 6–8 from a fused qkv whose q part is already scaled by 1/√D_h)
-    against the reference: split into heads, ops.attention.attention_forward (which scales itself), merged.
-    Output, attention weights and dqkv, with a causal mask; dq carries the scale back (q_ref = √D_h q)."""
+def test_fast_qkv_attention_equals_its_twin(dtype):
+    """qkv_attention_forward/backward (Eq 6–8 from a fused qkv) against ops.attention's twin (MSA with identity
+    projections): output, attention weights and dqkv, with a causal mask; and with ``scale=1.0`` on a qkv whose
+    q part is already scaled by 1/√D_h (as the fast block calls it), the same output and dqkv with the scale
+    carried back (q_ref = √D_h q)."""
     heads, B, T, D = 3, 2, 5, 12
     root = float(np.sqrt(D // heads))                                 # √D_h, a Python float: no upcast
     rng = np.random.default_rng(7)
     qkv = rng.standard_normal((B, T, 3 * D)).astype(dtype)
     do = rng.standard_normal((B, T, D)).astype(dtype)
     mask = ops.attention.causal_mask(T)
+    o_ref, A_ref, c_ref = ops.attention.qkv_attention_forward(qkv, heads, mask)
+    dqkv_ref = ops.attention.qkv_attention_backward(do, c_ref)
     o, A, cache = fast.attention.qkv_attention_forward(qkv, heads, mask)
+    _assert_equal([o, A, fast.attention.qkv_attention_backward(do, cache)], [o_ref, A_ref, dqkv_ref], dtype,
+                  "qkv_attention")
+    scaled = qkv.copy()
+    scaled[..., :D] /= np.asarray(root, dtype)
+    o, A, cache = fast.attention.qkv_attention_forward(scaled, heads, mask, scale=1.0)
     dqkv = fast.attention.qkv_attention_backward(do, cache)
-    q, k, v = (ops.attention.split_heads(part, heads) for part in np.split(qkv, 3, axis=-1))
-    out_ref, A_ref, c_ref = ops.attention.attention_forward(q * root, k, v, mask)
-    dq, dk, dv = ops.attention.attention_backward(ops.attention.split_heads(do, heads), c_ref)
-    dqkv_ref = np.concatenate([ops.attention.merge_heads(g) for g in (dq * root, dk, dv)], axis=-1)
-    _assert_equal([o, A, dqkv], [ops.attention.merge_heads(out_ref), A_ref, dqkv_ref], dtype, "qkv_attention")
+    dqkv[..., :D] /= np.asarray(root, dtype)                          # dq_ref = dq_scaled / √D_h
+    _assert_equal([o, A, dqkv], [o_ref, A_ref, dqkv_ref], dtype, "qkv_attention, q pre-scaled")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_normalize_equals_its_twin(monkeypatch, dtype):
+    """x̂ = (x − μ)/σ and its backward, blockwise (_ROWS = 5, 18 rows), equal ops.layernorm's twin (LayerNorm with
+    γ = 1, β = 0), in the input's shape; with ``overwrite=True`` too."""
+    monkeypatch.setattr(fast.layernorm, "_ROWS", 5)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((2, 9, 6)) * 2 + 1).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    ref, c_ref = ops.layernorm.normalize_forward(x)
+    got, cache = fast.layernorm.normalize_forward(x)
+    dx_ref = ops.layernorm.normalize_backward(g, c_ref)
+    _assert_equal([got, fast.layernorm.normalize_backward(g, cache)], [ref, dx_ref], dtype, "normalize")
+    assert got.shape == x.shape
+    _assert_equal([fast.layernorm.normalize_backward(g.copy(), cache, overwrite=True)], [dx_ref], dtype,
+                  "normalize, overwrite")
 
 
 def test_fast_docstrings_state_no_measured_speeds_and_point_to_the_one_table():

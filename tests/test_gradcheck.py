@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import vitnp.fast
+import vitnp.model
 import vitnp.ops
 from vitnp import selfcheck
 from vitnp.gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair, numerical_gradient, rel_error
@@ -47,7 +48,8 @@ PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_back
          "mlp_forward", "mlp_backward", "encoder_block_forward", "encoder_block_backward",
          "encoder_forward", "encoder_backward",
          "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
-         "conv_stack_forward", "conv_stack_backward"]
+         "conv_stack_forward", "conv_stack_backward", "normalize_forward", "normalize_backward",
+         "ln_linear_forward", "ln_linear_backward", "qkv_attention_forward", "qkv_attention_backward"]
 
 
 def _pairs(package):
@@ -72,28 +74,24 @@ def test_suite_covers_every_pair():
 
 
 def test_every_fast_twin_is_checked_and_has_a_reference():
-    """Each pair in vitnp.fast has the reference twin of the same name, and the fast cases run its module;
-    the only exceptions are the pieces listed in selfcheck.FAST_ONLY, and each of those has a gradient
-    check of its own among the fast cases."""
+    """Each pair in vitnp.fast has the reference twin of the same module and name, with no exception (the
+    fused LayerNorm → linear and the attention core included), and the fast cases run each fast module that
+    holds a pair."""
     fast_pairs = _pairs(vitnp.fast)
     ref_pairs = _pairs(vitnp.ops)
-    assert set(fast_pairs) >= {"attention", "block", "gelu", "layernorm", "linear", "softmax"}
-    fast_cases = inspect.getsource(selfcheck.cases)
+    assert set(fast_pairs) >= {"attention", "block", "gelu", "layernorm", "linear", "ln_linear", "softmax"}
+    assert not hasattr(selfcheck, "FAST_ONLY")
     for module, names in fast_pairs.items():
         if module == "model":
+            public = {n for n in names if not n.startswith("_")}
+            assert public and all(callable(getattr(vitnp.model, n, None)) for n in public), public
             continue
-        only = selfcheck.FAST_ONLY.get(module, set())
-        missing = names - only - ref_pairs.get(module, set())
+        missing = names - ref_pairs.get(module, set())
         assert not missing, f"vitnp.fast.{module} has no reference twin for {missing}"
-        assert names & only == only, f"selfcheck.FAST_ONLY lists {only - names}, which vitnp.fast.{module} lacks"
-        for pair in only:
-            assert f"fast_{module}.{pair}" in fast_cases or f"_fast_{module}().{pair}" in fast_cases, \
-                f"no gradient check calls vitnp.fast.{module}.{pair}"
-        if module in ref_pairs:
-            assert getattr(selfcheck._TWINS["fast"], module, None) is importlib.import_module(
-                f"vitnp.fast.{module}"), f"the fast gradient checks do not run vitnp.fast.{module}"
+        assert getattr(selfcheck._TWINS["fast"], module, None) is importlib.import_module(f"vitnp.fast.{module}"), \
+            f"the fast gradient checks do not run vitnp.fast.{module}"
+        assert getattr(selfcheck._TWINS["reference"], module, None) is importlib.import_module(f"vitnp.ops.{module}")
     assert all(name.startswith("fast ") for name, _, _ in selfcheck.cases(path="fast"))
-    assert selfcheck._fast_pieces_present()                  # so those checks run here, in the instructor's tree
     names = [name for name, _, _ in selfcheck.cases(path="fast")]
     assert sum(n.startswith(("fast ln_linear", "fast normalize", "fast qkv_attention")) for n in names) == 3
 

@@ -18,10 +18,11 @@ import numpy as np
 from . import fast, model
 from .config import ViTConfig
 from .fast import attention as fast_attention, block as fast_block, gelu as fast_gelu
-from .fast import layernorm as fast_layernorm, linear as fast_linear, softmax as fast_softmax
+from .fast import layernorm as fast_layernorm, linear as fast_linear, ln_linear as fast_ln_linear
+from .fast import softmax as fast_softmax
 from .gradcheck import MODEL_TOL, OP_TOL, check_gradients, check_pair
 from .model import init_params
-from .ops import attention, block, gelu, layernorm, linear, softmax
+from .ops import attention, block, gelu, layernorm, linear, ln_linear, softmax
 from .ops.attention import causal_mask
 from .ops.block import BLOCK_KEYS
 from .ops.conv import (conv2d_backward, conv2d_forward, conv_stack_backward, conv_stack_forward, maxpool_backward,
@@ -34,18 +35,12 @@ from .ops.posemb import pos_embed_backward, pos_embed_forward
 from .ops.tokens import class_token_backward, class_token_forward, readout_backward, readout_forward
 
 PATHS = ("reference", "fast")
-# Pairs of the fast path with no reference twin of the same name: pieces the fast block is cut into (each
-# equals a composition of reference ops, tests/test_fast.py).  {module of vitnp.fast: pair names}; each is
-# gradient-checked below, in the fast cases.
-FAST_ONLY = {"ln_linear": {"ln_linear_forward", "ln_linear_backward"},          # LayerNorm → linear, folded
-             "layernorm": {"normalize_forward", "normalize_backward"},          # LayerNorm without γ, β
-             "attention": {"qkv_attention_forward", "qkv_attention_backward"}}  # Eq 6–8 from the fused qkv
 # The modules that have a fast twin, by path: the cases below are written once and run on both.
 _TWINS = {
     "reference": SimpleNamespace(attention=attention, block=block, gelu=gelu, layernorm=layernorm, linear=linear,
-                                 softmax=softmax, model=model),
+                                 ln_linear=ln_linear, softmax=softmax, model=model),
     "fast": SimpleNamespace(attention=fast_attention, block=fast_block, gelu=fast_gelu, layernorm=fast_layernorm,
-                            linear=fast_linear, softmax=fast_softmax, model=fast),
+                            linear=fast_linear, ln_linear=fast_ln_linear, softmax=fast_softmax, model=fast),
 }
 
 
@@ -157,17 +152,6 @@ def _check_conv_stack(r):
     return check_pair(forward, backward, dict(x=r(2, 8, 6, 2), W1=r(3, 3, 2, 3), b1=r(3), W2=r(3, 3, 3, 2), b2=r(2)))
 
 
-def _fast_pieces_present() -> bool:
-    """Are the FAST_ONLY pieces there?  Always in the instructor's tree (tests/test_gradcheck.py checks that
-    each is listed, present and checked here); the student edition withholds the modules that hold them."""
-    return hasattr(fast_layernorm, "normalize_forward") and hasattr(fast_attention, "qkv_attention_forward")
-
-
-def _fast_ln_linear():
-    from .fast import ln_linear                # imported when used: the student edition's is a composed stand-in
-    return ln_linear
-
-
 def cases(seed=0, path="reference"):
     """(name, tolerance, thunk) for every check of one path; the thunk returns {input name: max relative error}.
 
@@ -190,6 +174,11 @@ def cases(seed=0, path="reference"):
                                       dict(x=r(2, 3, 5), W=r(5, 4), b=r(4)))),
         ("layernorm", lambda: check_pair(ns.layernorm.layernorm_forward, ns.layernorm.layernorm_backward, ln_in,
                                          kwargs={"eps": 1e-6})),
+        ("normalize (LayerNorm, γ = 1, β = 0)", lambda: check_pair(ns.layernorm.normalize_forward,
+                                                               ns.layernorm.normalize_backward, {"x": ln_in["x"]})),
+        ("ln_linear (LayerNorm → linear)", lambda: check_pair(
+            ns.ln_linear.ln_linear_forward, ns.ln_linear.ln_linear_backward,
+            dict(z=ln_in["x"], gamma=ln_in["gamma"], beta=ln_in["beta"], W=r(6, 5), b=r(5)))),
         ("softmax last axis", lambda: check_pair(sm.softmax_forward, sm.softmax_backward, {"x": r(2, 3, 5) * 3})),
         ("softmax axis 0", lambda: check_pair(sm.softmax_forward, sm.softmax_backward, {"x": r(4, 3)},
                                               kwargs={"axis": 0})),
@@ -201,6 +190,9 @@ def cases(seed=0, path="reference"):
         ("msa", lambda: check_pair(att.msa_forward, att.msa_backward, msa_in, kwargs={"heads": 2})),
         ("msa 3 heads, causal mask", lambda: check_pair(att.msa_forward, att.msa_backward, msa_in,
                                                         kwargs={"heads": 3, "mask": causal_mask(5)})),
+        ("qkv_attention, 2 heads, causal mask", lambda: check_pair(
+            att.qkv_attention_forward, att.qkv_attention_backward, {"qkv": r(2, 5, 12)},
+            kwargs={"heads": 2, "mask": causal_mask(5)})),
         ("gelu exact", lambda: check_pair(ns.gelu.gelu_forward, ns.gelu.gelu_backward, {"x": r(4, 6) * 2},
                                           kwargs={"approximate": "exact"})),
         ("gelu tanh", lambda: check_pair(ns.gelu.gelu_forward, ns.gelu.gelu_backward, {"x": r(4, 6) * 2},
@@ -236,17 +228,7 @@ def cases(seed=0, path="reference"):
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),
         ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
     ]
-    fast_only = [
-        ("ln_linear (LayerNorm → linear, folded)", lambda: check_pair(
-            _fast_ln_linear().ln_linear_forward, _fast_ln_linear().ln_linear_backward,
-            dict(z=r(2, 3, 6) * 2.0 + 1.0, gamma=r(6), beta=r(6), W=r(6, 5), b=r(5)), kwargs={"eps": 1e-6})),
-        ("normalize (LayerNorm without γ, β)", lambda: check_pair(
-            fast_layernorm.normalize_forward, fast_layernorm.normalize_backward, {"x": r(6, 5) * 2.0 + 1.0})),
-        ("qkv_attention, 2 heads, causal mask", lambda: check_pair(
-            fast_attention.qkv_attention_forward, fast_attention.qkv_attention_backward, {"qkv": r(2, 5, 12)},
-            kwargs={"heads": 2, "mask": causal_mask(5)})),
-    ] if _fast_pieces_present() else []        # the student edition withholds them (vitnp.course.build)
-    out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else fast_only)]
+    out = [(name, OP_TOL, fn) for name, fn in twins + (others if path == "reference" else [])]
     out += [
         ("encoder block", MODEL_TOL, lambda: _check_block(ns, False)),
         ("encoder block, causal mask, tanh", MODEL_TOL, lambda: _check_block(ns, False, causal_mask(4), gelu="tanh")),

@@ -7,11 +7,10 @@ It writes a complete, installable copy of the project in which
 - every solution region of a notebook cell is replaced by nbgrader's stub (``# YOUR CODE HERE`` and a raise in
   code, ``YOUR ANSWER HERE`` in Markdown), the outputs of those cells are cleared, and the paired source in
   ``notebooks/src/`` is written again from the cut notebook by jupytext;
-- the fast twins (:mod:`vitnp.fast`) of modules that hold exercises, the fast model among them, are withheld:
-  their names are imported from the reference, because their code would show the solutions (the student
-  edition trains with the student's own reference code); so is :mod:`vitnp.fast.ln_linear` (LayerNorm and a
-  linear layer fused, which would show both backwards): its two functions become LayerNorm then linear,
-  written with the reference's functions (:data:`COMPOSED_TWINS`);
+- the fast twins (:mod:`vitnp.fast`) whose reference holds an exercise or builds on one (the fast model,
+  ``fast.ln_linear`` on LayerNorm and linear, …: :func:`withheld_modules`) are withheld: their names are
+  imported from the reference, because their code would show the solutions (the student edition trains with
+  the student's own reference code);
 - the instructor-only files (:data:`INSTRUCTOR_ONLY`: the answer key and rubrics, tests that hold reference code or
   name the bug zoo's mistakes) are left out;
 - nothing between markers survives, and no answer line (:mod:`vitnp.course.leaks`) appears anywhere in the copy:
@@ -90,6 +89,31 @@ def _public_functions(source: str) -> set:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
 
 
+def withheld_modules(src: Path) -> set:
+    """Names of the fast modules the student edition withholds: those whose reference twin (``vitnp/ops/<name>.py``,
+    or ``vitnp/model.py`` for ``fast.model``) holds an exercise or imports from a module of ``vitnp/`` that does."""
+    holders = {e.path for e in EXERCISES}
+    out = set()
+    for fast in sorted((src / "vitnp" / "fast").glob("*.py")):
+        twin = Path("vitnp/model.py") if fast.stem == "model" else Path("vitnp/ops") / fast.name
+        if not (src / twin).is_file():
+            continue
+        tree = ast.parse((src / twin).read_text(encoding="utf-8"))
+        imported = {_module_path(twin, node) for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level > 0}
+        if twin.as_posix() in holders or imported & holders:
+            out.add(fast.stem)
+    return out
+
+
+def _module_path(importer: Path, node: ast.ImportFrom) -> str:
+    """The project path of the module a relative ``from .x import y`` in ``importer`` names."""
+    base = importer.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    return (base / ((node.module or "").replace(".", "/") + ".py")).as_posix()
+
+
 def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
     """The student edition's ``vitnp/fast/<module>.py``: the reference's functions under the fast names."""
     names = sorted(_public_functions(fast_source) & _public_functions(reference_source))
@@ -112,11 +136,6 @@ INSTRUCTOR_ONLY = frozenset({
     "tests/test_grader_hostile.py",
     "tests/test_nbgrader_course.py",       # fills the released notebooks in with the model answers
 })
-
-# Fast modules with no reference twin of their own whose code would show solutions: {module: the file in
-# vitnp/course/ that the student edition gets in its place}.
-COMPOSED_TWINS = {"ln_linear": "ln_linear_student.py"}
-
 
 def _has_marker(path: Path) -> bool:
     """Does a solution marker line survive in this file (a notebook's cells are read with nbformat)?"""
@@ -159,8 +178,7 @@ def _build_into(src: Path, dst: Path) -> dict:
     import jupytext
     import nbformat
     report = {"files": 0, "exercises": [], "notebook_cells": 0, "withheld": []}
-    ex_modules = {Path(e.path).stem for e in EXERCISES if e.path.startswith("vitnp/ops/")}
-    ex_modules.add("model")                     # vitnp/fast/model.py's forward would show vit-forward's solution
+    withheld = withheld_modules(src)
     files = project_files(src)
     for rel in files:
         if rel.as_posix() in INSTRUCTOR_ONLY:
@@ -170,11 +188,7 @@ def _build_into(src: Path, dst: Path) -> dict:
         target.parent.mkdir(parents=True, exist_ok=True)
         report["files"] += 1
         posix = rel.as_posix()
-        if posix.startswith("vitnp/fast/") and rel.stem in COMPOSED_TWINS:
-            stand_in = Path(__file__).with_name(COMPOSED_TWINS[rel.stem])
-            target.write_text(stand_in.read_text(encoding="utf-8"), encoding="utf-8")
-            report["withheld"].append(posix)
-        elif posix.startswith("vitnp/fast/") and rel.stem in ex_modules:
+        if posix.startswith("vitnp/fast/") and rel.stem in withheld:
             twin = src / "vitnp" / ("model.py" if rel.stem == "model" else f"ops/{rel.name}")
             target.write_text(withheld_twin(source_path.read_text(encoding="utf-8"), twin.read_text(encoding="utf-8"),
                                             rel.stem), encoding="utf-8")

@@ -6,9 +6,9 @@
   ``split_heads`` copies), the heads' outputs are written through ``out=`` straight into a (B, T, k, D_h)
   array, which *is* the concatenation of Eq 8 (no ``merge_heads`` copy), and dq, dk, dv straight into one
   (B, T, 3, k, D_h) gradient (no ``concatenate``);
-- Eq 6–8 from an already computed qkv are a function of their own, :func:`qkv_attention_forward` /
-  ``backward``: the fast block calls it after its folded LN → U_qkv GEMM (:mod:`vitnp.fast.ln_linear`).  It
-  has no reference twin; it is gradient-checked on its own (``vitnp.selfcheck.FAST_ONLY``).
+- :func:`qkv_attention_forward` / ``backward`` (Eq 6–8 from an already computed qkv) take ``scale=1.0`` when
+  q is already scaled: the fast block calls them so, after its folded LN → U_qkv GEMM
+  (:mod:`vitnp.fast.ln_linear`).
 
 Its measured gain is in the table of docs/performance.md that ``python -m vitnp bench --ops --write-table`` writes.
 Proven equal to the reference in ``tests/test_fast.py``.
@@ -66,14 +66,19 @@ def scaled_qkv(U_qkv, U_qkv_bias, D, scale):
     return W, b
 
 
-def qkv_attention_forward(qkv, heads, mask=None, dropout=0.0, rng=None, train=False):
-    """Eq 6–7 and Eq 8's concatenation from the fused, already scaled projection qkv (B, T, 3D):
-    returns o (B, T, D) (the heads side by side), A (B, k, T, T) and the cache."""
+def qkv_attention_forward(qkv, heads, mask=None, dropout=0.0, rng=None, train=False, *, scale=None):
+    """Eq 6–7 and Eq 8's concatenation from the fused projection qkv (B, T, 3D), as
+    :func:`vitnp.ops.attention.qkv_attention_forward`: returns o (B, T, D) (the heads side by side),
+    A (B, k, T, T) and the cache.
+
+    scale : keyword of the fast path only, the factor on q kᵀ: 1/√D_h by default; 1.0 when qkv's q part is
+        already scaled (see msa_forward).
+    """
     B, T, D3 = qkv.shape
     D, Dh = D3 // 3, D3 // 3 // heads
     q, k, v = qkv.reshape(B, T, 3, heads, Dh).transpose(2, 0, 3, 1, 4)   # 3 × (B, k, T, D_h) views
     o = np.empty((B, T, heads, Dh), dtype=qkv.dtype)                 # heads side by side = Eq 8's concat
-    _, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train, scale=1.0,
+    _, A, c_att = attention_forward(q, k, v, mask, dropout, rng, train, scale=scale,
                                     out=o.transpose(0, 2, 1, 3))     # Eq 6–7
     return o.reshape(B, T, D), A, (c_att, heads)
 
@@ -96,7 +101,7 @@ def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropo
     scale = 1.0 / math.sqrt(D // heads)
     W, b = scaled_qkv(U_qkv, U_qkv_bias, D, scale)
     qkv, c_qkv = linear_forward(z, W, b)                             # Eq 5: (B, T, 3D), q already scaled
-    o, A, c_att = qkv_attention_forward(qkv, heads, mask, dropout, rng, train)   # Eq 6–8's concat
+    o, A, c_att = qkv_attention_forward(qkv, heads, mask, dropout, rng, train, scale=1.0)   # Eq 6–8's concat
     out, c_out = linear_forward(o, U_msa, U_msa_bias)                # Eq 8: (B, T, D)
     return out, A, (c_qkv, c_att, c_out, scale)
 

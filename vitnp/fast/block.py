@@ -32,7 +32,8 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
     W, b = scaled_qkv(p["U_qkv"], p["U_qkv_bias"], D, scale)         # 1/√D_h folded into U_q (fast.attention)
     qkv, c["ln1_qkv"] = ln_linear_forward(z, p["ln1.gamma"], p["ln1.beta"], W, b, eps,   # LN → Eq 5, one GEMM
                                           keep_cache=keep_cache)
-    a, A, c["att"] = qkv_attention_forward(qkv, heads, mask, attention_dropout, rng, train)   # Eq 6–8
+    a, A, c["att"] = qkv_attention_forward(qkv, heads, mask, attention_dropout, rng, train,   # Eq 6–8
+                                           scale=1.0)
     a, c["out"] = linear_forward(a, p["U_msa"], p["U_msa_bias"])     # Eq 8: (B, T, D)
     if drop:
         a, c["drop_msa"] = dropout_forward(a, dropout, rng, train)

@@ -2,8 +2,8 @@
 every pass after the first reads data that is still in the core's L2 cache; row means are matrix-vector
 products (BLAS); row sums of squares and of products are ``einsum`` dot products with no (…, D) temporary; x̂
 and the backward's dx̂ are written once and updated in place.  :func:`normalize_forward` /
-:func:`normalize_backward` are LayerNorm without γ and β, for :mod:`vitnp.fast.ln_linear`, which folds γ and β
-into the next linear layer.
+:func:`normalize_backward` (LayerNorm without γ and β) serve :mod:`vitnp.fast.ln_linear`, which folds γ and β into
+the next linear layer.
 
 Proven equal to the reference in ``tests/test_fast.py``. Its measured gain is in the table of docs/performance.md that
 ``python -m vitnp bench --ops --write-table`` writes.
@@ -69,10 +69,11 @@ def layernorm_forward(x, gamma, beta, eps=1e-6, *, keep_cache=True):
 
 
 def normalize_forward(x, eps=1e-6, *, out=None, keep_cache=True):
-    """x̂ = (x − μ)/σ over the last axis: LayerNorm without γ and β.
+    """x̂ = (x − μ)/σ over the last axis, as :func:`vitnp.ops.layernorm.normalize_forward`.
 
-    x: (..., D)   out: optional (n, D) array for x̂ (a strided view is fine), n = x.size // D
-    ->   x̂ (n, D), cache = (x̂, 1/σ (n,)), or None with ``keep_cache=False``
+    x: (..., D)   ->   x_hat: (..., D), cache (None with ``keep_cache=False``)
+
+    out : keyword of the fast path only, an (n, D) array for x̂ (a strided view is fine), n = x.size // D.
     """
     D = x.shape[-1]
     x2 = x.reshape(-1, D)
@@ -80,7 +81,7 @@ def normalize_forward(x, eps=1e-6, *, out=None, keep_cache=True):
     inv_std = np.empty(len(x2), x2.dtype)
     for _ in _normalized_blocks(x2, eps, x_hat, inv_std):
         pass
-    return x_hat, ((x_hat, inv_std) if keep_cache else None)
+    return x_hat.reshape(x.shape), ((x_hat, inv_std) if keep_cache else None)
 
 
 def _backward_blocks(x_hat, inv, dx, dx_hat_rows):
@@ -127,13 +128,19 @@ def layernorm_backward(dout, cache):
 
 
 def normalize_backward(dx_hat, cache, *, overwrite=False):
-    """dx (n, D) from dx̂ (n, D) for x̂ = (x − μ)/σ (cache of :func:`normalize_forward`); with
-    ``overwrite=True`` dx is written over dx̂ (one array less, when the caller owns dx̂)."""
+    """Gradient of x̂ = (x − μ)/σ: returns dx (..., D) from dx_hat (..., D), as
+    :func:`vitnp.ops.layernorm.normalize_backward`.
+
+    overwrite : keyword of the fast path only; True writes dx over a C-contiguous dx_hat (one array less,
+        when the caller owns dx_hat).
+    """
     x_hat, inv_std = cache
-    if overwrite:
-        return _backward_blocks(x_hat, inv_std, dx_hat, lambda s, into: into)      # dx̂ is already there
+    d2 = dx_hat.reshape(x_hat.shape)
+    if overwrite and np.may_share_memory(d2, dx_hat):              # reshape gave a view, not a copy
+        dx = _backward_blocks(x_hat, inv_std, d2, lambda s, into: into)          # dx̂ is already there
+        return dx.reshape(dx_hat.shape)
 
     def copy_rows(s, into):
-        into[...] = dx_hat[s]
+        into[...] = d2[s]
         return into
-    return _backward_blocks(x_hat, inv_std, np.empty_like(dx_hat), copy_rows)
+    return _backward_blocks(x_hat, inv_std, np.empty_like(d2), copy_rows).reshape(dx_hat.shape)

@@ -10,6 +10,11 @@ saturate.  The k heads are one extra array axis, never a Python loop: :func:`spl
 (B, T, D) into (B, k, T, D_h), every product is then a batched matmul, and :func:`merge_heads` puts the
 heads side by side again, which is the concatenation of Eq 8.
 
+:func:`qkv_attention_forward` / ``backward`` are the part between the two projections, Eq 6–7 for every head
+and Eq 8's concatenation from Eq 5's output qkv: the fast path computes qkv in the GEMM that also does the
+LayerNorm before it (:mod:`vitnp.ops.ln_linear`), so it needs that part on its own.  Here it is MSA with both
+projections the identity, so there is one derivation of the heads, :func:`msa_backward`'s.
+
 The fast twin is :mod:`vitnp.fast.attention`: the same functions, proven equal, with its measured gain.
 """
 import math
@@ -117,3 +122,25 @@ def msa_backward(dout, cache):
     dz, dU_qkv, dU_qkv_bias = linear_backward(dqkv, c_qkv)          # qkv = z U_qkv + b
     return dz, dU_qkv, dU_qkv_bias, dU_msa, dU_msa_bias
     ### END SOLUTION
+
+
+def qkv_attention_forward(qkv, heads, mask=None, dropout=0.0, rng=None, train=False):
+    """Eq 6–7 for every head and Eq 8's concatenation, from Eq 5's qkv = [q | k | v]: MSA with U_qkv = I
+    and U_msa = I (multiplying by an identity matrix is exact in floating point).
+
+    qkv: (B, T, 3D)   heads: k   ->   o: (B, T, D) (the heads side by side), weights: (B, k, T, T), cache
+
+    cache = msa_forward's cache with identity projections, what qkv_attention_backward reads.
+    """
+    D3 = qkv.shape[-1]
+    if D3 % 3:
+        raise ValueError(f"qkv's last axis must hold q, k and v, 3·D features; got {D3}")
+    I_qkv, I_msa = np.eye(D3, dtype=qkv.dtype), np.eye(D3 // 3, dtype=qkv.dtype)
+    zeros = np.zeros(D3, dtype=qkv.dtype)
+    return msa_forward(qkv, I_qkv, zeros, I_msa, zeros[: D3 // 3], heads, mask, dropout, rng, train)
+
+
+def qkv_attention_backward(do, cache):
+    """Gradient of qkv_attention_forward: returns dqkv (B, T, 3D) from do (B, T, D), msa_backward's dz."""
+    dqkv, _, _, _, _ = msa_backward(do, cache)                      # the identities' gradients are not needed
+    return dqkv

@@ -5,6 +5,9 @@ the output (Eq 4):
 
 μ and σ² are the mean and (biased) variance of each token's D features; γ, β ∈ R^D are learned.
 
+:func:`normalize_forward` / :func:`normalize_backward` are LN with γ = 1 and β = 0, the x̂ alone: the fast path
+folds γ and β into the linear layer after LN (:mod:`vitnp.ops.ln_linear`), so it needs x̂ on its own.
+
 The fast twin is :mod:`vitnp.fast.layernorm`: the same functions, proven equal, with its measured gain.
 """
 import numpy as np
@@ -40,3 +43,20 @@ def layernorm_backward(dout, cache):
     dx = inv_std * (direct - through_mu - through_var)
     return dx, dgamma, dbeta
     ### END SOLUTION
+
+
+def normalize_forward(x, eps=1e-6):
+    """x̂ = (x − μ)/σ over the last axis: LayerNorm with γ = 1 and β = 0.
+
+    x: (..., D)   ->   x_hat: (..., D), cache
+
+    cache = layernorm_forward's cache with γ = 1, what normalize_backward reads.
+    """
+    D = x.shape[-1]
+    return layernorm_forward(x, np.ones(D, x.dtype), np.zeros(D, x.dtype), eps)
+
+
+def normalize_backward(dx_hat, cache):
+    """Gradient of x̂ = (x − μ)/σ: returns dx (..., D), layernorm_backward's dx with γ = 1."""
+    dx, _, _ = layernorm_backward(dx_hat, cache)                   # dγ, dβ of γ = 1, β = 0: not parameters here
+    return dx
