@@ -39,9 +39,10 @@ def test_matmul_flops_by_hand():
 def test_bench_runs_vitnp_only_and_writes_json(tmp_path, monkeypatch, capsys):
     """The whole command on a tiny batch, without torch: table, 'PyTorch was not available', JSON."""
     from vitnp.bench import run as bench
+    from vitnp.cli import bench as bench_cli
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     out_json = tmp_path / "bench.json"
-    rc = bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
+    rc = bench_cli.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
                      "--rounds", "2", "--no-torch", "--no-gradcheck", "--json", str(out_json)])
     out = capsys.readouterr().out
     assert rc == 0
@@ -60,8 +61,9 @@ def test_bench_with_both_torch_sides(monkeypatch, capsys):
     with its ratios; the summary line names the baseline."""
     pytest.importorskip("torch")
     from vitnp.bench import run as bench
+    from vitnp.cli import bench as bench_cli
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
-    assert bench.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
+    assert bench_cli.main(["--config", "small", "--batch-size", "4", "--eval-batch-size", "6", "--steps", "1",
                        "--rounds", "1", "--no-gradcheck", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "small    pytorch-sdpa" in out and "small    pytorch-explicit" in out
@@ -71,27 +73,29 @@ def test_bench_with_both_torch_sides(monkeypatch, capsys):
 def test_bench_reference_side_and_ops_table(tmp_path, monkeypatch, capsys):
     """``--reference`` adds the clear model as a third side with its ratio; ``--ops`` prints the per-op table."""
     from vitnp.bench import run as bench
+    from vitnp.cli import bench as bench_cli
     from vitnp.bench import ops as bench_ops
     monkeypatch.setattr(bench, "matmul_peak", lambda threads: {"gflops": 10.0, "by_size": {256: 10.0}})
     out_json = tmp_path / "bench.json"
-    assert bench.main(["--config", "small", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--no-torch",
+    assert bench_cli.main(["--config", "small", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--no-torch",
                        "--no-gradcheck", "--reference", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "vitnp-reference" in out and "fast path / reference path: training" in out
     result = json.loads(out_json.read_text())["results"][0]
     assert set(result["sides"]) == {"vitnp", "vitnp-reference"} and result["fast_over_reference_train"] > 0
     monkeypatch.setattr(bench_ops, "B", 2)
-    assert bench.main(["--ops", "--rounds", "1", "--steps", "1", "--json", str(out_json)]) == 0
+    assert bench_cli.main(["--ops", "--rounds", "1", "--steps", "1", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     rows = json.loads(out_json.read_text())["ops"]
-    assert [r["op"].split(" (")[0] for r in rows] == ["linear", "layernorm", "softmax", "gelu exact", "gelu tanh",
+    assert [r["op"].split(" (")[0] for r in rows] == ["linear", "layernorm", "ln_linear", "softmax", "gelu exact", "gelu tanh",
                                                       "attention", "msa", "encoder block"]
     assert all(r["ratio"] > 0 for r in rows) and "gain = reference time / fast time" in out
 
 
 def test_bench_rejects_bad_numbers(capsys):
     from vitnp.bench import run as bench
-    assert bench.main(["--batch-size", "0", "--no-torch", "--no-gradcheck"]) == 2
+    from vitnp.cli import bench as bench_cli
+    assert bench_cli.main(["--batch-size", "0", "--no-torch", "--no-gradcheck"]) == 2
     assert "must be positive" in capsys.readouterr().err
 
 
@@ -135,12 +139,13 @@ def test_bench_profile_without_torch(tmp_path, monkeypatch, capsys):
     """``bench --profile --no-torch``: vitnp's per-op rows add up to the step's wall time (the rest row
     takes what no wrapped op took), the wrapped functions are restored afterwards, JSON is written."""
     from vitnp.bench import run as bench
+    from vitnp.cli import bench as bench_cli
     from vitnp.bench.profile import ROWS
     import vitnp.fast.ln_linear  # noqa: F401  (makes fast.ln_linear an attribute)
     before = (fast.block.gelu_forward, fast.attention.softmax_forward, fast.model.embed_forward,
               fast.ln_linear.normalize_forward)
     out_json = tmp_path / "profile.json"
-    assert bench.main(["--profile", "--config", "small", "--batch-size", "4", "--steps", "1", "--no-torch",
+    assert bench_cli.main(["--profile", "--config", "small", "--batch-size", "4", "--steps", "1", "--no-torch",
                        "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "one training step" in text and "one inference pass" in text and "| gelu |" in text

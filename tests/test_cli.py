@@ -13,7 +13,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from vitnp.__main__ import main
+from vitnp.cli.main import main
 from vitnp.io.npz import load_npz, save_npz
 from vitnp.config import ViTConfig, count_params
 from vitnp.data import FASHION_MNIST_CLASSES, write_idx

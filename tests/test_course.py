@@ -117,7 +117,7 @@ def test_student_edition_is_installable_and_runs_its_cli(student, tmp_path):
 
 
 def test_course_cli_exit_codes(student, capsys):
-    from vitnp.__main__ import main
+    from vitnp.cli.main import main
     assert main(["course", "grade", "--root", str(student[0]), "--exercise", "linear-backward"]) == 1
     assert "0 / 2 points" in capsys.readouterr().out
     assert main(["course", "grade", "--exercise", "linear-backward"]) == 0            # the instructor's tree

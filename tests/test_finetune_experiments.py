@@ -153,7 +153,7 @@ def test_probe_trains_only_a_head_on_the_frozen_body(setup):
 
 def test_recorded_commands_reproduce_the_runs(setup, tmp_path):
     """The `python -m vitnp train` lines in results.json give the same numbers as the script's own runs."""
-    from vitnp.__main__ import main as vitnp_main
+    from vitnp.cli.main import main as vitnp_main
     r = setup["results"]
     commands = r["commands"]
     assert set(commands) == {"resolution.finetune_high", "resolution.continue_base", "resolution.finetune_high_2ep",

@@ -161,7 +161,7 @@ def test_sampled_checks_compare_only_the_sample():
 
 
 def test_cli_table_and_exit_code(monkeypatch, capsys):
-    from vitnp.__main__ import main
+    from vitnp.cli.main import main
     monkeypatch.setattr(selfcheck, "cases", lambda path: [("good", 1e-7, lambda: {"x": 1e-9}),
                                                           ("bad", 1e-7, lambda: {"x": 1e-3})])
     assert main(["gradcheck"]) == 1

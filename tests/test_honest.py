@@ -18,7 +18,7 @@ import pytest
 
 import vitnp.training.fit as fit_module
 from vitnp import ViTConfig, init_params
-from vitnp.__main__ import main
+from vitnp.cli.main import main
 from vitnp.data import prepare_data, stratified_split, write_idx
 from vitnp.data import splits as splits_module
 from vitnp.fast.model import vit_forward as fast_forward

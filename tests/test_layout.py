@@ -9,6 +9,7 @@ connected component of more than one module.
 Each check is also run on a small made-up package that breaks it, so that each is seen to fail.
 """
 import ast
+import re
 import os
 from pathlib import Path
 
@@ -230,6 +231,14 @@ def test_the_library_does_not_climb_to_the_command_line():
     climbing = sorted(m for m, edges in graph.items() if not m.startswith(("vitnp.cli", "vitnp.__main__"))
                       and any(e == "vitnp.cli" or e.startswith("vitnp.cli.") for e in edges))
     assert not climbing, climbing
+
+
+def test_every_argument_parser_lives_in_cli():
+    """argparse is imported in vitnp/cli/ only: the library has no command-line code."""
+    outside = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "vitnp").rglob("*.py")
+                     if "cli" not in p.relative_to(ROOT / "vitnp").parts[:1]
+                     and re.search(r"^\s*(import argparse|from argparse import)", p.read_text(encoding="utf-8"), re.M))
+    assert not outside, outside
 
 
 def test_the_vit_does_not_import_the_cnn_baseline():

@@ -26,7 +26,7 @@ import pytest
 import vitnp.training.fit as fit_module
 import vitnp.io.rundir as rundir_module
 from vitnp import ViTConfig
-from vitnp.__main__ import main
+from vitnp.cli.main import main
 from vitnp.fast import parallel
 from vitnp.training.fit import DivergedError
 from vitnp.training.presets import HParams
@@ -304,7 +304,7 @@ def test_small_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
 
 
 def test_memory_error_is_one_line(capsys):
-    from vitnp.__main__ import _guarded
+    from vitnp.cli.main import _guarded
 
     def greedy(args):
         raise MemoryError("Unable to allocate 44.0 TiB for an array with shape (70000, 70000, 9000)")

@@ -513,7 +513,7 @@ def test_init_from_without_cfg_takes_the_checkpoints_config(reference, tmp_path)
 
 def test_init_from_is_read_once(reference, tmp_path, monkeypatch):
     """The command line reads --init-from once (its config and its weights), not twice."""
-    from vitnp.__main__ import main
+    from vitnp.cli.main import main
     calls = []
     real = finetune.load_init
 

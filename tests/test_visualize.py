@@ -13,7 +13,7 @@ from vitnp.analysis import maps as analysis
 
 from vitnp.training import specs as models
 from vitnp.analysis import visualize as vis
-from vitnp.__main__ import main
+from vitnp.cli.main import main
 from vitnp.data import write_idx
 from vitnp.data.image_files import image_to_input, load_image
 from vitnp.training.evaluation import predict_proba

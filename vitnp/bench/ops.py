@@ -4,7 +4,10 @@ What one run measures: for every op that has a fast twin (:mod:`vitnp.fast`), th
 forward and one backward call on the activations of the ``base28`` benchmark model (B = 128 images, T = 50
 tokens, D = 192, k = 3 heads, M = 768; float32), reference and fast alternating round by round, with BLAS
 at one thread (inside the fast model every op runs in a one-thread shard, so that is where its speed
-counts).  The ratio is reference time / fast time: the measured gain of each ``vitnp/fast`` module.  Those
+counts).  The ratio is reference time / fast time: the measured gain of each ``vitnp/fast`` module.  Not timed
+alone: ``normalize`` and ``qkv_attention``, whose references are written through LayerNorm and MSA for one
+derivation (γ = 1, identity projections), so a ratio against them would measure that, not the fast code; the
+fast block runs both, and its row counts them.  Those
 gains live in one place: ``bench --ops --write-table`` writes them, with the machine and the date, into the table
 of ``docs/performance.md`` between the lines :data:`TABLE_BEGIN` and :data:`TABLE_END` (the docstrings of
 ``vitnp/fast`` say what each module changes and why, and point there).  The whole-model gain (shards in threads
@@ -39,6 +42,8 @@ def _cases(rng):
     return [
         ("linear (B, T, D) -> (B, T, M)", "linear", "linear", (f(B, T, D), f(D, M), f(M)), {}, 1),
         ("layernorm (B, T, D)", "layernorm", "layernorm", (f(B, T, D), f(D), f(D)), {}, 1),
+        ("ln_linear (B, T, D) -> (B, T, 3D)", "ln_linear", "ln_linear", (f(B, T, D), f(D), f(D), 0.1 * f(D, 3 * D),
+                                                                        f(3 * D)), {}, 1),
         ("softmax (B, k, T, T)", "softmax", "softmax", (f(B, HEADS, T, T),), {}, 1),
         ("gelu exact (B, T, M)", "gelu", "gelu", (f(B, T, M),), {"approximate": "exact"}, 1),
         ("gelu tanh (B, T, M)", "gelu", "gelu", (f(B, T, M),), {"approximate": "tanh"}, 1),

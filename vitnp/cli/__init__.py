@@ -1,6 +1,15 @@
-"""The command line (``python -m vitnp …``): argument parsers that call the library.
+"""The command line (``python -m vitnp …``): every argument parser, each calling the library.
 
-``cli.train`` holds ``python -m vitnp train``, ``cli.evaluate`` ``evaluate``, ``predict`` and ``info``,
-``cli.visualize`` ``visualize``; the library they call lives in the rooms below ``vitnp/``.  The parsers of
-``bench`` and ``course`` still sit beside their code (``vitnp.bench.run``, ``vitnp.course.cli``).
+=================  ===========================================================================================
+module             commands
+=================  ===========================================================================================
+``cli.main``       ``python -m vitnp``: the list of commands, ``gradcheck``, ``forward``; errors as one line
+``cli.train``      ``train``
+``cli.evaluate``   ``evaluate``, ``predict``, ``info``
+``cli.visualize``  ``visualize``
+``cli.bench``      ``bench`` (:mod:`vitnp.bench`), and the benchmark's vitnp worker process
+``cli.course``     ``course build|grade|list`` (:mod:`vitnp.course`)
+=================  ===========================================================================================
+
+The library never imports this package (``tests/test_layout.py``): commands call down, never back.
 """

@@ -1,9 +1,9 @@
-"""``python -m vitnp course build|grade|list``: the teacher's commands."""
+"""``python -m vitnp course build|grade|list``: the teacher's commands; the code is in :mod:`vitnp.course`."""
 from __future__ import annotations
 
 import sys
 
-from .grade import GUARANTEE, MEMORY, TIMEOUT
+from ..course.grade import GUARANTEE, MEMORY, TIMEOUT
 
 
 def add_arguments(p) -> None:
@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if args.course_command == "build":
-        from .build import build
+        from ..course.build import build
         report = build(args.out, args.src)
         print(f"student edition written to {args.out}: {report['files']} files, {len(report['exercises'])} code "
               f"exercises cut, {report['notebook_cells']} notebook cells cut, withheld: "
@@ -47,7 +47,7 @@ def run(args) -> int:
         return 0
     if args.course_command == "grade":
         return _grade(args)
-    from .exercises import EXERCISES
+    from ..course.exercises import EXERCISES
     for e in EXERCISES:
         print(f"{e.id:<24} {e.points:>2} pt  {e.where:<44} {e.statement}")
     print(f"{len(EXERCISES)} exercises, {sum(e.points for e in EXERCISES)} points", file=sys.stderr)
@@ -55,7 +55,7 @@ def run(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grade import format_table, grade, grade_class, totals, write_gradebook
+    from ..course.grade import format_table, grade, grade_class, totals, write_gradebook
     if args.timeout <= 0 or args.memory_mb <= 0 or args.jobs <= 0:
         raise ValueError("--timeout, --memory-mb and --jobs must be positive")
     options = dict(timeout=args.timeout, seed=args.seed, memory=args.memory_mb << 20)
