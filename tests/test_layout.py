@@ -241,6 +241,31 @@ def test_every_argument_parser_lives_in_cli():
     assert not outside, outside
 
 
+def test_the_ops_docstrings_have_one_style():
+    """Every pair of vitnp/ops in one docstring style (STYLE.md's sketch): a forward says what it computes, gives
+    a shapes line ``inputs -> outputs, cache`` and a line ``cache = …`` saying what its backward reads; a
+    backward's first sentence reads ``Gradients of …: returns …`` with the shapes; no numpydoc section headers."""
+    bad = []
+    for path in sorted((ROOT / "vitnp" / "ops").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.endswith(("_forward", "_backward"))):
+                continue
+            doc = ast.get_docstring(node) or ""
+            where = f"{path.name}:{node.name}"
+            if re.search(r"^\s*(Parameters|Returns)\s*\n\s*-{3,}", doc, re.M):
+                bad.append(f"{where}: numpydoc sections")
+            if node.name.endswith("_forward"):
+                if not any("->" in line for line in doc.splitlines()[1:]):
+                    bad.append(f"{where}: no shapes line")
+                if not re.search(r"^cache = ", doc, re.M):
+                    bad.append(f"{where}: no 'cache = …' line")
+            else:
+                first = doc.split("\n\n")[0]
+                if not (first.startswith("Gradients of") and "returns" in first):
+                    bad.append(f"{where}: first sentence is not 'Gradients of …: returns …'")
+    assert not bad, bad
+
+
 def test_the_vit_does_not_import_the_cnn_baseline():
     """The hybrid stem and the baseline share conv ops from vitnp.ops.conv; vitnp.model needs nothing of vitnp.cnn."""
     graph = import_graph(ROOT / "vitnp")

@@ -5,5 +5,5 @@ Every module is imported here, so ``import vitnp`` gives ``vitnp.ops.loss.softma
 from . import (attention, block, conv, dropout, erf, gelu, layernorm, linear, ln_linear, loss, mlp, patches, posemb,
                softmax, tokens)
 
-__all__ = ["attention", "block", "conv", "dropout", "erf", "gelu", "layernorm", "linear", "ln_linear", "loss", "mlp", "patches",
-           "posemb", "softmax", "tokens"]
+__all__ = ["attention", "block", "conv", "dropout", "erf", "gelu", "layernorm", "linear", "ln_linear", "loss", "mlp",
+           "patches", "posemb", "softmax", "tokens"]

@@ -46,17 +46,11 @@ def merge_heads(x):
 def attention_forward(q, k, v, mask=None, dropout=0.0, rng=None, train=False):
     """Scaled dot-product attention, Eq 6–7: out = softmax(q kᵀ / √D_h) v.
 
-    Parameters
-    ----------
-    q, k, v : (..., T, D_h)
-    mask : bool array broadcastable to (..., T, T), optional. True = may attend; masked logits are −∞.
-    dropout : rate on the attention weights (only when ``train``), with ``rng``.
+    q, k, v: (..., T, D_h)   ->   out: (..., T, D_h), weights: (..., T, T), cache
 
-    Returns
-    -------
-    out : (..., T, D_h)
-    weights : (..., T, T), the attention weights A (before dropout) — each row sums to 1
-    cache
+    mask : bool array broadcastable to (..., T, T), optional; True = may attend, masked logits are −∞.
+    dropout : rate on the attention weights (only when ``train``), drawn from ``rng``.
+    weights : the attention weights A before dropout; each row sums to 1.
 
     cache = (q, k, v, Ad, scale, c_soft, c_drop): the inputs, the weights after dropout, 1/√D_h, and the
     caches of the softmax and the dropout, what attention_backward reads.
@@ -87,19 +81,13 @@ def attention_backward(dout, cache):
 
 def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropout=0.0, rng=None,
                 train=False):
-    """Multi-head self-attention, Eq 5–8.
+    """Multi-head self-attention, Eq 5–8: MSA(z) = [SA₁(z); …; SA_k(z)] U_msa + b.
 
-    Parameters
-    ----------
-    z : (B, T, D)
-    U_qkv : (D, 3D), columns [q | k | v];   U_qkv_bias : (3D,)
-    U_msa : (D, D);                          U_msa_bias : (D,)
-    heads : k, with D_h = D / k
-    mask, dropout, rng, train : as in :func:`attention_forward`
+    z: (B, T, D)   U_qkv: (D, 3D), columns [q | k | v]   U_qkv_bias: (3D,)   U_msa: (D, D)   U_msa_bias: (D,)
+    ->   out: (B, T, D), weights: (B, k, T, T), cache
 
-    Returns
-    -------
-    out : (B, T, D);  weights : (B, k, T, T);  cache
+    heads : k, with D_h = D / k.
+    mask, dropout, rng, train : as in :func:`attention_forward`.
 
     cache = (c_qkv, c_att, c_out, heads): the caches of the U_qkv layer, of attention (all heads at once)
     and of the U_msa layer, and k, what msa_backward reads.
@@ -113,7 +101,9 @@ def msa_forward(z, U_qkv, U_qkv_bias, U_msa, U_msa_bias, heads, mask=None, dropo
 
 
 def msa_backward(dout, cache):
-    """Returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D), dU_msa_bias (D,)."""
+    """Gradients of MSA(z), Eq 5–8: returns dz (B, T, D), dU_qkv (D, 3D), dU_qkv_bias (3D,), dU_msa (D, D),
+    dU_msa_bias (D,).
+    """
     ### BEGIN SOLUTION
     c_qkv, c_att, c_out, heads = cache
     dsa, dU_msa, dU_msa_bias = linear_backward(dout, c_out)          # out = merge_heads(sa) U_msa + b
@@ -141,6 +131,6 @@ def qkv_attention_forward(qkv, heads, mask=None, dropout=0.0, rng=None, train=Fa
 
 
 def qkv_attention_backward(do, cache):
-    """Gradient of qkv_attention_forward: returns dqkv (B, T, 3D) from do (B, T, D), msa_backward's dz."""
+    """Gradients of qkv_attention_forward: returns dqkv (B, T, 3D) from do (B, T, D), msa_backward's dz."""
     dqkv, _, _, _, _ = msa_backward(do, cache)                      # the identities' gradients are not needed
     return dqkv

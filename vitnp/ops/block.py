@@ -20,18 +20,13 @@ BLOCK_KEYS = ("ln1.gamma", "ln1.beta", "U_qkv", "U_qkv_bias", "U_msa", "U_msa_bi
 
 def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, attention_dropout=0.0,
                           mask=None, rng=None, train=False):
-    """One encoder block, Eq 2–3.
+    """One encoder block, Eq 2–3: z′ = MSA(LN(z)) + z, then MLP(LN(z′)) + z′.
 
-    Parameters
-    ----------
-    z : (B, T, D)
-    p : dict of the block's arrays, keys :data:`BLOCK_KEYS`
-    heads : k;  gelu : 'exact' | 'tanh';  eps : LayerNorm ε
-    dropout : rate after MSA and in the MLP;  attention_dropout : rate on A;  mask : see msa_forward
+    z: (B, T, D)   p: dict of the block's arrays, keys :data:`BLOCK_KEYS`
+    ->   z: (B, T, D), weights: (B, k, T, T) (the attention weights), cache
 
-    Returns
-    -------
-    z : (B, T, D);  weights : (B, k, T, T), the attention weights;  cache
+    heads : k.   gelu : 'exact' | 'tanh'.   eps : LayerNorm's ε.
+    dropout : rate after MSA and in the MLP.   attention_dropout : rate on A.   mask : as in msa_forward.
 
     cache = (c_ln1, c_msa, c_drop, c_ln2, c_mlp): the caches of LN₁, MSA, the dropout after MSA, LN₂ and the
     MLP, in the forward's order, what encoder_block_backward reads.
@@ -48,7 +43,9 @@ def encoder_block_forward(z, p, heads, *, gelu="exact", eps=1e-6, dropout=0.0, a
 
 
 def encoder_block_backward(dout, cache):
-    """Returns dz (B, T, D) and a dict of the block's gradients, keys :data:`BLOCK_KEYS`."""
+    """Gradients of one encoder block, Eq 2–3: returns dz (B, T, D) and a dict of the block's gradients, keys
+    :data:`BLOCK_KEYS`.
+    """
     ### BEGIN SOLUTION
     c_ln1, c_msa, c_drop, c_ln2, c_mlp = cache
     g = {}
@@ -67,6 +64,8 @@ def encoder_forward(z, blocks, heads, **kwargs):
 
     z: (B, T, D)   blocks: list of L parameter dicts   kwargs: as encoder_block_forward
     ->   z_L: (B, T, D), weights: list of L (B, k, T, T) arrays, cache
+
+    cache = [the L blocks' caches], in block order, what encoder_backward reads.
     """
     maps, caches = [], []
     for p in blocks:
@@ -77,7 +76,9 @@ def encoder_forward(z, blocks, heads, **kwargs):
 
 
 def encoder_backward(dout, caches):
-    """Returns dz₀ (B, T, D) and the list of the L blocks' gradient dicts."""
+    """Gradients of the L blocks, Eq 2–3 for ℓ = L … 1: returns dz₀ (B, T, D) and the list of the blocks'
+    gradient dicts, in block order.
+    """
     grads = []
     for c in reversed(caches):
         dout, g = encoder_block_backward(dout, c)

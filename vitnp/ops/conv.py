@@ -58,19 +58,15 @@ def col2im(dcols, padded_shape, sh, sw):
 def conv2d_forward(x, W, b, stride=1, padding=0):
     """2-D convolution by im2col, NHWC:  out = im2col(pad(x)) · W.reshape(kh·kw·C_in, C_out) + b.
 
-    Parameters
-    ----------
-    x : (B, H, W, C_in)
-    W : (kh, kw, C_in, C_out)    the kernel, height-width-in-out (the layout of flax and of E in the
-                                 original checkpoints)
-    b : (C_out,)
-    stride : int or (s_h, s_w), ≥ 1
-    padding : int or (p_h, p_w), ≥ 0 zeros added on both sides of each spatial axis
+    x: (B, H, W, C_in)   W: (kh, kw, C_in, C_out)   b: (C_out,)   ->   out: (B, Ho, Wo, C_out), cache
+    with Ho = ⌊(H + 2p_h − kh) / s_h⌋ + 1, likewise Wo.
 
-    Returns
-    -------
-    out : (B, Ho, Wo, C_out), Ho = ⌊(H + 2p_h − kh) / s_h⌋ + 1, likewise Wo
-    cache
+    W : the kernel, height-width-in-out (the layout of flax and of E in the original checkpoints).
+    stride : int or (s_h, s_w), ≥ 1.
+    padding : int or (p_h, p_w), ≥ 0 zeros added on both sides of each spatial axis.
+
+    cache = (cols, W, padded shape, stride, padding): the windows as rows, the kernel and the geometry, what
+    conv2d_backward reads.
     """
     x, W, b = np.asarray(x), np.asarray(W), np.asarray(b)
     if x.ndim != 4:
@@ -116,13 +112,17 @@ def relu_forward(x):
     """ReLU(x) = max(x, 0), elementwise.
 
     x: any shape   ->   out: same shape, cache
+
+    cache = x > 0, where the input was positive: what relu_backward reads.
     """
     positive = x > 0
     return np.where(positive, x, 0).astype(x.dtype, copy=False), positive
 
 
 def relu_backward(dout, cache):
-    """dx = dout where x > 0, else 0 (at x = 0 exactly we take the derivative 0, as PyTorch does)."""
+    """Gradients of ReLU: returns dx = dout where x > 0, else 0 (at x = 0 exactly the derivative is taken
+    as 0, as PyTorch does).
+    """
     positive = cache
     return np.where(positive, dout, 0).astype(dout.dtype, copy=False)
 
@@ -130,18 +130,16 @@ def relu_backward(dout, cache):
 def maxpool_forward(x, size=2):
     """Max-pooling over non-overlapping size×size windows (stride = size), NHWC.
 
+    x: (B, H, W, C), H, W ≥ size   ->   out: (B, ⌊H/size⌋, ⌊W/size⌋, C), cache
+
+    size : the window side and the stride (2 gives the classic 2×2, stride-2 pooling).
+
     out[b, y, x, c] = max over the window rows y·size … y·size+size−1, columns likewise.  Like PyTorch's
     default (floor mode), rows or columns left over when H or W is not a multiple of ``size`` are
     dropped (a 7×7 map becomes 3×3) and receive zero gradient.
 
-    Parameters
-    ----------
-    x : (B, H, W, C), H, W ≥ size
-    size : int, the window side and the stride (2 gives the classic 2×2, stride-2 pooling)
-
-    Returns
-    -------
-    out : (B, ⌊H/size⌋, ⌊W/size⌋, C), cache
+    cache = (arg, x.shape, size): where each window's maximum was, the input's shape and the window side,
+    what maxpool_backward reads.
     """
     if x.ndim != 4:
         raise ValueError(f"maxpool: x must have shape (B, H, W, C) (channels-last), got {x.shape}")
@@ -159,7 +157,9 @@ def maxpool_forward(x, size=2):
 
 
 def maxpool_backward(dout, cache):
-    """The gradient goes to the one input that was the maximum of its window (the first one on ties)."""
+    """Gradients of max-pooling: returns dx (B, H, W, C); each window's gradient goes to the one input that
+    was its maximum (the first one on ties).
+    """
     arg, shape, size = cache
     B, H, W, C = shape
     Ho, Wo = dout.shape[1:3]
@@ -176,15 +176,12 @@ def conv_stack_forward(x, layers, *, pool=2):
     """Stages conv ('same' padding, stride 1) → ReLU → max-pool, one per (W, b) in ``layers``: the CNN baseline
     (:mod:`vitnp.cnn`) and the hybrid ViT's stem (§3.1, :mod:`vitnp.model`).
 
-    Parameters
-    ----------
-    x : (B, H, W, C_0)
-    layers : list of (W_i (k, k, C_{i-1}, C_i), b_i (C_i,)), k odd
-    pool : max-pool window and stride (1: no pooling)
+    x: (B, H, W, C_0)   layers: list of (W_i (k, k, C_{i-1}, C_i), b_i (C_i,)), k odd
+    ->   feature map: (B, h, w, C_last), each stage dividing H and W by ``pool`` (floor), cache
 
-    Returns
-    -------
-    feature map : (B, h, w, C_last), each stage dividing H and W by ``pool`` (floor); cache
+    pool : max-pool window and stride (1: no pooling).
+
+    cache = [(c_conv, c_relu, c_pool) per stage]: what conv_stack_backward reads.
     """
     caches = []
     for W, b in layers:
@@ -198,7 +195,9 @@ def conv_stack_forward(x, layers, *, pool=2):
 
 
 def conv_stack_backward(dout, cache):
-    """Returns dx (B, H, W, C_0) and [(dW_i, db_i) for each stage], in the order of ``layers``."""
+    """Gradients of the conv stages: returns dx (B, H, W, C_0) and [(dW_i, db_i) for each stage], in the
+    order of ``layers``.
+    """
     grads = []
     for c_conv, c_relu, c_pool in reversed(cache):
         if c_pool is not None:

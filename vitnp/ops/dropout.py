@@ -9,7 +9,9 @@ def dropout_forward(x, p, rng=None, train=True):
     """out = x ⊙ mask / (1 − p), mask ~ Bernoulli(1 − p); the identity when not training or p = 0.
 
     x: any shape   p: float in [0, 1)   rng: np.random.Generator (required when it drops)
-    ->   out: same shape, cache (the scaled mask, or None)
+    ->   out: same shape, cache
+
+    cache = mask / (1 − p), the scaled mask, or None when nothing is dropped: what dropout_backward reads.
     """
     if not train or p == 0.0:
         return x, None
@@ -23,6 +25,8 @@ def dropout_forward(x, p, rng=None, train=True):
 
 
 def dropout_backward(dout, cache):
-    """dx = dout ⊙ mask / (1 − p): the same elements pass, with the same scale."""
+    """Gradients of dropout: returns dx = dout ⊙ mask / (1 − p), the same elements passed, with the same
+    scale.
+    """
     mask = cache
     return dout if mask is None else dout * mask

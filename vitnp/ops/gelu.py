@@ -37,15 +37,11 @@ def gelu_forward(x, approximate="exact"):
 
     The two differ by less than 1e-3 on [−5, 5].
 
-    Parameters
-    ----------
-    x : array_like, any shape (float32 stays float32)
-    approximate : 'exact' | 'tanh'
+    x: any shape (float32 stays float32)   ->   out: same shape and dtype, cache
 
-    Returns
-    -------
-    out : ndarray, same shape and dtype as x
-    cache : (x, approximate)
+    approximate : 'exact' | 'tanh'.
+
+    cache = (x, approximate): what gelu_backward reads.
     """
     if approximate not in APPROXIMATIONS:
         raise ValueError(f"approximate must be one of {APPROXIMATIONS}, got {approximate!r}")
@@ -59,10 +55,7 @@ def gelu_forward(x, approximate="exact"):
 
 
 def gelu_backward(dout, cache):
-    """dx = dout ⊙ dGELU/dx.
-
-    dout: same shape as x   ->   dx: same shape
-    """
+    """Gradients of GELU: returns dx = dout ⊙ dGELU/dx, the shape of x."""
     x, approximate = cache
     dydx = gelu_exact_derivative(x) if approximate == "exact" else gelu_tanh_derivative(x)
     return (dout * dydx).astype(dout.dtype, copy=False)

@@ -57,6 +57,6 @@ def normalize_forward(x, eps=1e-6):
 
 
 def normalize_backward(dx_hat, cache):
-    """Gradient of x̂ = (x − μ)/σ: returns dx (..., D), layernorm_backward's dx with γ = 1."""
+    """Gradients of x̂ = (x − μ)/σ: returns dx (..., D), layernorm_backward's dx with γ = 1."""
     dx, _, _ = layernorm_backward(dx_hat, cache)                   # dγ, dβ of γ = 1, β = 0: not parameters here
     return dx

@@ -19,17 +19,11 @@ def log_softmax(logits):
 
 
 def softmax_cross_entropy(logits, labels, smoothing=0.0):
-    """Mean cross-entropy and its gradient.
+    """Mean cross-entropy of softmax(logits) against (label-smoothed) one-hot targets, and its gradient.
 
-    Parameters
-    ----------
-    logits : (B, K) float array
-    labels : (B,) integer array of class indices in [0, K)
-    smoothing : float in [0, 1)
+    logits: (B, K)   labels: (B,) integers in [0, K)   ->   loss: float, dlogits: (B, K) = ∂loss/∂logits
 
-    Returns
-    -------
-    loss : float;  dlogits : (B, K), ∂loss/∂logits
+    smoothing : s in [0, 1); the target puts 1 − s + s/K on the label and s/K on every other class.
     """
     logits = np.asarray(logits)
     labels = np.asarray(labels)

@@ -23,7 +23,7 @@ def mlp_forward(x, W1, b1, W2, b2, gelu="exact", dropout=0.0, rng=None, train=Fa
 
 
 def mlp_backward(dout, cache):
-    """Returns dx (..., D), dW1 (D, M), db1 (M,), dW2 (M, D), db2 (D,)."""
+    """Gradients of MLP(x), Eq 3: returns dx (..., D), dW1 (D, M), db1 (M,), dW2 (M, D), db2 (D,)."""
     ### BEGIN SOLUTION
     c1, c_act, c_d1, c2, c_d2 = cache
     dout = dropout_backward(dout, c_d2)               # out = dropout(out)

@@ -8,16 +8,9 @@ inverse move.
 
 
 def patchify_forward(x, P):
-    """x_p = flatten(x): (B, H, W, C) -> (B, N, P²C), N = (H/P)(W/P).
+    """x_p = flatten(x): (B, H, W, C) -> (B, N, P²C), N = (H/P)(W/P)  (the x_p of Eq 1).
 
-    Parameters
-    ----------
-    x : (B, H, W, C) array
-    P : int, patch side; must divide H and W.
-
-    Returns
-    -------
-    x_p : (B, N, P²C) array (a contiguous copy), cache
+    x: (B, H, W, C)   P: patch side, dividing H and W   ->   x_p: (B, N, P²C) (a contiguous copy), cache
 
     cache = (x.shape, P): the input's shape (B, H, W, C) and the patch side, what patchify_backward reads.
     """
@@ -31,9 +24,8 @@ def patchify_forward(x, P):
 
 
 def patchify_backward(dx_p, cache):
-    """dx = unflatten(dx_p): the same numbers moved back to where they came from.
-
-    dx_p: (B, N, P²C)   ->   dx: (B, H, W, C), the shape of patchify_forward's input
+    """Gradients of the flattening: returns dx (B, H, W, C) = unflatten(dx_p), the same numbers moved back to
+    where they came from, from dx_p (B, N, P²C).
     """
     ### BEGIN SOLUTION
     (B, H, W, C), P = cache

@@ -18,7 +18,7 @@ def pos_embed_forward(z, E_pos):
 
 
 def pos_embed_backward(dout, cache):
-    """Returns dz (B, T, D) and dE_pos (T, D)."""
+    """Gradients of z + E_pos (Eq 1): returns dz (B, T, D) and dE_pos (T, D)."""
     ### BEGIN SOLUTION
     return dout, dout.sum(0)
     ### END SOLUTION

@@ -25,7 +25,9 @@ def softmax_forward(x, axis=-1):
 
 
 def softmax_backward(dy, cache):
-    """Gradient of softmax_forward: dx, the shape of dy (the softmax couples every entry of a row)."""
+    """Gradients of softmax_forward: returns dx, the shape of dy (the softmax couples every entry of a
+    row).
+    """
     ### BEGIN SOLUTION
     y, axis = cache
     return y * (dy - (dy * y).sum(axis, keepdims=True))     # y = e / Σe, ∂y_i/∂x_j = y_i([i = j] − y_j)

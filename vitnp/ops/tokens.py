@@ -21,7 +21,7 @@ def class_token_forward(x, x_class):
 
 
 def class_token_backward(dz, cache):
-    """Returns dx (B, N, D) and dx_class (D,)."""
+    """Gradients of z = [x_class; x] (Eq 1): returns dx (B, N, D) and dx_class (D,)."""
     ### BEGIN SOLUTION
     return dz[:, 1:], dz[:, 0].sum(0)
     ### END SOLUTION
@@ -42,7 +42,7 @@ def readout_forward(z, mode):
 
 
 def readout_backward(dy, cache):
-    """Gradient of readout_forward: returns dz (B, T, D)."""
+    """Gradients of readout_forward (Eq 4): returns dz (B, T, D)."""
     ### BEGIN SOLUTION
     mode, shape = cache
     dz = np.zeros(shape, dtype=dy.dtype)
