@@ -6,7 +6,7 @@ Dosovitskiy et al. (2021), Figure 1: image -> patches -> linear projection E -> 
 -> Transformer encoder (L blocks of Norm, Multi-Head Attention, +, Norm, MLP, +) -> MLP head -> class.  Every box is
 labelled with its symbol, the vitnp parameter names it owns (README's parameter table), the module and function that
 compute it, and the notebook that explains it.  The labels come from the tables PIPELINE and ENCODER below, which
-tests/test_bug_zoo.py checks against the code: every parameter name exists in ``vitnp.param_shapes``, every
+tests/test_course_bug_zoo.py checks against the code: every parameter name exists in ``vitnp.param_shapes``, every
 ``module: function`` exists, every notebook exists.
 """
 from __future__ import annotations

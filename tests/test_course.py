@@ -91,7 +91,7 @@ def test_student_edition_has_no_solutions(student):
     assert (ROOT / "vitnp/ops/attention.py").read_text().count("### BEGIN SOLUTION") == 2   # instructor's unchanged
     assert "\nSTUDENT = True\n" in (out / "vitnp/course/edition.py").read_text()
     assert "\nSTUDENT = False\n" in (ROOT / "vitnp/course/edition.py").read_text()
-    assert not (out / "docs/instructor.md").exists() and (out / "tests/test_exercises.py").is_file()
+    assert not (out / "docs/instructor.md").exists() and (out / "tests/test_course_exercises.py").is_file()
 
 
 def test_build_refuses_an_existing_directory_and_a_non_project(tmp_path):

@@ -1,6 +1,8 @@
-"""Tests of vitnp.data on small synthetic IDX files (no network), plus one on the real Debian data if present."""
+"""Tests of vitnp.data on small synthetic IDX files and arrays (no network), plus one on the real Debian data if
+present."""
 import gzip
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -9,8 +11,11 @@ from vitnp import data
 from vitnp.data import fashion_mnist
 from vitnp.data import (
     FASHION_MNIST_CLASSES, MEAN, STD, iterate_batches, load_fashion_mnist, normalize, random_crop,
-    random_hflip, read_idx, resize_images, select_classes, train_val_split, write_idx,
+    prepare_data, random_hflip, read_idx, resize_images, select_classes, train_val_split, write_idx,
 )
+from vitnp.training.presets import HParams
+
+from support import TINY, band_data, refused_under_memory_limit
 
 NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -566,3 +571,85 @@ def test_fashion_mnist_or_synthetic_says_when_it_falls_back(tmp_path, capsys):
     *arrays, names, synthetic = fashion_mnist_or_synthetic(tmp_path, verify=False)
     assert not synthetic and names[0] == "T-shirt/top"
     assert "data: Fashion-MNIST" in capsys.readouterr().out
+
+
+# ---- preparing the data for a model: class subsets and image size ---------------------------------------------
+DATA = band_data()
+TINY_HP = HParams(epochs=3, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="crop+flip", eval_batch_size=13)
+
+
+def test_classes_are_filtered_and_relabelled_in_the_given_order():
+    x, y, tx, ty = DATA
+    cfg, hp = TINY.replace(num_classes=3), TINY_HP.replace(classes=(7, 2, 5))
+    splits = prepare_data(DATA, cfg, hp)
+    (sx, sy), (stx, sty) = splits["train"], splits["test"]
+    keep = np.isin(y, (7, 2, 5))
+    assert np.array_equal(sx, x[keep])                                 # the same images, in their order
+    assert sy.tolist() == [{7: 0, 2: 1, 5: 2}[c] for c in y[keep]]
+    assert sty.tolist() == [{7: 0, 2: 1, 5: 2}[c] for c in ty[np.isin(ty, (7, 2, 5))]]
+    # train_subset draws from the filtered set (19 images of these classes here), seeded
+    sub = prepare_data(DATA, cfg, hp.replace(train_subset=10))["train"]
+    again = prepare_data(DATA, cfg, hp.replace(train_subset=10))["train"]
+    assert len(sub[0]) == 10 and set(sub[1].tolist()) <= {0, 1, 2}
+    assert np.array_equal(sub[0], again[0]) and np.array_equal(sub[1], again[1])
+    assert any(np.array_equal(sub[0][0], img) for img in sx)
+    with pytest.raises(ValueError, match="train_subset=20 exceeds the 19 training images of classes"):
+        prepare_data(DATA, cfg, hp.replace(train_subset=20))
+
+
+def test_images_are_resized_to_the_model_size():
+    cfg = TINY.replace(image_size=56)
+    splits = prepare_data(DATA, cfg, TINY_HP)
+    assert splits["source_size"] == (28, 28)
+    assert np.array_equal(splits["train"][0], resize_images(DATA[0], 56))
+    assert np.array_equal(splits["test"][0], resize_images(DATA[2], 56))
+    small = prepare_data((DATA[0][:, :14, :14], DATA[1], DATA[2], DATA[3]), TINY, TINY_HP)   # 14 -> 28
+    assert small["train"][0].shape == (64, 28, 28, 1) and small["source_size"] == (14, 14)
+
+
+def test_shrinking_the_data_by_more_than_2x_is_refused():
+    """Bilinear resizing aliases when it shrinks by more than 2x: a clear error naming the sizes, not a
+    silently aliased training set.  Shrinking by exactly 2x is allowed."""
+    with pytest.raises(ValueError, match=r"image_size .*shrinking 28x28 to 7x7 .*14x14"):
+        prepare_data(DATA, TINY.replace(image_size=7), TINY_HP)
+    half = prepare_data(DATA, TINY.replace(image_size=14), TINY_HP)
+    assert half["train"][0].shape == (64, 14, 14, 1)
+
+
+# ---- small files must not cost a lot of memory: image and IDX bombs -------------------------------------
+def test_a_png_bomb_is_refused_from_its_header(tmp_path):
+    """A 9000×9000 black PNG is ~250 KB on disk and 324 MB decoded (1.3 GB as float32 RGBA): refused unread."""
+    from PIL import Image
+    from vitnp.data.image_files import load_image
+    path = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(path, optimize=True)
+    assert path.stat().st_size < 1_000_000
+    out = refused_under_memory_limit(f"from vitnp.data.image_files import load_image; load_image({str(path)!r})", 1024)
+    assert "81,000,000 pixels, more than" in out, out
+    small = tmp_path / "small.png"
+    Image.new("RGB", (28, 20), (255, 255, 255)).save(small)
+    assert load_image(small).shape == (20, 28, 3)
+    with pytest.raises(ValueError, match="560 pixels, more than the 500 allowed"):
+        load_image(small, max_pixels=500)
+
+
+def test_a_gzip_bomb_idx_is_refused_while_inflating(tmp_path):
+    """1.2 GB of zeros gzipped to ~1.2 MB, as an IDX file: inflation stops at the 1 GiB cap, under a 600 MB limit."""
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(16 << 20)
+    with open(path, "wb") as f:
+        f.write(z.compress(b"\x00\x00\x08\x01" + (1_200_000_000).to_bytes(4, "big")))
+        for _ in range(1_200_000_000 // len(chunk) + 1):
+            f.write(z.compress(chunk))
+        f.write(z.flush())
+    assert path.stat().st_size < 3_000_000
+    out = refused_under_memory_limit(f"from vitnp.data.idx import read_idx; read_idx({str(path)!r})", 600)
+    assert "header declares 1,200,000,008 bytes" in out, out
+    from vitnp.data.idx import read_bytes
+    with pytest.raises(ValueError, match="refused"):
+        read_bytes(path, max_bytes=10_000_000_000)                      # within the cap, but 400:1
+    liar = tmp_path / "liar-idx1-ubyte.gz"                              # header: 100 bytes; stream: 50 MB
+    liar.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (100).to_bytes(4, "big") + bytes(50_000_000)))
+    with pytest.raises(ValueError, match="extra bytes after the data"):
+        read_idx(liar)                                                  # inflated only to 101 bytes of data

@@ -2,7 +2,7 @@
 and :func:`vitnp.fast.vit_forward` / ``vit_backward`` against the reference model :mod:`vitnp.model`.
 
 The reference is proven by the gradient checks (tests/test_gradcheck.py, float64) and by PyTorch
-(tests/test_torch_reference.py); this file carries that proof over to the fast twins.  Outputs, attention
+(tests/test_model_torch.py); this file carries that proof over to the fast twins.  Outputs, attention
 weights and every gradient (inputs and parameters) are compared with the relative error
 max|a − b| / (max|a| + max|b|) per array:
 
@@ -637,3 +637,9 @@ def test_fast_docstrings_state_no_measured_speeds_and_point_to_the_one_table():
     doc = (root.parents[1] / "docs" / "performance.md").read_text(encoding="utf-8")
     from vitnp.bench.ops import TABLE_BEGIN, TABLE_END
     assert doc.count(TABLE_BEGIN) == 1 and doc.count(TABLE_END) == 1
+
+
+def test_blas_thread_setter_validates():
+    with pytest.raises(ValueError):
+        parallel.set_blas_threads(0)
+    assert parallel.set_blas_threads(1) in (True, False)

@@ -266,6 +266,25 @@ def test_the_ops_docstrings_have_one_style():
     assert not bad, bad
 
 
+def test_the_tests_mirror_the_package():
+    """Each test module is named for what it tests: ``tests/test_<unit>[_<aspect>].py``, where the unit is a module or
+    package of vitnp (at any depth: ``conv`` is vitnp/ops/conv.py, ``training`` the package), a script of scripts/,
+    or the project's documents (``readme``, ``notebooks``) and shape (``layout``); ``tests/support.py`` holds what
+    several share.  So a reader finds the tests of vitnp/io/rundir.py in tests/test_rundir.py."""
+    units = {"layout", "readme", "notebooks"} | {p.stem for p in (ROOT / "scripts").glob("*.py")}
+    for path in (ROOT / "vitnp").rglob("*.py"):
+        rel = path.relative_to(ROOT / "vitnp")
+        units |= {rel.stem} if rel.stem not in ("__init__", "__main__") else set()
+        units |= set(rel.parts[:-1])
+    units.discard("__pycache__")
+    tests = sorted(p.stem for p in (ROOT / "tests").glob("*.py"))
+    assert "support" in tests and all(t.startswith("test_") for t in tests if t != "support")
+    unnamed = [t for t in tests if t != "support"
+               and not any(t[len("test_"):] == u or t[len("test_"):].startswith(u + "_") for u in units)]
+    assert not unnamed, f"test modules not named for a unit of vitnp, a script or a document: {unnamed}"
+    assert "test_train" not in tests and "test_training" in tests and "test_rundir" in tests
+
+
 def test_the_vit_does_not_import_the_cnn_baseline():
     """The hybrid stem and the baseline share conv ops from vitnp.ops.conv; vitnp.model needs nothing of vitnp.cnn."""
     graph = import_graph(ROOT / "vitnp")

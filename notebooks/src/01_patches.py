@@ -53,7 +53,7 @@ def diff(a, b):
 # bottom up, as in the paper: image → patches (this notebook) → linear projection $\mathbf{E}$, class token and
 # position embeddings (02) → $L$ encoder blocks of LayerNorm, multi-head attention (03), MLP and residuals (04) →
 # $\mathbf{y} = LN(\mathbf{z}_L^0)$ and the head → class (04, 06). Notebook 05 runs the same path backwards for the
-# gradients. `scripts/fig1_diagram.py` draws it from tables that `tests/test_bug_zoo.py` checks against the code.
+# gradients. `scripts/fig1_diagram.py` draws it from tables that `tests/test_course_bug_zoo.py` checks against the code.
 
 # %%
 REPO = Path(vitnp.__file__).resolve().parents[1]

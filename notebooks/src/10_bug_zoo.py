@@ -534,7 +534,7 @@ assert len(ZOO) == 8
 # * It cannot catch a forward that is wrong together with its backward, a wrong layout that happens to be harmless for
 #   the data at hand, or anything outside the model's function (which gradients reach the optimiser, and what the
 #   optimiser does with them). Those need a **comparison with a reference** (vitnp compares its whole model with
-#   PyTorch, `tests/test_torch_reference.py` in the instructor's copy) and **tests of behaviour** (vitnp's optimisers
+#   PyTorch, `tests/test_model_torch.py` in the instructor's copy) and **tests of behaviour** (vitnp's optimisers
 #   refuse a gradient dict with missing keys).
 # * The per-array table of a gradient check localises a mistake: arrays computed before the faulty line are right,
 #   those after it are wrong.

@@ -127,14 +127,14 @@ def withheld_twin(fast_source: str, reference_source: str, module: str) -> str:
 # mistakes of the bug zoo (the student edition's tests grade exercises through the grader instead).
 INSTRUCTOR_ONLY = frozenset({
     "docs/instructor.md",                  # the bug zoo's key and every written question's rubric
-    "tests/test_bug_zoo.py",               # names and re-plants the zoo's mistakes
-    "tests/test_torch_reference.py",       # the whole model written again in PyTorch
-    "tests/test_original_checkpoints.py",  # … and in NumPy from the original checkpoints' arrays
+    "tests/test_course_bug_zoo.py",               # names and re-plants the zoo's mistakes
+    "tests/test_model_torch.py",       # the whole model written again in PyTorch
+    "tests/test_original_model.py",  # … and in NumPy from the original checkpoints' arrays
     "tests/test_course.py",                # tests of the build and the grader on the instructor's solutions
     "tests/test_course_notebooks.py",
     "tests/test_course_class.py",
-    "tests/test_grader_hostile.py",
-    "tests/test_nbgrader_course.py",       # fills the released notebooks in with the model answers
+    "tests/test_course_grader_hostile.py",
+    "tests/test_course_nbgrader.py",       # fills the released notebooks in with the model answers
 })
 
 def _has_marker(path: Path) -> bool:

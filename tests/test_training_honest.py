@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import vitnp.training.fit as fit_module
-from vitnp import ViTConfig, init_params
+from vitnp import init_params
 from vitnp.cli.main import main
 from vitnp.data import prepare_data, stratified_split, write_idx
 from vitnp.data import splits as splits_module
@@ -29,18 +29,9 @@ from vitnp.io.rundir import load_checkpoint
 from vitnp.training.seeds import mean_std
 from vitnp.training import train
 
-TINY = ViTConfig(patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, dropout=0.1)
+from support import TINY, bands
+
 HP = HParams(epochs=6, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="flip", val_size=40, eval_batch_size=20)
-
-
-def bands(n, seed, noise=60):
-    """uint8 (n, 28, 28, 1) images whose class k has a bright band at rows 2+2k … 3+2k; labels 0..9."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 10)
-    images = rng.integers(0, noise, size=(n, 28, 28, 1))
-    for i, k in enumerate(labels):
-        images[i, 2 + 2 * k:4 + 2 * k, 4:24] += 180
-    return images.astype(np.uint8), labels.astype(np.int64)
 
 
 def data(n_train=104, n_test=40):

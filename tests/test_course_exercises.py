@@ -1,4 +1,4 @@
-"""Your code exercises, graded as the teacher grades them (``python -m pytest tests/test_exercises.py``).
+"""Your code exercises, graded as the teacher grades them (``python -m pytest tests/test_course_exercises.py``).
 
 One test per exercise of ``python -m vitnp course list``: it runs the course's grader on this copy of vitnp and
 fails with the grader's first failing check (which output is wrong and how, or "exercise <id>: …" for an exercise

@@ -25,7 +25,6 @@ import pytest
 
 import vitnp.training.fit as fit_module
 import vitnp.io.rundir as rundir_module
-from vitnp import ViTConfig
 from vitnp.cli.main import main
 from vitnp.fast import parallel
 from vitnp.training.fit import DivergedError
@@ -33,20 +32,10 @@ from vitnp.training.presets import HParams
 from vitnp.io.rundir import RunLock, RunLockedError, load_checkpoint
 from vitnp.training import train
 
-TINY = ViTConfig(patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, dropout=0.1)
+from support import TINY, band_data
+
 HP = HParams(epochs=3, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment="flip", eval_batch_size=20)
-
-
-def bands(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 10)
-    images = rng.integers(0, 60, size=(n, 28, 28, 1))
-    for i, k in enumerate(labels):
-        images[i, 2 + 2 * k:4 + 2 * k, 4:24] += 180
-    return images.astype(np.uint8), labels.astype(np.int64)
-
-
-DATA = (*bands(64, 0), *bands(30, 1))
+DATA = band_data()
 
 
 class Crash(BaseException):

@@ -115,7 +115,7 @@ def test_student_edition_keeps_questions_and_symptoms_and_names_no_mistake(stude
         assert s.source.split("\n")[:region.begin] == t.source.split("\n")[:region.begin]   # the question is kept
         assert "YOUR ANSWER HERE" in s.source and BEGIN not in s.source and END not in s.source
     assert not _giveaways(_student_text(student))
-    assert not (student / "tests" / "test_bug_zoo.py").exists() and not (student / "docs" / "instructor.md").exists()
+    assert not (student / "tests" / "test_course_bug_zoo.py").exists() and not (student / "docs" / "instructor.md").exists()
     # the check can fail: a heading that names the mistake is found
     planted = tmp_path / "planted"
     shutil.copytree(student / "notebooks", planted / "notebooks")
