@@ -1,4 +1,4 @@
-"""scripts/finetune_experiments.py end to end, on tiny synthetic IDX data and a tiny checkpoint (no network).
+"""vitnp.experiments.fine_tuning through its command line (scripts/finetune_experiments.py) end to end, on tiny synthetic IDX data and a tiny checkpoint (no network).
 
 The data are 28×28 images with the official Fashion-MNIST file names (hence --no-verify): class k is a bright band
 at rows 2k … 2k+5 over noise.  The checkpoint is a ViT with D=8, L=1 trained for two epochs on them, so its
@@ -6,7 +6,6 @@ recorded test accuracy is something the script must reproduce.  Checked: the res
 numbers against independent computations, the recorded command lines (re-run through ``python -m vitnp
 train``), resuming (finished parts skipped, a removed part re-made identically), and clear errors.
 """
-import importlib.util
 import json
 import os
 import shlex
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 
 from vitnp import ViTConfig
+from vitnp.cli import experiments as experiments_cli
+from vitnp.experiments import fine_tuning as fx
 from vitnp.data import resize_images, write_idx
 from vitnp.training.evaluation import evaluate_arrays
 from vitnp.training.finetune import adapt_params
@@ -27,9 +28,7 @@ from vitnp.training import load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "finetune_experiments.py"
-_spec = importlib.util.spec_from_file_location("finetune_experiments", SCRIPT)
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+main = experiments_cli.fine_tuning_main           # what the script runs
 
 N_TRAIN, N_TEST, BATCH = 300, 100, 16
 TINY = ViTConfig(image_size=28, patch_size=7, dim=8, depth=1, heads=2, mlp_dim=16)
@@ -62,7 +61,7 @@ def setup(tmp_path_factory):
     ckpt = root / "tiny" / "checkpoint.npz"
     out = root / "out"
     argv = base_argv(data, ckpt, out) + ["--figures", str(root / "figures")]
-    rc = fx.main(argv)
+    rc = main(argv)
     assert rc == 0
     return {"root": root, "data": data, "arrays": arrays, "ckpt": ckpt, "out": out, "argv": argv,
             "results": json.loads((out / "results.json").read_text())}
@@ -188,7 +187,7 @@ def test_resume_skips_finished_parts_and_remakes_missing_ones(setup, tmp_path, c
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/checkpoint.npz")}
     capsys.readouterr()
     argv = base_argv(setup["data"], setup["ckpt"], out)
-    assert fx.main(argv) == 0
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     ran = [line.split(":")[0][3:] for line in printed.splitlines() if line.startswith("== ")]
     assert ran == ["transfer_finetune_seed_0", "transfer_scratch_seed_1"]
@@ -202,7 +201,7 @@ def test_resume_skips_finished_parts_and_remakes_missing_ones(setup, tmp_path, c
         assert path.stat().st_mtime_ns == stamp, path
     assert new["resolution"] == setup["results"]["resolution"]
     # a second call with nothing left to do runs no part at all
-    assert fx.main(argv) == 0
+    assert main(argv) == 0
     assert "== " not in capsys.readouterr().out
 
 
@@ -211,7 +210,7 @@ def test_other_settings_on_the_same_out_are_refused(setup, tmp_path, capsys):
     shutil.copytree(setup["out"], out)
     before = (out / "results.json").read_text()
     argv = base_argv(setup["data"], setup["ckpt"], out) + ["--transfer-lr", "0.01"]
-    assert fx.main(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "transfer_lr: 0.001 (saved) vs 0.01" in err
     assert (out / "results.json").read_text() == before                 # untouched
@@ -229,21 +228,21 @@ def test_other_settings_on_the_same_out_are_refused(setup, tmp_path, capsys):
 ])
 def test_bad_arguments_give_one_clear_error(setup, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
-    assert fx.main(base_argv(setup["data"], setup["ckpt"], out) + extra) == 2
+    assert main(base_argv(setup["data"], setup["ckpt"], out) + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not out.exists()                                             # refused before writing anything
 
 
 def test_missing_checkpoint_or_data(setup, tmp_path, capsys):
-    assert fx.main(base_argv(setup["data"], tmp_path / "nope.npz", tmp_path / "o1")) == 2
+    assert main(base_argv(setup["data"], tmp_path / "nope.npz", tmp_path / "o1")) == 2
     assert "--checkpoint: no such file" in capsys.readouterr().err
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    assert fx.main(base_argv(setup["data"], tmp_path / "bad.npz", tmp_path / "o2")) == 2
+    assert main(base_argv(setup["data"], tmp_path / "bad.npz", tmp_path / "o2")) == 2
     assert capsys.readouterr().err.startswith("error: --checkpoint: ")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert fx.main(base_argv(empty, setup["ckpt"], tmp_path / "o3")) == 2
+    assert main(base_argv(empty, setup["ckpt"], tmp_path / "o3")) == 2
     assert "error: " in capsys.readouterr().err
     assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))     # nothing written on a bad start
 

@@ -1,10 +1,9 @@
-"""scripts/inductive_bias.py end to end on tiny synthetic IDX files in a temporary directory (no real data).
+"""vitnp.experiments.inductive_bias through its command line (scripts/inductive_bias.py) end to end on tiny synthetic IDX files in a temporary directory (no real data).
 
 The sweep writes a results.json with one record per (model, N) and a PNG; a second call skips the runs that
 are already there (resume) and refuses to mix runs made with other settings; --jobs 2 gives the same numbers
 as --jobs 1; bad arguments end with a one-line error naming the problem.
 """
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,13 +14,13 @@ import numpy as np
 import pytest
 
 from vitnp.data import read_idx, write_idx
+from vitnp.cli import experiments as experiments_cli
+from vitnp.experiments import inductive_bias as ib
 from vitnp.training.specs import model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "inductive_bias.py"
-_spec = importlib.util.spec_from_file_location("inductive_bias_script", SCRIPT)
-ib = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ib)
+main = experiments_cli.inductive_bias_main        # what the script runs
 
 RUN_KEYS = {"model", "n_train", "steps", "batch_size", "epochs", "test_acc", "test_loss", "train_acc",
             "train_loss", "n_train_eval", "final_train_loss", "params", "train_seconds", "images_per_s",
@@ -54,7 +53,7 @@ def args_for(data_dir, out, *extra):
 
 def test_sweep_writes_results_and_figure(data_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert ib.main(args_for(data_dir, out, "--sizes", "64,128", "--jobs", "1")) == 0
+    assert main(args_for(data_dir, out, "--sizes", "64,128", "--jobs", "1")) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == ib.FORMAT
@@ -98,28 +97,28 @@ def test_resume_skips_finished_runs(data_dir, tmp_path, monkeypatch, capsys):
         return real(model, n, *rest)
 
     monkeypatch.setattr(ib, "run_one", counting)
-    assert ib.main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 0
+    assert main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 0
     first = json.loads((out / "results.json").read_text())["runs"]
     assert calls == [("vit", 64)]
     calls.clear()
     capsys.readouterr()
-    assert ib.main(args_for(data_dir, out, "--sizes", "64,128", "--models", "vit")) == 0
+    assert main(args_for(data_dir, out, "--sizes", "64,128", "--models", "vit")) == 0
     assert "1 run(s) to do, 1 already" in capsys.readouterr().out
     assert calls == [("vit", 128)]                              # the N=64 run was not repeated
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert len(runs) == 2
     assert [r for r in runs if r["n_train"] == 64] == first         # kept exactly, timing fields included
     calls.clear()
-    assert ib.main(args_for(data_dir, out, "--sizes", "64,128", "--models", "vit")) == 0
+    assert main(args_for(data_dir, out, "--sizes", "64,128", "--models", "vit")) == 0
     assert calls == []                                              # everything done: nothing to run
 
 
 def test_resume_refuses_other_settings(data_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert ib.main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 0
+    assert main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 0
     before = (out / "results.json").read_text()
     capsys.readouterr()
-    assert ib.main(args_for(data_dir, out, "--sizes", "64", "--models", "vit", "--lr", "0.01")) == 2
+    assert main(args_for(data_dir, out, "--sizes", "64", "--models", "vit", "--lr", "0.01")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "lr: 0.003 (saved) vs 0.01 (now)" in err and "another --out" in err
     assert (out / "results.json").read_text() == before             # untouched
@@ -130,7 +129,7 @@ def test_resume_refuses_other_settings(data_dir, tmp_path, capsys):
     labels = read_idx(other / "t10k-labels-idx1-ubyte")
     labels[0] = (labels[0] + 1) % 10
     write_idx(other / "t10k-labels-idx1-ubyte", labels)
-    assert ib.main(args_for(other, out, "--sizes", "64", "--models", "vit")) == 2
+    assert main(args_for(other, out, "--sizes", "64", "--models", "vit")) == 2
     assert "data.test_md5" in capsys.readouterr().err
     assert (out / "results.json").read_text() == before
 
@@ -138,7 +137,7 @@ def test_resume_refuses_other_settings(data_dir, tmp_path, capsys):
 def test_two_jobs_give_the_same_numbers_as_one(data_dir, tmp_path):
     """--jobs 2 (two spawned processes, one BLAS thread each) reproduces --jobs 1 exactly."""
     one, two = tmp_path / "one", tmp_path / "two"
-    assert ib.main(args_for(data_dir, one, "--sizes", "64,128", "--models", "vit")) == 0
+    assert main(args_for(data_dir, one, "--sizes", "64,128", "--models", "vit")) == 0
     proc = subprocess.run([sys.executable, str(SCRIPT), *args_for(data_dir, two, "--sizes", "64,128",
                                                                   "--models", "vit", "--jobs", "2")],
                           capture_output=True, text=True, timeout=120)
@@ -166,7 +165,7 @@ def test_help_runs_as_a_script():
 ])
 def test_bad_arguments_are_usage_errors(data_dir, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exc:
-        ib.main(args_for(data_dir, tmp_path / "out", *extra))
+        main(args_for(data_dir, tmp_path / "out", *extra))
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -178,7 +177,7 @@ def test_bad_arguments_are_usage_errors(data_dir, tmp_path, capsys, extra, messa
     (["--sizes", "64", "--warmup", "2"], "error: --warmup is a fraction of the steps in [0, 1], got 2.0"),
 ])
 def test_bad_values_give_one_line_errors(data_dir, tmp_path, capsys, extra, message):
-    assert ib.main(args_for(data_dir, tmp_path / "out", *extra)) == 2
+    assert main(args_for(data_dir, tmp_path / "out", *extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "out" / "results.json").exists()
@@ -187,21 +186,21 @@ def test_bad_values_give_one_line_errors(data_dir, tmp_path, capsys, extra, mess
 def test_missing_data_corrupt_results_and_bad_out(data_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert ib.main(args_for(empty, tmp_path / "out", "--sizes", "64")) == 2
+    assert main(args_for(empty, tmp_path / "out", "--sizes", "64")) == 2
     assert "error: Fashion-MNIST file train-images-idx3-ubyte[.gz] not found" in capsys.readouterr().err
 
     out = tmp_path / "bad"
     out.mkdir()
     (out / "results.json").write_text("{not json")
-    assert ib.main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 2
+    assert main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 2
     assert "results.json is not valid JSON" in capsys.readouterr().err
     assert (out / "results.json").read_text() == "{not json"           # left as it was
 
     (out / "results.json").write_text(json.dumps({"runs": []}))
-    assert ib.main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 2
+    assert main(args_for(data_dir, out, "--sizes", "64", "--models", "vit")) == 2
     assert "is not a results file of this script" in capsys.readouterr().err
 
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    assert ib.main(args_for(data_dir, a_file, "--sizes", "64")) == 2
+    assert main(args_for(data_dir, a_file, "--sizes", "64")) == 2
     assert "exists and is not a directory" in capsys.readouterr().err

@@ -16,32 +16,19 @@
 # 7. why the patch size matters.
 
 # %%
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.cbook import get_sample_data
 from IPython.display import Image, display
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 import vitnp
 from vitnp.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from vitnp.ops.patches import patchify_forward, unpatchify
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-set_matplotlib_formats("jpeg", pil_kwargs={"quality": 85})   # photos: JPEG keeps the saved notebook small
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+FAST = setup(precision=3, photos=True)   # nothing in this notebook is heavy
 
 
 # %% [markdown]

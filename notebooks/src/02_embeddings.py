@@ -15,7 +15,6 @@
 # Each part: the equation, the `vitnp` call, and an `assert` that a hand-written NumPy version gives the same numbers.
 
 # %%
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,19 +27,9 @@ from vitnp.ops.linear import linear_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.ops.posemb import pos_embed_forward, sincos_2d
 from vitnp.ops.tokens import class_token_forward
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=4, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a - b).max()) if a.size else 0.0
+FAST = setup(precision=4)   # nothing in this notebook is heavy
 
 
 # %% [markdown]

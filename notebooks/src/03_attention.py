@@ -49,7 +49,6 @@
 # Each equation below: the `vitnp` call, then a hand-written NumPy version and an `assert` that they agree.
 
 # %%
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -58,19 +57,9 @@ import vitnp
 from vitnp.ops.attention import attention_forward, causal_mask, merge_heads, msa_forward, split_heads
 from vitnp.ops.linear import linear_forward
 from vitnp.ops.softmax import softmax_forward
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fewer random samples in the √D_h experiment
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a - b).max()) if a.size else 0.0
+FAST = setup(precision=3)   # fewer random samples in the √D_h experiment
 
 
 def softmax_by_hand(S):

@@ -18,7 +18,6 @@
 
 # %%
 import math
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,19 +31,9 @@ from vitnp.ops.layernorm import layernorm_forward
 from vitnp.ops.mlp import mlp_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.ops.tokens import readout_forward
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing in this notebook is heavy
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a - b).max()) if a.size else 0.0
+FAST = setup(precision=3)   # nothing in this notebook is heavy
 
 
 # %% [markdown]

@@ -33,7 +33,6 @@
 # operations and $10^{-6}$ for blocks and the whole model. A bug typically gives $10^{-2}$ to $1$.
 
 # %%
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -54,11 +53,9 @@ from vitnp.ops.posemb import pos_embed_backward, pos_embed_forward
 from vitnp.ops.softmax import softmax_backward, softmax_forward
 from vitnp.ops.tokens import class_token_backward, class_token_forward
 from vitnp.selfcheck import check_model, tiny_config
+from vitnp.course.notebook import setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: the whole-model check on 2 variants instead of 14
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
+FAST = setup(precision=3)   # fast: the whole-model check on 2 variants instead of 14
 
 print(f"tolerances: single ops {OP_TOL:g}, encoder block and whole model {MODEL_TOL:g} (vitnp.gradcheck, as the tests)")
 rng = np.random.default_rng(0)

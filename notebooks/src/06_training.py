@@ -21,7 +21,6 @@
 # the Fashion-MNIST files are not installed, the notebook trains on a small synthetic data set instead and says so.
 
 # %%
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -35,19 +34,9 @@ from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.optim import AdamW, warmup_cosine
 from vitnp.training.presets import get_preset
 from vitnp.training import train, train_step
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: a shorter run on fewer images
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=4, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+FAST = setup(precision=4)   # fast: a shorter run on fewer images
 
 
 # %% [markdown]

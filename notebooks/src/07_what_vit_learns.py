@@ -49,19 +49,9 @@ from vitnp.analysis.maps import (attention_maps, attention_rollout, embedding_fi
 from vitnp.data import load_fashion_mnist
 from vitnp.training.evaluation import evaluate_arrays
 from vitnp.training import load_checkpoint
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: fewer test images
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+FAST = setup(precision=3)   # fast: fewer test images
 
 
 CKPT = Path("assets/vit_fmnist.npz")

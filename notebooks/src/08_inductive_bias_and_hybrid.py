@@ -24,9 +24,7 @@
 # of re-running it. Without the Fashion-MNIST files, the notebook uses a small synthetic data set and says so.
 
 # %%
-import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
@@ -45,20 +43,12 @@ from vitnp.ops.linear import linear_forward
 from vitnp.ops.patches import patchify_forward
 from vitnp.config import param_shapes
 from vitnp.training import describe_model, load_checkpoint, model_spec
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
+from vitnp.experiments import inductive_bias as ib       # the sweep: its models, recipe and run_one
+from vitnp.experiments.figures import COLOURS, LABELS
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live training runs
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=4, suppress=True, linewidth=110)
+FAST = setup(precision=4)   # fast: tiny live training runs
 ROOT = Path(vitnp.__file__).resolve().parents[1]           # the repository (the notebook may run elsewhere)
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
 
 # %% [markdown]
@@ -380,9 +370,6 @@ assert max(errs.values()) < 1e-6
 # convolution in front, a small dose of locality. The three models of section 4:
 
 # %%
-spec = importlib.util.spec_from_file_location("inductive_bias", ROOT / "scripts" / "inductive_bias.py")
-ib = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ib)                                  # the sweep script: its models, recipe and run_one
 configs = ib.model_configs()
 for name, cfg in configs.items():
     extra = ""
@@ -475,9 +462,9 @@ for ax, (title, res) in zip(axes[0], panels):
     for m in ib.MODEL_NAMES:
         runs = sorted((r for r in res["runs"] if r["model"] == m), key=lambda r: r["n_train"])
         n = [r["n_train"] for r in runs]
-        ax.plot(n, [100 * r["test_acc"] for r in runs], "o-", color=ib.COLOURS[m], lw=2,
-                label=f"{ib.LABELS[m]} ({res['models'][m]['params'] / 1000:.0f}k), test")
-        ax.plot(n, [100 * r["train_acc"] for r in runs], "x--", color=ib.COLOURS[m], alpha=0.6)
+        ax.plot(n, [100 * r["test_acc"] for r in runs], "o-", color=COLOURS[m], lw=2,
+                label=f"{LABELS[m]} ({res['models'][m]['params'] / 1000:.0f}k), test")
+        ax.plot(n, [100 * r["train_acc"] for r in runs], "x--", color=COLOURS[m], alpha=0.6)
     ax.plot([], [], " ", label="(dashed: train)")
     ns = sorted({r["n_train"] for r in res["runs"]})
     ax.set_xscale("log")

@@ -22,9 +22,7 @@
 # synthetic data set instead and say so.
 
 # %%
-import importlib.util
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,22 +40,11 @@ from vitnp.training.finetune import adapt_params
 from vitnp.ops.loss import softmax_cross_entropy
 from vitnp.training.presets import HParams
 from vitnp.training import load_checkpoint, train
-from vitnp.course.notebook import exercise
+from vitnp.course.notebook import diff, exercise, setup
+from vitnp.experiments.figures import transfer_figure
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # fast: tiny live experiments
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
+FAST = setup(precision=3)   # fast: tiny live experiments
 T_START = time.perf_counter()
-
-
-def diff(a, b):
-    """max |a − b| after checking that the shapes agree: how far the library is from the hand-written code."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
-
-
 REPO = Path(vitnp.__file__).resolve().parents[1]              # the notebook may run elsewhere (CI: a temp dir)
 CKPT = REPO / "notebooks" / "assets" / "vit_fmnist.npz"
 params, cfg, meta = load_checkpoint(CKPT)                     # notebook 07's plain ViT (run e08), trained at 28×28
@@ -437,10 +424,7 @@ else:
         print("  (recorded before `train` held out a validation split by default: to run them with the same settings "
               "today, add --val-size 0, and --test-curve for the per-epoch test accuracy they recorded; "
               "scripts/finetune_experiments.py now writes both)")
-    spec = importlib.util.spec_from_file_location("finetune_experiments", REPO / "scripts" / "finetune_experiments.py")
-    fe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fe)                               # the script that made the JSON, for its figure
-    fig = fe.transfer_figure(full)                            # docs/figures/transfer.png, drawn again from the JSON
+    fig = transfer_figure(full)                               # docs/figures/transfer.png, drawn again from the JSON
     fig.axes[1].set_xlim(0, 100)                              # bars from 0 %: their lengths compare
     display(fig)
 print(f"notebook time so far: {time.perf_counter() - T_START:.0f} s")

@@ -25,7 +25,6 @@
 
 # %%
 import math
-import os
 
 import numpy as np
 
@@ -44,10 +43,9 @@ from vitnp.ops.mlp import mlp_backward, mlp_forward
 from vitnp.ops.patches import patchify_backward, patchify_forward
 from vitnp.optim import AdamW, decays
 from vitnp.selfcheck import tiny_config
+from vitnp.course.notebook import setup
 
-FAST = os.environ.get("VITNP_FAST", "") not in ("", "0")   # nothing here is heavy: fast mode runs the same cells
-print("mode:", "fast (VITNP_FAST=1)" if FAST else "full", "| vitnp", vitnp.__version__)
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
+FAST = setup(precision=3)   # nothing here is heavy: fast mode runs the same cells
 
 rng = np.random.default_rng(0)
 r = lambda *shape: rng.standard_normal(shape)                   # noqa: E731  random float64 array

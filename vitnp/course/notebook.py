@@ -1,4 +1,5 @@
-"""What a notebook's locked test cell says when its exercise is not done yet.
+"""What the notebooks share: their first cell (:func:`setup`), the comparison of a hand-written step with the
+library (:func:`diff`), and what a locked test cell says when its exercise is not done yet (:func:`exercise`).
 
 Every test cell of a notebook code exercise runs its checks inside ``with exercise("<id>"):``.  When the solution
 cell above still holds its stub (``raise NotImplementedError()``, so the function raises or the names it should
@@ -9,8 +10,36 @@ the same) and in ``python -m vitnp course build``'s.
 from __future__ import annotations
 
 import contextlib
+import os
+
+import numpy as np
 
 from .markers import stub_exercise_id
+
+
+def setup(precision=3, *, photos=False) -> bool:
+    """The first cell of every notebook: prints the mode and vitnp's version, sets matplotlib's figure size and
+    NumPy's print options (``precision`` digits), JPEG figures when ``photos`` (keeps a notebook of photographs
+    small); returns FAST, True when ``VITNP_FAST`` is set (CI's fast mode: smaller runs, same cells)."""
+    import matplotlib.pyplot as plt
+
+    import vitnp
+    fast = os.environ.get("VITNP_FAST", "") not in ("", "0")
+    print("mode:", "fast (VITNP_FAST=1)" if fast else "full", "| vitnp", vitnp.__version__)
+    plt.rcParams.update({"figure.dpi": 80, "axes.titlesize": 11})
+    if photos:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        set_matplotlib_formats("jpeg", pil_kwargs={"quality": 85})
+    np.set_printoptions(precision=precision, suppress=True, linewidth=110)
+    return fast
+
+
+def diff(a, b) -> float:
+    """max |a − b| in float64 after checking that the shapes agree (0.0 for empty arrays): how far the library is
+    from the hand-written code."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
 
 
 class ExerciseNotDone(AssertionError):
