@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from vitnp.data import write_idx
-from vitnp.io.rundir import load_checkpoint
+from vitnp.training.rundir import load_checkpoint
 
 FLAGS = ["--preset", "fast", "--train-subset", "0", "--val-size", "100", "--epochs", "4", "--batch-size", "32",
          "--dim", "16", "--depth", "2", "--heads", "2", "--mlp-dim", "32", "--augment", "flip", "--dropout", "0.1",

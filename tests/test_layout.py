@@ -139,7 +139,7 @@ def test_vitnp_has_no_import_cycles():
     graph = import_graph(ROOT / "vitnp")
     assert {"vitnp.training.trainer", "vitnp.training.evaluation", "vitnp.training.fit", "vitnp.data",
             "vitnp.data.batches"} <= set(graph)
-    assert "vitnp.io.rundir" in graph["vitnp.training.evaluation"]                          # edges seen
+    assert "vitnp.training.rundir" in graph["vitnp.training.evaluation"]                          # edges seen
     assert "vitnp.training.evaluation" in graph["vitnp.training.fit"]
     assert cycles(graph) == []
 
@@ -270,7 +270,7 @@ def test_the_tests_mirror_the_package():
     """Each test module is named for what it tests: ``tests/test_<unit>[_<aspect>].py``, where the unit is a module or
     package of vitnp (at any depth: ``conv`` is vitnp/ops/conv.py, ``training`` the package), a script of scripts/,
     or the project's documents (``readme``, ``notebooks``) and shape (``layout``); ``tests/support.py`` holds what
-    several share.  So a reader finds the tests of vitnp/io/rundir.py in tests/test_rundir.py."""
+    several share.  So a reader finds the tests of vitnp/training/rundir.py in tests/test_rundir.py."""
     units = {"layout", "readme", "notebooks"} | {p.stem for p in (ROOT / "scripts").glob("*.py")}
     for path in (ROOT / "vitnp").rglob("*.py"):
         rel = path.relative_to(ROOT / "vitnp")
@@ -283,6 +283,35 @@ def test_the_tests_mirror_the_package():
                and not any(t[len("test_"):] == u or t[len("test_"):].startswith(u + "_") for u in units)]
     assert not unnamed, f"test modules not named for a unit of vitnp, a script or a document: {unnamed}"
     assert "test_train" not in tests and "test_training" in tests and "test_rundir" in tests
+
+
+# The floors of the package, top to bottom: a module may import from its own floor and the floors below, never
+# from a floor above (the package's own __init__, its public face, is exempt).
+FLOORS = (
+    ("vitnp.__main__", "vitnp.cli"),                                     # 5: commands
+    ("vitnp.experiments", "vitnp.bench", "vitnp.course"),                # 4: applications of the library
+    ("vitnp.training", "vitnp.analysis"),                                # 3: training a model, looking into one
+    ("vitnp.model", "vitnp.cnn", "vitnp.fast", "vitnp.optim", "vitnp.gradcheck", "vitnp.selfcheck"),   # 2: models
+    ("vitnp.ops",),                                                      # 1: the operations
+    ("vitnp.config", "vitnp.data", "vitnp.io"),                          # 0: configs, data, file formats
+)
+
+
+def floor_of(module: str) -> int:
+    for depth, rooms in enumerate(FLOORS):
+        if any(module == r or module.startswith(r + ".") for r in rooms):
+            return len(FLOORS) - 1 - depth
+    raise AssertionError(f"{module} is on no floor of tests/test_layout.py's FLOORS")
+
+
+def test_no_import_runs_back_up_a_floor():
+    """Every module has a floor (FLOORS), and its imports point to its own floor or below: following cfg and
+    params from a command down to the ops never climbs back up."""
+    graph = import_graph(ROOT / "vitnp")
+    up = sorted((a, b) for a, edges in graph.items() if a != "vitnp" for b in edges
+                if b != "vitnp" and floor_of(b) > floor_of(a))
+    assert not up, f"imports that run back up a floor: {up}"
+    assert floor_of("vitnp.cli.train") == 5 and floor_of("vitnp.ops.linear") == 1   # the check can fail
 
 
 def test_the_vit_does_not_import_the_cnn_baseline():

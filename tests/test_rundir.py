@@ -1,4 +1,4 @@
-"""vitnp.io.rundir: a training checkpoint round-trips exactly (parameters, config, hyper-parameters, class names),
+"""vitnp.training.rundir: a training checkpoint round-trips exactly (parameters, config, hyper-parameters, class names),
 and a damaged, truncated, foreign or misshaped file is one clear line, never a traceback from NumPy.  (Writing a
 run directory while training, resuming and surviving crashes: tests/test_training.py and
 tests/test_training_reliability.py.)"""
@@ -9,7 +9,7 @@ import pytest
 
 from vitnp import init_params
 from vitnp.io.npz import load_npz, save_npz
-from vitnp.io.rundir import load_checkpoint, save_checkpoint
+from vitnp.training.rundir import load_checkpoint, save_checkpoint
 from vitnp.training.presets import HParams
 
 from support import TINY, assert_same_arrays

@@ -27,7 +27,7 @@ from vitnp.training.fit import TrainState, fit, train_step
 from vitnp.training.specs import MODELS, model_spec
 from vitnp.optim import AdamW
 from vitnp.training.presets import PRESETS, HParams, get_preset
-from vitnp.io.rundir import FORMAT, load_checkpoint
+from vitnp.training.rundir import FORMAT, load_checkpoint
 from vitnp.training import train
 
 from support import TINY, assert_same_arrays, band_data, bands
@@ -415,7 +415,7 @@ def test_init_from_is_read_once(reference, tmp_path, monkeypatch):
 def test_the_names_notebooks_import_from_train_are_the_ones_of_their_modules():
     from vitnp import cnn, config, model
     from vitnp.training import specs as models
-    from vitnp.io import rundir
+    from vitnp.training import rundir
     assert train_module.model_spec is models.model_spec and train_module.describe_model is models.describe_model
     assert train_module.train_step is train_step and train_module.load_checkpoint is rundir.load_checkpoint
     assert train_module.save_checkpoint is rundir.save_checkpoint
@@ -466,7 +466,7 @@ def test_fit_with_total_steps_is_the_loop_written_out():
 
 
 def test_fit_refuses_what_it_cannot_do(tmp_path):
-    from vitnp.io.rundir import RunDir
+    from vitnp.training.rundir import RunDir
     splits = prepare_data(DATA, TINY, TINY_HP)
     state = TrainState.start(init_params(TINY), TINY_HP)
     run_dir = RunDir(tmp_path, TINY, TINY_HP, names=[str(k) for k in range(10)], data_info={})

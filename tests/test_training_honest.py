@@ -25,7 +25,7 @@ from vitnp.fast.model import vit_forward as fast_forward
 from vitnp.model import vit_forward
 from vitnp.optim import warmup_cosine
 from vitnp.training.presets import HParams
-from vitnp.io.rundir import load_checkpoint
+from vitnp.training.rundir import load_checkpoint
 from vitnp.training.seeds import mean_std
 from vitnp.training import train
 

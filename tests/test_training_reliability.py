@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 
 import vitnp.training.fit as fit_module
-import vitnp.io.rundir as rundir_module
+import vitnp.training.rundir as rundir_module
 from vitnp.cli.main import main
 from vitnp.fast import parallel
 from vitnp.training.fit import DivergedError
 from vitnp.training.presets import HParams
-from vitnp.io.rundir import RunLock, RunLockedError, load_checkpoint
+from vitnp.training.rundir import RunLock, RunLockedError, load_checkpoint
 from vitnp.training import train
 
 from support import TINY, band_data
@@ -152,7 +152,7 @@ def test_a_second_writer_is_refused_at_once(tmp_path):
     """Another process holds the run directory's lock: train() fails at once, naming the directory and the
     PID, and writes nothing; once that process is gone (even killed) the lock is free again."""
     out = tmp_path / "r"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vitnp.io.rundir import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vitnp.training.rundir import RunLock; "
                                f"RunLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -216,7 +216,7 @@ def saved_checkpoint(tmp_path, **changes):
     """A valid checkpoint of TINY, with entries replaced by ``changes`` (name -> array)."""
     from vitnp import init_params
     from vitnp.io.npz import load_npz, save_npz
-    from vitnp.io.rundir import save_checkpoint
+    from vitnp.training.rundir import save_checkpoint
     path = tmp_path / "c.npz"
     save_checkpoint(path, init_params(TINY), TINY, history=[{"epoch": 1}])
     arrays = dict(load_npz(path))

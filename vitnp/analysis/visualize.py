@@ -44,7 +44,7 @@ import numpy as np
 from ..config import ViTConfig
 from ..data import FASHION_MNIST_CLASSES, check_images, load_fashion_mnist, normalize, resize_images
 from ..data.image_files import image_to_input, load_image
-from ..io.rundir import checkpoint_classes, load_checkpoint
+from ..training.rundir import checkpoint_classes, load_checkpoint
 from ..ops.loss import log_softmax
 from ..training.specs import model_spec
 from . import maps as analysis

@@ -28,7 +28,7 @@ from ..config import ViTConfig
 from ..data import load_fashion_mnist
 from ..data.image_files import image_to_input, load_image
 from ..fast.parallel import set_blas_threads
-from ..io.rundir import checkpoint_classes, load_checkpoint
+from ..training.rundir import checkpoint_classes, load_checkpoint
 from ..training.evaluation import checkpoint_view, evaluate_arrays, param_groups, predict_proba, validation_split
 from ..training.specs import describe_model, model_spec
 

@@ -20,7 +20,7 @@ from ..data import AUGMENTATIONS
 from ..fast.parallel import set_blas_threads
 from ..training.specs import MODELS, model_spec
 from ..training.presets import DESCRIPTIONS, PRESETS, HParams, get_preset
-from ..io.rundir import load_checkpoint
+from ..training.rundir import load_checkpoint
 from ..training.seeds import seed_dirs, summarize, train_seeds
 from ..training.trainer import RESUMABLE_CHANGES, train
 

@@ -50,7 +50,7 @@ from ..config import ViTConfig
 from ..data import load_fashion_mnist, md5, prepare_data
 from ..fast.parallel import set_blas_threads
 from ..io.atomic import write_text
-from ..io.rundir import checkpoint_classes
+from ..training.rundir import checkpoint_classes
 from ..training import load_checkpoint, train
 from ..training.evaluation import checkpoint_view, evaluate_arrays
 from ..training.finetune import adapt_params

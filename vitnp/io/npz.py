@@ -1,6 +1,6 @@
 """Safe ``.npz`` files: every array of a dict in one zip archive, written atomically, read without pickle.
 
-vitnp keeps everything it saves in ``.npz`` files: training checkpoints (:mod:`vitnp.io.rundir`) and
+vitnp keeps everything it saves in ``.npz`` files: training checkpoints (:mod:`vitnp.training.rundir`) and
 original-layout checkpoints (:mod:`vitnp.io.original`).  NumPy's own ``np.savez`` writes in place (a crash
 leaves half a file) and ``np.load`` may unpickle objects.  Here:
 

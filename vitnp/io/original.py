@@ -40,7 +40,7 @@ A hybrid config (``cfg.stem_channels``, paper §3.1) has no place in this layout
 checkpoints store a ResNet stem (``conv_root``, ``gn_root``, ``block{i}/…``) with group norms and
 bottleneck units, which vitnp's small conv → ReLU → pool stem is not.  :func:`to_jax`, :func:`from_jax`,
 :func:`jax_shapes` and :func:`save_original` refuse a hybrid config; keep hybrids in
-:func:`vitnp.io.npz.save_npz` files (the training checkpoints of :mod:`vitnp.io.rundir` are such files).
+:func:`vitnp.io.npz.save_npz` files (the training checkpoints of :mod:`vitnp.training.rundir` are such files).
 
 The ``pre_logits`` layer of the ImageNet-21k pre-training files (a hidden tanh layer in the head) has no
 vitnp counterpart; :func:`from_jax` refuses it with a message saying so.
@@ -57,8 +57,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..config import ViTConfig, param_shapes, shape_fields
-from ..model import check_params
+from ..config import ViTConfig, check_arrays, param_shapes, shape_fields
 from .npz import load_npz, save_npz
 from ..data.resample import resize_grid
 
@@ -307,7 +306,7 @@ def resize_pos_embedding(params: Mapping, old_cfg: ViTConfig, new_cfg: ViTConfig
     if differ:
         raise ValueError("resize_pos_embedding: the configs may differ only in image size (and in fields "
                          "that do not change parameter shapes); they differ in " + "; ".join(differ))
-    check_params(dict(params), old_cfg)
+    check_arrays(dict(params), param_shapes(old_cfg), old_cfg.np_dtype)
     dtype = new_cfg.np_dtype
     out = {name: np.array(value, dtype=dtype) for name, value in params.items()}   # copies
     if old_cfg.pos_embedding != "learned":

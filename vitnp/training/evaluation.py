@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from ..data import MEAN, STD, check_images, normalize, prepare_data, resize_images, select_classes
-from ..io.rundir import checkpoint_classes
+from .rundir import checkpoint_classes
 from ..ops.loss import log_softmax
 from .presets import HParams
 from .specs import model_spec
@@ -131,7 +131,7 @@ def validation_split(data, cfg, meta, *, verify=True, path="the checkpoint"):
 def checkpoint_view(images, labels, cfg, meta):
     """A data split as the checkpoint's model saw it in training: only its classes, relabelled 0 … k−1 in
     the training order (:func:`vitnp.data.select_classes`), and resized to its image size
-    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.io.rundir.load_checkpoint`.
+    (:func:`vitnp.data.resize_images`).  ``meta`` is the third value of :func:`vitnp.training.rundir.load_checkpoint`.
 
     images : uint8 (N, h, w, C), labels : (N,)  ->  uint8 (n, H, W, C), int64 (n,)
     Shrinking by more than 2× raises ValueError (:func:`vitnp.data.resize_images` would alias).

@@ -37,7 +37,7 @@ from ..io.original import resize_pos_table
 from ..config import ARITHMETIC_FIELDS, ViTConfig, shape_fields
 from ..data import md5
 from .specs import model_spec
-from ..io.rundir import load_checkpoint
+from .rundir import load_checkpoint
 
 __all__ = ["adapt_params", "pos_table_changes", "ARITHMETIC_FIELDS", "load_init", "adapt_init"]
 
@@ -141,7 +141,7 @@ def _why(name, old_cfg, new_cfg) -> str:
 
 # ---- a training run's initial weights (init_from) ------------------------------------------------------
 def load_init(path) -> dict:
-    """The checkpoint a run starts from, read and validated (:func:`vitnp.io.rundir.load_checkpoint`) and hashed,
+    """The checkpoint a run starts from, read and validated (:func:`vitnp.training.rundir.load_checkpoint`) and hashed,
     once: {'path', 'md5', 'params', 'cfg', 'meta'}.  Errors say which option they concern (``init_from``)."""
     path = os.fspath(path)
     try:

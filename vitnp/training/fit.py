@@ -22,13 +22,13 @@ kept in a :class:`TrainState`.  The batches of an epoch depend only on the data 
 start of the epoch (:func:`vitnp.data.iterate_batches`), so a state saved in the middle of an epoch (that
 RNG state and the number of batches done) continues **bit-exactly**: the resumed loop draws the same epoch
 and skips the batches already done.  :func:`vitnp.training.trainer.train` builds the state (fresh, from a checkpoint,
-or from another run's weights) and a :class:`vitnp.io.rundir.RunDir` for the files; scripts can call
+or from another run's weights) and a :class:`vitnp.training.rundir.RunDir` for the files; scripts can call
 :func:`fit` directly, e.g. for a budget in steps rather than epochs::
 
     state = TrainState.start(params, hp)
     run = fit(state, cfg, hp, prepare_data(data, cfg, hp), total_steps=800, eval_every=800)
 
-It stops early when asked: Ctrl-C (:class:`vitnp.io.rundir.SigintGuard`: the current step finishes), a
+It stops early when asked: Ctrl-C (:class:`vitnp.training.rundir.SigintGuard`: the current step finishes), a
 ``callback`` returning True, ``stop_after_epoch``, or the wall-clock ``deadline``.  Between evaluations it
 then saves the state (``run_dir``) before returning; at an evaluation the evaluation's own save serves.
 """
@@ -45,7 +45,7 @@ from .evaluation import cross_entropy_sum, evaluate_arrays
 from .specs import model_spec
 from ..ops.loss import softmax_cross_entropy
 from ..optim import AdamW, clip_grad_norm, grad_norm, warmup_cosine
-from ..io.rundir import SigintGuard
+from .rundir import SigintGuard
 
 __all__ = ["Run", "TrainState", "DivergedError", "train_step", "schedule", "fit"]
 
@@ -86,7 +86,7 @@ class Run:
 
 @dataclasses.dataclass
 class TrainState:
-    """Everything the loop changes, and a checkpoint stores (:func:`vitnp.io.rundir.save_checkpoint`).
+    """Everything the loop changes, and a checkpoint stores (:func:`vitnp.training.rundir.save_checkpoint`).
 
     params, opt         the parameters and their AdamW (updated in place)
     epoch, batch, step  epochs completed, batches done in the unfinished epoch, optimiser steps taken
@@ -120,7 +120,7 @@ class TrainState:
 
     @classmethod
     def restore(cls, params, hp, meta) -> "TrainState":
-        """The state a checkpoint holds; ``meta`` is the third value of :func:`vitnp.io.rundir.load_checkpoint`."""
+        """The state a checkpoint holds; ``meta`` is the third value of :func:`vitnp.training.rundir.load_checkpoint`."""
         state = cls.start(params, hp)
         state.opt.load_state_dict(meta["optim"])
         state.drop_rng.bit_generator.state = meta["rng"]["dropout"]
@@ -195,7 +195,7 @@ def fit(state: TrainState, cfg, hp, splits, *, total_steps=None, eval_every=None
     eval_every : int or None        evaluate every this many steps and at the end (default: every epoch).
     warmup_steps : int or None      linear warm-up (default ``hp.warmup_epochs`` epochs).
     reference : bool                train and evaluate with the reference model instead of the fast path.
-    run_dir : RunDir or None        :class:`vitnp.io.rundir.RunDir`: files after every evaluation, a checkpoint
+    run_dir : RunDir or None        :class:`vitnp.training.rundir.RunDir`: files after every evaluation, a checkpoint
                                     when stopping between two; needs the default ``total_steps`` and
                                     ``eval_every``, so that evaluations fall on epoch ends.
     quiet : bool                    no tqdm progress bars.

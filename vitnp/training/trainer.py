@@ -10,8 +10,8 @@
 * ``resume=True``: the state of ``out_dir/checkpoint.npz``, continued **bit-exactly** (below).
 
 The data come from :func:`vitnp.data.prepare_data` (class subsets, a training subset, a validation split,
-images resized to ``cfg.image_size``), and the files from :class:`vitnp.io.rundir.RunDir` (``config.json``,
-``metrics.jsonl``, ``checkpoint.npz``, ``best.npz``, PNG plots; the table is in :mod:`vitnp.io.rundir`).
+images resized to ``cfg.image_size``), and the files from :class:`vitnp.training.rundir.RunDir` (``config.json``,
+``metrics.jsonl``, ``checkpoint.npz``, ``best.npz``, PNG plots; the table is in :mod:`vitnp.training.rundir`).
 
 Python API
 ----------
@@ -55,7 +55,7 @@ next epoch would not fit, or mid-epoch with a checkpoint when the budget runs ou
 
 This module also gives the names a training notebook or script needs next to :func:`train`:
 :func:`train_step` (:mod:`vitnp.training.fit`), :func:`load_checkpoint`, :func:`save_checkpoint` and the checkpoint
-``FORMAT`` (:mod:`vitnp.io.rundir`), :func:`model_spec` and :func:`describe_model` (:mod:`vitnp.training.specs`).
+``FORMAT`` (:mod:`vitnp.training.rundir`), :func:`model_spec` and :func:`describe_model` (:mod:`vitnp.training.specs`).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ from .fit import Run, TrainState, fit, schedule, train_step
 from .specs import describe_model, model_spec
 from .presets import HParams, get_preset
 from ..fast import parallel
-from ..io.rundir import FORMAT, RUN_FILES, RunDir, RunLock, load_checkpoint, save_checkpoint, saved_preset
+from .rundir import FORMAT, RUN_FILES, RunDir, RunLock, load_checkpoint, save_checkpoint, saved_preset
 
 __all__ = ["train", "RESUMABLE_CHANGES", "Run", "train_step", "load_checkpoint", "save_checkpoint", "FORMAT",
            "model_spec", "describe_model"]
@@ -92,7 +92,7 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     ``cfg.image_size`` if the data differ (by at most 2× when shrinking).
     hparams : HParams               default: the 'fmnist' preset's.  ``hparams.classes`` needs
                                     ``cfg.num_classes == len(hparams.classes)``.
-    out_dir : path or None          run directory (:mod:`vitnp.io.rundir`); None trains in memory only.
+    out_dir : path or None          run directory (:mod:`vitnp.training.rundir`); None trains in memory only.
     data : None, a directory, or (train_x, train_y, test_x, test_y) uint8 (N, H, W, C) arrays and labels.
     resume : bool                   continue ``out_dir/checkpoint.npz`` bit-exactly. ``cfg`` and ``hparams``
                                     may be omitted; if given they must equal the saved ones except
@@ -122,8 +122,8 @@ def train(cfg=None, hparams: HParams | None = None, *, out_dir=None, data=None, 
                                     whose saved layout differs is then refused.  Without it a resumed run
                                     takes its saved layout (:func:`vitnp.fast.parallel.layout`).
 
-    Only one process at a time trains into ``out_dir`` (:class:`vitnp.io.rundir.RunLock`); a second one gets
-    :class:`vitnp.io.rundir.RunLockedError` at once.
+    Only one process at a time trains into ``out_dir`` (:class:`vitnp.training.rundir.RunLock`); a second one gets
+    :class:`vitnp.training.rundir.RunLockedError` at once.
 
     Returns
     -------

@@ -70,10 +70,10 @@ import threading
 
 import numpy as np
 
-from .atomic import write_text
+from ..io.atomic import write_text
 from ..data import MEAN, STD, class_names
-from ..training.specs import MODELS, describe_model, model_spec
-from .npz import load_npz, save_npz
+from .specs import MODELS, describe_model, model_spec
+from ..io.npz import load_npz, save_npz
 
 __all__ = ["FORMAT", "TIMING_KEYS", "RUN_FILES", "save_checkpoint", "load_checkpoint", "checkpoint_classes",
            "RunDir", "RunLock", "RunLockedError", "SigintGuard", "saved_preset"]
