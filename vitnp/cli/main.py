@@ -1,6 +1,6 @@
-"""Command line: ``python -m vitnp COMMAND …``; ``python -m vitnp --help`` lists the commands.
+"""Command line: python -m vitnp COMMAND …; python -m vitnp COMMAND --help explains one.
 
-Every command's parser lives in :mod:`vitnp.cli`; each command's code is imported only when it runs."""
+Every command's parser lives in vitnp/cli/; each command's code is imported only when it runs."""
 import argparse
 import sys
 
@@ -54,16 +54,38 @@ def _lazy(module, function, guarded=True):
     return handler
 
 
-_bench = _lazy("bench.run", "run")
-_train = _lazy("cli.train", "train_cli")
-_evaluate = _lazy("cli.evaluate", "evaluate_cli")
-_predict = _lazy("cli.evaluate", "predict_cli")
-_info = _lazy("cli.evaluate", "info_cli")
-_visualize = _lazy("cli.visualize", "visualize_cli")
-_course = _lazy("cli.course", "run")
+# The commands whose code lives elsewhere: (name, module of vitnp.cli with its parser, the function there that adds
+# the options, where the command's code is (module of vitnp, function), help, description or None).
+COMMANDS = (
+    ("bench", "bench", "add_arguments", ("bench.run", "run"),
+     "training-step and inference throughput, next to PyTorch on the CPU",
+     "Time vitnp's float32 training step (forward + backward + AdamW) and inference, alternating with the same "
+     "ViT in PyTorch eager (if installed), and time the gradient-check suite. See docs/performance.md."),
+    ("train", "train", "add_train_arguments", ("cli.train", "train_cli"),
+     "train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory (resumable)",
+     "Train a ViT, a hybrid ViT (--stem) or the CNN baseline (--model cnn) on Fashion-MNIST, from scratch or from "
+     "a checkpoint (--init-from); RUN_DIR gets config.json, metrics.jsonl, checkpoint.npz, best.npz and PNG "
+     "plots. Ctrl-C saves a checkpoint."),
+    ("evaluate", "evaluate", "add_evaluate_arguments", ("cli.evaluate", "evaluate_cli"),
+     "test accuracy and per-class accuracy of a checkpoint", None),
+    ("predict", "evaluate", "add_predict_arguments", ("cli.evaluate", "predict_cli"),
+     "top-3 classes of PNG/JPEG images with a checkpoint", None),
+    ("info", "evaluate", "add_info_arguments", ("cli.evaluate", "info_cli"),
+     "config and parameter counts of a checkpoint", None),
+    ("visualize", "visualize", "add_visualize_arguments", ("cli.visualize", "visualize_cli"),
+     "attention rollout, attention distance, E_pos similarity and E filters of a checkpoint as PNGs (paper Fig 6, "
+     "Fig 7)",
+     "Write rollout.png (Fig 6), attention_distance.png (Fig 7 right), pos_embedding_similarity.png (Fig 7 "
+     "centre) and filters.png (Fig 7 left) for a checkpoint and some images into DIR."),
+    ("course", "course", "add_arguments", ("cli.course", "run"),
+     "the course edition: build the student copy, grade a copy, list exercises",
+     "The course edition (docs/course.md): `build --out DIR` writes the student copy with the solutions cut out, "
+     "`grade [--root DIR]` grades a copy on the gradient checks, `list` lists the exercises."),
+)
 
 
 def main(argv=None):
+    import importlib
     parser = argparse.ArgumentParser(prog="python -m vitnp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("gradcheck", help="check every backward against centred differences (float64)")
@@ -71,47 +93,9 @@ def main(argv=None):
     p = sub.add_parser("forward", help="run one forward pass of an untrained ViT and print the shapes")
     p.add_argument("--batch-size", type=int, default=4)
     p.set_defaults(func=lambda args: _guarded(_forward_demo, args))
-    from .bench import add_arguments as add_bench_arguments
-    p = sub.add_parser("bench", help="training-step and inference throughput, next to PyTorch on the CPU",
-                       description="Time vitnp's float32 training step (forward + backward + AdamW) and "
-                                   "inference, alternating with the same ViT in PyTorch eager (if installed), "
-                                   "and time the gradient-check suite. See docs/performance.md.")
-    add_bench_arguments(p)
-    p.set_defaults(func=_bench)
-    from .evaluate import add_evaluate_arguments, add_info_arguments, add_predict_arguments
-    from .train import add_train_arguments
-    p = sub.add_parser("train", help="train a ViT (or the CNN baseline) on Fashion-MNIST into a run directory "
-                                     "(resumable)",
-                       description="Train a ViT, a hybrid ViT (--stem) or the CNN baseline (--model cnn) on "
-                                   "Fashion-MNIST, from scratch or from a checkpoint (--init-from); RUN_DIR gets "
-                                   "config.json, metrics.jsonl, checkpoint.npz, best.npz and PNG plots. Ctrl-C "
-                                   "saves a checkpoint.")
-    add_train_arguments(p)
-    p.set_defaults(func=_train)
-    p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
-    add_evaluate_arguments(p)
-    p.set_defaults(func=_evaluate)
-    p = sub.add_parser("predict", help="top-3 classes of PNG/JPEG images with a checkpoint")
-    add_predict_arguments(p)
-    p.set_defaults(func=_predict)
-    p = sub.add_parser("info", help="config and parameter counts of a checkpoint")
-    add_info_arguments(p)
-    p.set_defaults(func=_info)
-    from .visualize import add_visualize_arguments
-    p = sub.add_parser("visualize", help="attention rollout, attention distance, E_pos similarity and E filters "
-                                         "of a checkpoint as PNGs (paper Fig 6, Fig 7)",
-                       description="Write rollout.png (Fig 6), attention_distance.png (Fig 7 right), "
-                                   "pos_embedding_similarity.png (Fig 7 centre) and filters.png (Fig 7 left) "
-                                   "for a checkpoint and some images into DIR.")
-    add_visualize_arguments(p)
-    p.set_defaults(func=_visualize)
-    from .course import add_arguments as add_course_arguments
-    p = sub.add_parser("course", help="the course edition: build the student copy, grade a copy, list exercises",
-                       description="The course edition (docs/course.md): `build --out DIR` writes the student copy "
-                                   "with the solutions cut out, `grade [--root DIR]` grades a copy on the gradient "
-                                   "checks, `list` lists the exercises.")
-    add_course_arguments(p)
-    p.set_defaults(func=_course)
+    for name, module, add_options, (where, function), help_text, description in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=description)
+        getattr(importlib.import_module(f"{__package__}.{module}"), add_options)(p)
+        p.set_defaults(func=_lazy(where, function))
     args = parser.parse_args(argv)
     return args.func(args)
-
