@@ -49,7 +49,8 @@ PAIRS = ["patchify_forward", "patchify_backward", "linear_forward", "linear_back
          "encoder_forward", "encoder_backward",
          "conv2d_forward", "conv2d_backward", "relu_forward", "relu_backward", "maxpool_forward", "maxpool_backward",
          "conv_stack_forward", "conv_stack_backward", "normalize_forward", "normalize_backward",
-         "ln_linear_forward", "ln_linear_backward", "qkv_attention_forward", "qkv_attention_backward"]
+         "ln_linear_forward", "ln_linear_backward", "qkv_attention_forward", "qkv_attention_backward",
+         "mask_embed_forward", "mask_embed_backward"]
 
 
 def _pairs(package):
@@ -68,7 +69,7 @@ def test_suite_covers_every_pair():
     found = set().union(*_pairs(vitnp.ops).values())
     assert found == set(PAIRS), f"pairs not listed here: {found - set(PAIRS)}; gone: {set(PAIRS) - found}"
     source = "".join(inspect.getsource(f) for f in (selfcheck.cases, selfcheck._check_block,
-                                                     selfcheck._check_conv_stack))          # not the imports
+                                                     selfcheck._check_conv_stack, selfcheck._check_mask_embed))          # not the imports
     missing = [n for n in PAIRS if n not in source]
     assert not missing, f"no gradient check calls {missing}"
 

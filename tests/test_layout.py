@@ -291,7 +291,8 @@ FLOORS = (
     ("vitnp.__main__", "vitnp.cli"),                                     # 5: commands
     ("vitnp.experiments", "vitnp.bench", "vitnp.course"),                # 4: applications of the library
     ("vitnp.training", "vitnp.analysis"),                                # 3: training a model, looking into one
-    ("vitnp.model", "vitnp.cnn", "vitnp.fast", "vitnp.optim", "vitnp.gradcheck", "vitnp.selfcheck"),   # 2: models
+    ("vitnp.model", "vitnp.cnn", "vitnp.self_supervised", "vitnp.fast", "vitnp.optim", "vitnp.gradcheck",
+     "vitnp.selfcheck"),                                                 # 2: models and their checks
     ("vitnp.ops",),                                                      # 1: the operations
     ("vitnp.config", "vitnp.data", "vitnp.io"),                          # 0: configs, data, file formats
 )

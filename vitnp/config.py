@@ -226,7 +226,8 @@ class ViTConfig:
 
     @classmethod
     def variant(cls, name: str, **overrides) -> "ViTConfig":
-        """A Table 1 model: 'Ti', 'S', 'B', 'L', 'H', optionally with the patch size ('B/16', 'H/14').
+        """A ViT size: Table 1's 'B', 'L', 'H', or the smaller 'Ti', 'S' of later work (DeiT, Touvron et al. 2021;
+        the reference code's model list), optionally with the patch size ('B/16', 'H/14').
 
         The patch size defaults to 16 for every size; the paper's ViT-H is 'H/14'.
 

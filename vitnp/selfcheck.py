@@ -29,6 +29,7 @@ from .ops.conv import (conv2d_backward, conv2d_forward, conv_stack_backward, con
                        maxpool_forward, relu_backward, relu_forward)
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.loss import softmax_cross_entropy
+from .ops.masking import corruption_plan, mask_embed_backward, mask_embed_forward
 from .ops.mlp import mlp_backward, mlp_forward
 from .ops.patches import patchify_backward, patchify_forward
 from .ops.posemb import pos_embed_backward, pos_embed_forward
@@ -139,6 +140,33 @@ def _check_cross_entropy(smoothing, seed=0):
                            {"logits": logits}, {"logits": dlogits})
 
 
+def _check_mask_embed(r):
+    """z + δ on a random half of the tokens: every input (z and δ)."""
+    masked = r(2, 5) > 0
+
+    def forward(z, delta):
+        return mask_embed_forward(z, delta, masked)
+
+    return check_pair(forward, mask_embed_backward, dict(z=r(2, 5, 4), delta=r(4)))
+
+
+def check_masked_patch_prediction(classifier="token", seed=0, max_checks=None):
+    """The pre-training model of §4.6 (:mod:`vitnp.self_supervised`): every parameter it uses, through the
+    corruption (masked, replaced and kept patches), the body and the patch head, with the cross-entropy on top."""
+    from .self_supervised import init_mpp_params, mpp_backward, mpp_forward
+    cfg = tiny_config(classifier=classifier)
+    rng = np.random.default_rng(seed)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in init_mpp_params(cfg, bins=4, seed=seed).items()}
+    x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
+    plan = corruption_plan(np.random.default_rng(seed + 1), 2, cfg.num_patches)
+    targets = rng.integers(0, 4, int(plan["corrupted"].sum()))
+    _, dlogits = softmax_cross_entropy(mpp_forward(params, x, plan, cfg)[0], targets)
+    grads = mpp_backward(dlogits, mpp_forward(params, x, plan, cfg)[1])
+    used = {k: params[k] for k in grads}
+    return check_gradients(lambda: softmax_cross_entropy(mpp_forward(params, x, plan, cfg)[0], targets)[0],
+                           used, grads, seed=seed, max_checks=max_checks)
+
+
 def _check_conv_stack(r):
     """Two conv → ReLU → max-pool stages (the hybrid stem), every input and parameter: the backward's
     (dx, [(dW, db) per stage]) flattened into check_pair's order."""
@@ -225,6 +253,7 @@ def cases(seed=0, path="reference"):
         ("conv stack, 2 stages, pool 2", lambda: _check_conv_stack(r)),
         ("maxpool 3x3", lambda: check_pair(maxpool_forward, maxpool_backward, {"x": r(2, 6, 7, 2)},
                                            kwargs={"size": 3})),
+        ("mask_embed (masked patch prediction's [mask])", lambda: _check_mask_embed(r)),
         ("cross-entropy", lambda: _check_cross_entropy(0.0)),
         ("cross-entropy, smoothing 0.1", lambda: _check_cross_entropy(0.1)),
     ]
@@ -247,6 +276,9 @@ def cases(seed=0, path="reference"):
                 lambda: check_model(tiny_config(), attn_mask=causal_mask(7), path=path)))
     out.append(("hybrid: 1 stage, pool 2, P=2, with x", MODEL_TOL,          # §3.1 hybrid, stem and input too
                 lambda: check_model(hybrid_tiny_config(), check_input=True, path=path)))
+    if path == "reference":
+        out += [(f"masked patch prediction ({c})", MODEL_TOL, lambda c=c: check_masked_patch_prediction(c))
+                for c in ("token", "gap")]
     if path == "reference":
         out.append(("hybrid: 2 stages, pool 2, P=1 (paper)", MODEL_TOL,      # 9×8×1 image -> 2×2×4 map, 4 tokens
                     lambda: check_model(hybrid_tiny_config(image_size=(9, 8), in_channels=1, stem_channels=(3, 4),

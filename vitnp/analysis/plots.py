@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..io.atomic import atomic_write
 
@@ -58,7 +59,11 @@ def curves_figure(history):
         ax.grid(alpha=0.3)
         if epochs:
             ax.legend()
-            ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
+            if len(epochs) <= 20:
+                ax.set_xticks(epochs)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)    # the axis spans the epochs run, nothing before
     return fig
 
 

@@ -1,5 +1,6 @@
-"""The experiments' command lines (:mod:`vitnp.experiments`), run as ``python scripts/inductive_bias.py …`` and
-``python scripts/finetune_experiments.py …``: parsers and flag checks; the experiments themselves are library code.
+"""The experiments' command lines (:mod:`vitnp.experiments`), run as ``python scripts/inductive_bias.py …``,
+``python scripts/finetune_experiments.py …`` and ``python scripts/self_supervision.py …``: parsers and flag checks;
+the experiments themselves are library code.
 Bad arguments or data end with ``error: …`` and exit status 2; Ctrl-C with 130 (both experiments resume)."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 
 from ..data import AUGMENTATIONS
-from ..experiments import fine_tuning as ft, inductive_bias as ib
+from ..experiments import fine_tuning as ft, inductive_bias as ib, self_supervision as ss
 from .train import parse_classes
 
 DEFAULT_CHECKPOINT = os.path.join(ft.ROOT, "notebooks", "assets", "vit_fmnist.npz")
@@ -208,4 +209,46 @@ def fine_tuning_main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# ---- self-supervision: masked patch prediction, then fine-tuning on few labels -----------------------------------
+def self_supervision_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="self_supervision.py", description=ss.__doc__.split("\n\n")[0],
+                                epilog="Resumable: run the same command again to continue; finished parts are skipped.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, pretrained.npz, runs)")
+    p.add_argument("--data", metavar="DIR", help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then "
+                                                "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+    p.add_argument("--pretrain-epochs", type=_positive_int, default=ss.DEFAULTS["pretrain_epochs"],
+                   help="epochs of masked patch prediction over the 60,000 unlabelled images (default: %(default)s)")
+    p.add_argument("--labels", type=_positive_ints, default=tuple(ss.DEFAULTS["labels"]), metavar="N,N,…",
+                   help="labelled subsets, a fifth of each held out for validation (default: 1000,5000)")
+    p.add_argument("--seeds", type=_seeds, default=tuple(ss.DEFAULTS["seeds"]), metavar="S,S,…",
+                   help="seeds of the fine-tuning runs and probes (default: 0,1,2)")
+    return p
+
+
+def _seeds(text):
+    try:
+        values = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers >= 0, got {text!r}")
+    return values
+
+
+def self_supervision_main(argv=None) -> int:
+    """``python scripts/self_supervision.py …``: :func:`vitnp.experiments.self_supervision.run` with the flags."""
+    args = self_supervision_parser().parse_args(argv)
+    try:
+        settings = {"pretrain_epochs": args.pretrain_epochs, "labels": list(args.labels), "seeds": list(args.seeds)}
+        ss.run(args.out, settings, data_dir=args.data, verify=not args.no_verify)
+        return 0
+    except (OSError, ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
