@@ -312,3 +312,19 @@ def test_the_fast_path_draws_and_reference_draws_the_same(files, tmp_path, monke
         printed[bool(flags)] = [line for line in capsys.readouterr().out.splitlines() if "wrote" not in line]
         assert calls == ["reference" if flags else "fast"]
     assert printed[True] == printed[False] and printed[True][0].startswith("shirt.png: class")
+
+
+def test_paper_figures_of_an_original_layout_checkpoint(tmp_path):
+    """Notebook 07's ViT-B/16 cell, offline, on a small file in the same layout: load_original (pre_logits dropped),
+    images in [−1, 1], the four figures with no predictions."""
+    from vitnp.analysis.visualize import paper_figures
+    from vitnp.io.original import load_original, save_original
+    cfg = ViTConfig(image_size=32, patch_size=8, in_channels=3, num_classes=5, dim=16, depth=2, heads=2, mlp_dim=32)
+    save_original(tmp_path / "tiny_original.npz", init_params(cfg, 0), cfg)
+    params, loaded = load_original(tmp_path / "tiny_original.npz", drop_pre_logits=True)
+    picture = np.random.default_rng(0).random((1, 32, 32, 3))
+    lines = []
+    figs = paper_figures(params, loaded, (2 * picture - 1).astype(np.float32), picture, ["photo"], log=lines.append)
+    assert [name for name, _ in figs] == ["rollout.png", "attention_distance.png", "pos_embedding_similarity.png",
+                                          "filters.png"]
+    assert not any("predicted" in line for line in lines)

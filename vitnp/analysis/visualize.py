@@ -254,9 +254,30 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
         titles.extend(f"test #{i} (true: {_true_name(y, trained)})" for i, y in zip(indices, labels))
     x = np.stack(xs)                                                                 # (B, H, W, C)
     pictures = np.clip(x.astype(np.float64) * std + mean, 0.0, 1.0)                 # undo the normalisation
-    B = len(x)
 
-    # 2. forward passes in chunks: probabilities, rollout maps, distances summed over the images
+    figures = paper_figures(params, cfg, x, pictures, titles, names=names, upsample=upsample, n_filters=n_filters,
+                            log=log, reference=reference)
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for name, fig in figures:
+        path = os.path.join(out_dir, name)
+        save_figure(fig, path)                                                       # temp file + rename
+        written.append(path)
+        log(f"wrote {path}")
+    return written
+
+
+def paper_figures(params, cfg: ViTConfig, x, pictures, titles, *, names=None, upsample="nearest", n_filters=28,
+                  log=print, reference=False) -> list:
+    """The paper's Fig 6 and Fig 7 for one ViT and a batch of images: [(file name, figure)], as :func:`visualize`
+    writes them (rollout.png, attention_distance.png, pos_embedding_similarity.png, filters.png).
+
+    x: (B, H, W, C) the model's inputs   pictures: (B, H, W, C) the same images in [0, 1] for display
+    titles: B strings   names: the class names, to add each image's predicted class (None: no predictions, for a
+    checkpoint whose head is not a classifier of known classes)
+    """
+    B = len(x)
+    # forward passes in chunks: probabilities, rollout maps, distances summed over the images
     forward = model_spec(cfg, reference=reference).forward
     probs, rollouts, dist_sum = [], [], 0.0
     for s in range(0, B, CHUNK):
@@ -266,11 +287,12 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
         rollouts.append(analysis.attention_rollout(maps, cfg, upsample=upsample))  # (b, H, W)
         dist_sum = dist_sum + analysis.mean_attention_distance(maps, cfg) * len(logits)
     probs, rollout, dist = np.concatenate(probs), np.concatenate(rollouts), dist_sum / B   # dist: (L, k)
-    for title, p in zip(titles, probs):
-        log(f"{title}: {names[p.argmax()]} {100 * p.max():.1f}%")
-    titles = [f"{t}\npredicted: {names[p.argmax()]} {100 * p.max():.0f}%" for t, p in zip(titles, probs)]
+    if names is not None:
+        for title, p in zip(titles, probs):
+            log(f"{title}: {names[p.argmax()]} {100 * p.max():.1f}%")
+        titles = [f"{t}\npredicted: {names[p.argmax()]} {100 * p.max():.0f}%" for t, p in zip(titles, probs)]
 
-    # 3. the figures
+    # the figures
     figures = []
     shown = min(B, MAX_SHOWN)
     if shown < B:
@@ -289,15 +311,7 @@ def visualize(checkpoint, images=(), out_dir="visualize", *, indices=(), data=No
         k = min(n_filters, cfg.patch_dim, cfg.dim)
         filters, variance = analysis.embedding_filters(params, cfg, k, return_variance=True)
         figures.append(("filters.png", filters_figure(filters, variance)))
-
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for name, fig in figures:
-        path = os.path.join(out_dir, name)
-        save_figure(fig, path)                                                       # temp file + rename
-        written.append(path)
-        log(f"wrote {path}")
-    return written
+    return figures
 
 
 def _true_name(label, trained) -> str:

@@ -1,6 +1,6 @@
 """The experiments' command lines (:mod:`vitnp.experiments`), run as ``python scripts/inductive_bias.py …``,
-``python scripts/finetune_experiments.py …`` and ``python scripts/self_supervision.py …``: parsers and flag checks;
-the experiments themselves are library code.
+``python scripts/finetune_experiments.py …``, ``python scripts/self_supervision.py …`` and
+``python scripts/new_heads.py …``: parsers and flag checks; the experiments themselves are library code.
 Bad arguments or data end with ``error: …`` and exit status 2; Ctrl-C with 130 (both experiments resume)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 
 from ..data import AUGMENTATIONS
-from ..experiments import fine_tuning as ft, inductive_bias as ib, self_supervision as ss
+from ..experiments import fine_tuning as ft, inductive_bias as ib, new_heads as nh, self_supervision as ss
 from .train import parse_classes
 
 DEFAULT_CHECKPOINT = os.path.join(ft.ROOT, "notebooks", "assets", "vit_fmnist.npz")
@@ -251,4 +251,33 @@ def self_supervision_main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# ---- new heads on a frozen body ------------------------------------------------------------------------------------
+def new_heads_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="new_heads.py", description=nh.__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json)")
+    p.add_argument("--checkpoint", default=nh.DEFAULT_CHECKPOINT, metavar="NPZ",
+                   help="the trained ViT whose body is frozen (default: notebooks/assets/vit_fmnist.npz)")
+    p.add_argument("--self-supervised", default=None, metavar="NPZ",
+                   help="also a body pre-trained without labels (scripts/self_supervision.py's pretrained.npz)")
+    p.add_argument("--data", metavar="DIR", help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then "
+                                                "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+    return p
+
+
+def new_heads_main(argv=None) -> int:
+    """``python scripts/new_heads.py …``: :func:`vitnp.experiments.new_heads.run` with the flags."""
+    args = new_heads_parser().parse_args(argv)
+    try:
+        nh.run(args.out, args.checkpoint, self_supervised=args.self_supervised, data_dir=args.data,
+               verify=not args.no_verify)
+        return 0
+    except (OSError, ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130

@@ -7,5 +7,6 @@ module              what lives there
 ``io.original``     the original google-research/vision_transformer ``.npz`` layout, both ways
 ``io.npz``          ``.npz`` files read with budgets and no pickle
 ``io.atomic``       writes that never leave a half-written file (temporary file, then rename)
+``io.download``     the public original checkpoints, fetched once into a cache (the only network access)
 ==================  ======================================================================================
 """

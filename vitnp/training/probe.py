@@ -1,8 +1,11 @@
-"""A new head on a frozen, trained ViT body: the linear probe (paper §4.2 and Appendix D, "linear evaluation").
+"""New heads on a frozen, trained ViT body: the linear probe (paper §4.2 and Appendix D, "linear evaluation") and
+the closed-form few-shot head (§4.1, "Metrics").
 
 The body is every parameter but the head; its features are y = LN(z_L⁰) (Eq 4), computed once per image with an
 identity head (K = D, head.W = I, head.b = 0), so that the ViT's "logits" are y itself.  A new linear head is then
-trained on those (N, D) features alone.
+fitted on those (N, D) features alone: by AdamW on the softmax cross-entropy (:func:`linear_probe`), or, as the
+paper's few-shot evaluation does, by "a regularized least-squares regression problem that maps the (frozen)
+representation of a subset of training images to {−1, 1}^K target vectors", solved exactly (:func:`ridge_head`).
 """
 import time
 
@@ -65,3 +68,28 @@ def linear_probe(body, cfg, train_x, train_y, test_x, test_y, hp, *, flip):
         acc = float(((f_te @ head["W"] + head["b"]).argmax(1) == test_y).mean())
         history.append({"epoch": epoch + 1, "step": step, "test_acc": acc, "train_loss": loss_sum / steps_per_epoch})
     return history, time.perf_counter() - t0
+
+
+def ridge_head(feats, labels, K, lam):
+    """The closed-form head of the paper's few-shot evaluation: W, b minimising ‖[F, 1] [W; b] − T‖² + λ‖W‖²,
+    T the {−1, 1}^K coding of the labels (1 at the label, −1 elsewhere); the bias is not penalised.
+
+    feats: (n, D)   labels: (n,) ints in [0, K)   lam: λ ≥ 0   ->   W: (D, K), b: (K,)
+    Solved from the normal equations ([F, 1]ᵀ[F, 1] + λ diag(1, …, 1, 0)) [W; b] = [F, 1]ᵀ T in float64.
+    """
+    feats = np.asarray(feats, np.float64)
+    n, D = feats.shape
+    if not lam >= 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    T = -np.ones((n, K))
+    T[np.arange(n), labels] = 1.0
+    A = np.concatenate([feats, np.ones((n, 1))], axis=1)              # (n, D + 1)
+    penalty = np.full(D + 1, float(lam))
+    penalty[D] = 0.0                                                   # the bias is free
+    Wb = np.linalg.lstsq(A.T @ A + np.diag(penalty), A.T @ T, rcond=None)[0]   # (D + 1, K)
+    return Wb[:D], Wb[D]
+
+
+def ridge_predict(feats, W, b):
+    """The class of the largest score of ``feats @ W + b``: (n, D) -> (n,)."""
+    return np.argmax(np.asarray(feats, np.float64) @ W + b, axis=1)
