@@ -14,6 +14,27 @@ from ..experiments import fine_tuning as ft, inductive_bias as ib, new_heads as 
 from .train import parse_classes
 
 DEFAULT_CHECKPOINT = os.path.join(ft.ROOT, "notebooks", "assets", "vit_fmnist.npz")
+RESUME = "interrupted; run the same command again to resume"
+
+
+def _add_data_flags(p) -> None:
+    """--data and --no-verify, the same for every experiment."""
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+
+
+def _guarded(call, errors=(OSError, ValueError, TypeError), interrupted=RESUME) -> int:
+    """Run an experiment: 0 when it ends, 2 with one line ``error: …`` for an expected error, 130 on Ctrl-C."""
+    try:
+        status = call()
+        return status if isinstance(status, int) else 0      # an experiment returns its results, or 0
+    except errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
 
 
 # ---- inductive bias against data size --------------------------------------------------------------------------
@@ -69,9 +90,7 @@ def inductive_bias_parser():
         epilog="Writes DIR/results.json and DIR/inductive_bias.png; runs already in results.json are\n"
                "skipped (resume).  Example: python scripts/inductive_bias.py --out runs/ib --jobs 2")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true", help="skip the official Fashion-MNIST checksums")
+    _add_data_flags(p)
     p.add_argument("--sizes", type=_positive_ints, default=ib.DEFAULT_SIZES, metavar="N,N,…",
                    help="training-set sizes (default: " + ",".join(map(str, ib.DEFAULT_SIZES)) + ")")
     p.add_argument("--models", type=_models, default=ib.MODEL_NAMES, metavar="M,M,…",
@@ -100,19 +119,12 @@ def inductive_bias_parser():
 def inductive_bias_main(argv=None) -> int:
     """``python scripts/inductive_bias.py …``: :func:`vitnp.experiments.inductive_bias.sweep` with the flags."""
     args = inductive_bias_parser().parse_args(argv)
-    try:
-        ib.sweep(args.out, args.sizes, args.models, steps=args.steps, data_dir=args.data, verify=not args.no_verify,
-                 jobs=args.jobs, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                 weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, clip_grad_norm=args.clip,
-                 augment=args.augment, seed=args.seed, train_eval=args.train_eval)
-        return 0
-    except (OSError, ValueError, TypeError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are in results.json; run the same command again to continue",
-              file=sys.stderr)
-        return 130
+    return _guarded(lambda: ib.sweep(
+        args.out, args.sizes, args.models, steps=args.steps, data_dir=args.data, verify=not args.no_verify,
+        jobs=args.jobs, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, clip_grad_norm=args.clip, augment=args.augment, seed=args.seed,
+        train_eval=args.train_eval), errors=(OSError, ValueError, TypeError, FloatingPointError),
+        interrupted="interrupted: finished runs are in results.json; run the same command again to continue")
 
 
 # ---- fine-tuning: a higher resolution, and transfer to new classes -----------------------------------------------
@@ -121,9 +133,7 @@ def fine_tuning_parser() -> argparse.ArgumentParser:
         prog="finetune_experiments.py", description=ft.__doc__.split("\n\n")[0],
         epilog="Resumable: run the same command again to continue; finished parts are skipped.")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, run directories)")
-    p.add_argument("--data", metavar="DIR", help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then "
-                                                "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+    _add_data_flags(p)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="NPZ",
                    help="the trained ViT the resolution experiment starts from; its architecture is also the "
                         "transfer model (default: notebooks/assets/vit_fmnist.npz)")
@@ -201,15 +211,9 @@ def classes_arg(flag, text) -> tuple:
 
 def fine_tuning_main(argv=None) -> int:
     """``python scripts/finetune_experiments.py …``: :func:`vitnp.experiments.fine_tuning.run` with the flags."""
-    try:
-        args = fine_tuning_parser().parse_args(argv)
-        return ft.run(args.out, fine_tuning_settings(args))
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    args = fine_tuning_parser().parse_args(argv)
+    return _guarded(lambda: ft.run(args.out, fine_tuning_settings(args)),
+                    errors=(ValueError, FileNotFoundError, FileExistsError, RuntimeError), interrupted="\n" + RESUME)
 
 
 # ---- self-supervision: masked patch prediction, then fine-tuning on few labels -----------------------------------
@@ -217,9 +221,7 @@ def self_supervision_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="self_supervision.py", description=ss.__doc__.split("\n\n")[0],
                                 epilog="Resumable: run the same command again to continue; finished parts are skipped.")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, pretrained.npz, runs)")
-    p.add_argument("--data", metavar="DIR", help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then "
-                                                "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+    _add_data_flags(p)
     p.add_argument("--pretrain-epochs", type=_positive_int, default=ss.DEFAULTS["pretrain_epochs"],
                    help="epochs of masked patch prediction over the 60,000 unlabelled images (default: %(default)s)")
     p.add_argument("--labels", type=_positive_ints, default=tuple(ss.DEFAULTS["labels"]), metavar="N,N,…",
@@ -242,16 +244,8 @@ def _seeds(text):
 def self_supervision_main(argv=None) -> int:
     """``python scripts/self_supervision.py …``: :func:`vitnp.experiments.self_supervision.run` with the flags."""
     args = self_supervision_parser().parse_args(argv)
-    try:
-        settings = {"pretrain_epochs": args.pretrain_epochs, "labels": list(args.labels), "seeds": list(args.seeds)}
-        ss.run(args.out, settings, data_dir=args.data, verify=not args.no_verify)
-        return 0
-    except (OSError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    settings = {"pretrain_epochs": args.pretrain_epochs, "labels": list(args.labels), "seeds": list(args.seeds)}
+    return _guarded(lambda: ss.run(args.out, settings, data_dir=args.data, verify=not args.no_verify))
 
 
 # ---- new heads on a frozen body ------------------------------------------------------------------------------------
@@ -262,22 +256,12 @@ def new_heads_parser() -> argparse.ArgumentParser:
                    help="the trained ViT whose body is frozen (default: notebooks/assets/vit_fmnist.npz)")
     p.add_argument("--self-supervised", default=None, metavar="NPZ",
                    help="also a body pre-trained without labels (scripts/self_supervision.py's pretrained.npz)")
-    p.add_argument("--data", metavar="DIR", help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then "
-                                                "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
+    _add_data_flags(p)
     return p
 
 
 def new_heads_main(argv=None) -> int:
     """``python scripts/new_heads.py …``: :func:`vitnp.experiments.new_heads.run` with the flags."""
     args = new_heads_parser().parse_args(argv)
-    try:
-        nh.run(args.out, args.checkpoint, self_supervised=args.self_supervised, data_dir=args.data,
-               verify=not args.no_verify)
-        return 0
-    except (OSError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _guarded(lambda: nh.run(args.out, args.checkpoint, self_supervised=args.self_supervised,
+                                   data_dir=args.data, verify=not args.no_verify), interrupted="interrupted")
