@@ -15,6 +15,19 @@
 # 4. a real photo cut into 196 patches and put back together · 5. a Fashion-MNIST image · 6. the inverse ·
 # 7. why the patch size matters.
 
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * turn an H×W×C image into N = HW/P² patch vectors of length P²C, and back again;
+# * state the exact order of the flattening (patches row-major over the grid, each patch in row, column, channel order) and check it against `patchify_forward`;
+# * explain why the patch size sets the sequence length, and with it the cost of attention.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * H×W×C 이미지를 길이 P²C인 패치 벡터 N = HW/P²개로 바꾸고 다시 되돌린다;
+# * 패치 평탄화의 정확한 순서(패치는 격자 위에서 행 우선, 각 패치 안은 행·열·채널 순)를 말하고 `patchify_forward`와 대조해 확인한다;
+# * 패치 크기가 시퀀스 길이를, 따라서 어텐션 비용을 정하는 이유를 설명한다.
+
 # %%
 from pathlib import Path
 
@@ -326,8 +339,8 @@ plt.show()
 # ## 7. Why the patch size matters: sequence length and cost
 #
 # Self-attention (notebook 03) compares every token with every other: its cost grows with $N^2$. Halving $P$ gives four times
-# as many patches and sixteen times as many attention scores. That is why the paper works with 16×16 or 14×14 patches, and
-# why pixels themselves ($P = 1$) are out of reach: a 224×224 image would be 50,176 tokens and 2.5 billion scores
+# as many patches and sixteen times as many attention scores. That is why the paper's models use 14×14, 16×16 or 32×32
+# patches (H/14; B/16 and L/16; B/32 and L/32), and why pixels themselves ($P = 1$) are out of reach: a 224×224 image would be 50,176 tokens and 2.5 billion scores
 # per head and layer.
 
 # %%
@@ -348,8 +361,10 @@ assert vitnp.ViTConfig.variant("B/16").num_patches == 196
 # names the model that tried it: **image GPT** (iGPT; Chen et al., "Generative Pretraining from Pixels", ICML 2020),
 # a GPT-style Transformer over pixels. To make a pixel sequence affordable it first shrinks the image, in resolution
 # and in colours (a palette of 512 colours instead of 24-bit RGB, so that each pixel is one of 512 tokens), and it is
-# trained without labels, as a generative model that predicts the next pixel; its features are then used for
-# classification. Pixel tokens have two costs at once: many more tokens, and each token is
+# trained without labels, with one of two objectives: as a generative model that predicts the next pixel
+# (autoregressive, like GPT), or BERT-style, predicting pixels hidden behind a mask from the others; its features are
+# then used for classification. (The ViT paper tried a BERT-style objective on patches too: masked patch
+# prediction, §4.6.) Pixel tokens have two costs at once: many more tokens, and each token is
 # almost meaningless alone (one grey value says little; a 16×16 patch already shows an edge or a texture).
 #
 # The paper's answer is the one this notebook builds: keep the image, make the tokens coarser. The numbers, for one
@@ -374,6 +389,8 @@ print(f"64×64 pixels against ViT-B/16: {64 * 64 / n_b16:.0f}× the tokens, {(64
 # a fixed permutation of the pixels: patches row-major over the grid, each flattened in (row, column, channel) order.
 # `vitnp.ops.patches.patchify_forward` equals the two-loop version exactly, and `unpatchify` undoes it exactly.
 # Next, [02_embeddings](02_embeddings.ipynb) turns each patch vector into a $D$-dimensional token.
+#
+# **요약.** 이미지 $\mathbf{x}$를 패치 시퀀스 $\mathbf{x}_p$로 바꾸는 일은 픽셀의 고정된 순열일 뿐입니다: 패치는 격자 위에서 행 우선, 각 패치는 (행, 열, 채널) 순으로 펼칩니다. `vitnp.ops.patches.patchify_forward`는 두 겹 반복문 버전과 정확히 같고, `unpatchify`는 그것을 정확히 되돌립니다. 다음 노트북 02에서 각 패치 벡터가 $D$차원 토큰이 됩니다.
 
 # %% [markdown]
 # ## Exercises
@@ -383,10 +400,13 @@ print(f"64×64 pixels against ViT-B/16: {64 * 64 / n_b16:.0f}× the tokens, {(64
 #
 # * **Exercise nb01-pixel-address** (2 points) — where does pixel $(r, c)$, channel $k$ land in $\mathbf{x}_p$?
 #   Write the function that answers it for every pixel at once.
+#   *픽셀 $(r, c)$, 채널 $k$는 $\mathbf{x}_p$의 어디로 가는가? 모든 픽셀에 대해 한 번에 답하는 함수를 쓰세요.*
 # * **Exercise nb01-q-flatten-order** (2 points) — inline question: what would change if each patch were flattened
 #   in (channel, row, column) order instead?
+#   *인라인 질문: 각 패치를 (채널, 행, 열) 순으로 펼치면 무엇이 달라지는가?*
 # * **Exercise nb01-flatten-order** (1 point) — check your answer to the question: flatten in the other order and
 #   find the $\mathbf{E}$ that gives the same tokens.
+#   *질문의 답을 확인하기: 다른 순서로 펼치고, 같은 토큰을 주는 $\mathbf{E}$를 찾으세요.*
 
 # %% [markdown]
 # **Exercise nb01-pixel-address** (2 points). Write `patch_address(r, c, k, W, C, P)`: the index $i$ of the patch that

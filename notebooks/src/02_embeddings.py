@@ -14,6 +14,19 @@
 #
 # Each part: the equation, the `vitnp` call, and an `assert` that a hand-written NumPy version gives the same numbers.
 
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * compute Eq 1 step by step: the linear projection E (a stride-P convolution in disguise), the class token and the position embeddings;
+# * say what each of them carries and how it enters z₀ (concatenated or added);
+# * compare learned 1-D position embeddings with a fixed 2-D sine-cosine table.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 식 1을 단계별로 계산한다: 선형 투영 E(보폭 P인 합성곱과 같음), 클래스 토큰, 위치 임베딩;
+# * 각각이 무엇을 담고 z₀에 어떻게 들어가는지(이어 붙이는지, 더하는지) 말한다;
+# * 학습되는 1차원 위치 임베딩과 고정된 2차원 사인-코사인 위치 임베딩을 비교한다.
+
 # %%
 
 import matplotlib.pyplot as plt
@@ -79,6 +92,25 @@ tokens_hand = np.array([[x_p[b, i] @ params["E"] + params["E_bias"]      # one p
 print(f"x {x.shape} -> x_p {x_p.shape} -> x_p E + b {tokens.shape}")
 print("max |library − hand| =", f"{diff(tokens, tokens_hand):.1e}")
 assert diff(tokens, tokens_hand) < 1e-12
+
+# %% [markdown]
+# > **Common misconception: "$\mathbf{E}$ maps each patch to a lower-dimensional vector."** Study notes often call the
+# > projection a compression. It is a change of basis to the model's width $D$, and $D$ is set by the model, not by the
+# > patch: for the paper's Table 1 models the token is as wide as the patch or wider. ViT-B/16 maps $P^2C = 16 \cdot 16
+# > \cdot 3 = 768$ numbers to $D = 768$; ViT-L/16 maps 768 to 1,024; ViT-H/14 maps 588 to 1,280. Only large patches
+# > or small models shrink the patch (B/32: 3,072 → 768; the later Ti/16: 768 → 192). The cell below prints them.
+# >
+# > **흔한 오해: "$\mathbf{E}$는 패치를 더 낮은 차원으로 줄인다."** $\mathbf{E}$(패치 임베딩, 선형 투영)는 패치를 모델 차원
+# > $D$로 옮길 뿐이며, 논문 Table 1의 모델에서는 $D$가 패치 길이 $P^2C$와 같거나 더 큽니다 (ViT-B/16: 768 → 768).
+
+# %%
+print(f"{'model':>9} {'P²C':>6} {'D':>6}  E maps the patch to")
+for name in ("B/16", "L/16", "H/14", "B/32", "Ti/16"):
+    c = vitnp.ViTConfig.variant(name)
+    change = "the same width" if c.dim == c.patch_dim else ("more" if c.dim > c.patch_dim else "fewer") + " numbers"
+    print(f"{'ViT-' + name:>9} {c.patch_dim:>6,} {c.dim:>6,}  {change}")
+print(f"{'ours':>9} {cfg.patch_dim:>6,} {cfg.dim:>6,}  (this notebook's tiny model)")
+assert vitnp.ViTConfig.variant("B/16").patch_dim == vitnp.ViTConfig.variant("B/16").dim == 768
 
 # %% [markdown]
 # ### Why $\mathbf{E}$ is a convolution with kernel $P$ and stride $P$
@@ -206,6 +238,10 @@ assert diff(z0, z0_hand) < 1e-12
 # >
 # > The check above shows both at once: `z` has $N + 1$ rows because of $\mathbf{x}_\text{class}$, and
 # > $\mathbf{E}_{pos}$ has $N + 1$ rows because it also gives the class token a position (row 0).
+# >
+# > **흔한 오해: 클래스 토큰과 위치 임베딩을 같은 것으로, 또는 서로 바꿔 정의한다.** 클래스 토큰 $\mathbf{x}_\text{class}$는
+# > 벡터 하나로, 시퀀스 맨 앞에 **이어 붙여** 토큰 수를 $N+1$로 늘립니다. 위치 임베딩 $\mathbf{E}_{pos}$는 위치마다 한 행인
+# > $(N+1, D)$ 표로, 모든 토큰(클래스 토큰 포함)에 **더해집니다**.
 
 
 # %% [markdown]
@@ -333,6 +369,8 @@ assert diff(z0_yours, z0) < 1e-12
 # **Summary.** Eq 1 in three steps: $\mathbf{x}_p\mathbf{E}$ (a stride-$P$ convolution in disguise), the class token in
 # front, position embeddings added. Every step matched a hand-written version to ~$10^{-16}$, and your `embed_forward`
 # gives the same $\mathbf{z}_0$ (notebook 04 checks that the whole model starts from it). Next: [03_attention](03_attention.ipynb), what the encoder does with these tokens.
+#
+# **요약.** 식 1은 세 단계입니다: $\mathbf{x}_p\mathbf{E}$(보폭 $P$인 합성곱과 같음), 맨 앞에 붙는 클래스 토큰, 더해지는 위치 임베딩. 모든 단계가 손으로 쓴 버전과 약 $10^{-16}$까지 일치했고, 여러분의 `embed_forward`도 같은 $\mathbf{z}_0$를 냅니다. 다음은 03, 인코더가 이 토큰들로 하는 일입니다.
 
 # %% [markdown]
 # ## Exercises
@@ -343,9 +381,12 @@ assert diff(z0_yours, z0) < 1e-12
 #
 # * **Exercise nb02-q-bag-of-patches** (2 points) — inline question: without $\mathbf{E}_{pos}$, what does a ViT see
 #   of an image whose patches have been shuffled?
+#   *인라인 질문: $\mathbf{E}_{pos}$가 없으면, 패치를 섞은 이미지에서 ViT는 무엇을 보는가?*
 # * **Exercise nb02-bag-of-patches** (2 points) — shuffle the patches of an image, and check your answer on the
 #   library's model.
+#   *이미지의 패치를 섞고, 라이브러리 모델로 답을 확인하세요.*
 # * **Exercise nb02-sincos-shift** (2 points) — write the matrix that shifts the sine-cosine table by $k$ grid rows.
+#   *사인-코사인 표를 격자 $k$행만큼 옮기는 행렬을 쓰세요.*
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb02-q-bag-of-patches", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb02-q-bag-of-patches** (2 points). Take a ViT with no position embeddings (`pos_embedding='none'`), cut

@@ -48,6 +48,19 @@
 #
 # Each equation below: the `vitnp` call, then a hand-written NumPy version and an `assert` that they agree.
 
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * compute Eq 5–8 for one head and for k heads at once, as batched matrix products;
+# * explain, with a measurement, why the scores are divided by √D_h;
+# * use a causal mask, and state how the cost grows with the number of tokens.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 식 5–8을 헤드 하나와 헤드 k개에 대해 배치 행렬곱으로 계산한다;
+# * 점수를 √D_h로 나누는 이유를 측정과 함께 설명한다;
+# * 인과 마스크를 쓰고, 비용이 토큰 수에 따라 어떻게 늘어나는지 말한다.
+
 # %%
 
 import matplotlib.pyplot as plt
@@ -222,6 +235,10 @@ assert unscaled[1][-1] < 0.2 * min(scaled[1])          # … and passes back les
 # >
 # > "Scaling" (스케일링) is the accurate word for the first. The experiment above shows the difference: the scaled
 # > scores have a standard deviation near 1 for random inputs, but nothing forces a trained model's scores to stay there.
+# >
+# > **흔한 오해: "$1/\sqrt{D_h}$가 점수를 정규화한다."** $1/\sqrt{D_h}$는 모든 점수에 같은 고정 상수를 곱하는 크기 조정(스케일링)이고,
+# > 파라미터도 없고 입력에 따라 달라지지도 않습니다. 층 정규화는 토큰마다 데이터에서 평균과 표준편차를 계산하고 학습되는
+# > $\gamma, \beta$를 갖습니다.
 #
 # ## Eq 7 — the output: $SA(\mathbf{z}) = A\,\mathbf{v}$
 #
@@ -392,6 +409,8 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # their concatenation with $\mathbf{U}_{msa}$. A causal mask turns the same machinery into a decoder's self-attention. Every
 # step matched a hand-written loop. Next: [04_encoder_block](04_encoder_block.ipynb), where attention meets LayerNorm, the MLP and
 # the residual connections.
+#
+# **요약.** 식 5는 토큰을 쿼리·키·값으로 투영하고, 식 6은 쿼리–키 일치를 가중치로 바꾸며(소프트맥스가 포화하지 않도록 $1/\sqrt{D_h}$로 크기 조정), 식 7은 값을 가중 평균하고, 식 8은 그런 헤드 $k$개를 나란히 돌려 이어 붙인 뒤 $\mathbf{U}_{msa}$로 섞습니다. 인과 마스크를 쓰면 같은 구조가 디코더의 셀프 어텐션이 됩니다. 모든 단계가 손으로 쓴 반복문과 일치했습니다. 다음은 04, 어텐션이 층 정규화, MLP, 잔차 연결과 만나는 곳입니다.
 
 # %% [markdown]
 # ## Exercises
@@ -401,11 +420,15 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 #
 # * **Exercise nb03-q-score-variance** (2 points) — inline question: the variance of a query–key score, and the scale
 #   that keeps it at 1.
-# * **Exercise nb03-sqrt-dh** (2 points) — the $\sqrt{D_h}$ experiment at the head widths of Table 1 and of our
+#   *인라인 질문: 쿼리–키 점수의 분산, 그리고 그것을 1로 유지하는 배율.*
+# * **Exercise nb03-sqrt-dh** (2 points) — the $\sqrt{D_h}$ experiment at the head widths of the ViT sizes and of our
 #   presets, and with inputs whose variance is not 1.
+#   *ViT 크기들과 우리 프리셋의 헤드 폭에서, 그리고 분산이 1이 아닌 입력에서 $\sqrt{D_h}$ 실험을 하세요.*
 # * **Exercise nb03-heads-layout** (2 points) — assemble vitnp's $\mathbf{U}_{qkv}$ from the paper's per-head
 #   matrices.
+#   *논문의 헤드별 행렬로 vitnp의 $\mathbf{U}_{qkv}$를 조립하세요.*
 # * **Exercise nb03-q-patch-size** (2 points) — inline question: what halving the patch size costs and buys.
+#   *인라인 질문: 패치 크기를 절반으로 줄이면 무엇을 치르고 무엇을 얻는가.*
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb03-q-score-variance", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb03-q-score-variance** (2 points). Let the $D_h$ components of $\mathbf{q}$ and $\mathbf{k}$ be
@@ -432,7 +455,9 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # standard deviation `sigma`, multiply the scores by `scale`, and return three numbers: the standard deviation of the
 # scaled scores, the mean over rows of the largest softmax weight, and the mean norm of the gradient that flows back
 # through the softmax for a random upstream gradient (`grad_through_softmax` above). The test runs it at the head widths
-# `ViTConfig.variant(v).head_dim` of Table 1 and of the `fast` and `fmnist` presets.
+# `ViTConfig.variant(v).head_dim` of Table 1's Base, Large and Huge, of the smaller Ti and S (not in Table 1: they come
+# from later work, DeiT's Touvron et al. 2021, and the reference code's model list) and of the `fast` and `fmnist`
+# presets.
 
 # %% nbgrader={"grade": false, "grade_id": "nb03-sqrt-dh", "locked": false, "schema_version": 3, "solution": true}
 def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):

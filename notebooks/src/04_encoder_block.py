@@ -16,6 +16,19 @@
 # At the end, your Eq 1 and Eq 4 (`embed_forward`, `head_forward`) around the blocks written by hand here give the
 # same logits as `vitnp.vit_forward`.
 
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * build the pre-LN encoder block (Eq 2–3) from LayerNorm, multi-head attention, the GELU MLP and two residual connections;
+# * stack L blocks and read y = LN(z_L⁰) (Eq 4) from the class token or by averaging the patches;
+# * count the parameters of any ViT by hand.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 층 정규화, 멀티헤드 어텐션, GELU MLP, 두 잔차 연결로 Pre-LN 인코더 블록(식 2–3)을 만든다;
+# * 블록 L개를 쌓고 클래스 토큰으로, 또는 패치 평균으로 y = LN(z_L⁰)(식 4)을 읽는다;
+# * 어떤 ViT든 파라미터 수를 손으로 센다.
+
 # %%
 import math
 
@@ -296,6 +309,10 @@ assert dh < 1e-12
 # > \mathbf{b}_\text{head} \in \mathbb{R}^K$, and the predicted probabilities are their softmax. The printout above shows
 # > the two shapes side by side: `y` is (B, D), the logits are (B, K). This is also what makes transfer work
 # > (notebook 09): the same $\mathbf{y}$ can feed a new head for other classes, or another task altogether.
+# >
+# > **흔한 오해: $\hat{\mathbf{y}} = LN(\mathbf{z}_L^0)$이 예측값이다.** 식 4의 $\mathbf{y}$는 모델 차원 $D$개의 수로 된 이미지
+# > 표현입니다. 클래스 점수(로짓)는 그다음 헤드가 $\mathbf{y}\mathbf{W}_\text{head} + \mathbf{b}_\text{head} \in
+# > \mathbb{R}^K$로 만듭니다.
 
 
 # %% [markdown]
@@ -350,6 +367,8 @@ assert d < 1e-8
 # $(B, T, D)$; Eq 4 normalises and reads the class token (or averages the patches) and a linear head gives the logits. The
 # blocks written only with NumPy, between your Eq 1 and Eq 4, matched `vitnp.vit_forward` for both readouts. Next: [05_backprop](05_backprop.ipynb), the
 # backward pass of every one of these steps.
+#
+# **요약.** 인코더 블록 하나는 $LN \to MSA \to +$, 그다음 $LN \to MLP \to +$입니다(식 2–3). 블록 $L$개를 이어도 모양 $(B, T, D)$는 그대로이고, 식 4는 정규화한 뒤 클래스 토큰을 읽고(또는 패치를 평균하고) 선형 헤드가 로짓을 냅니다. 여러분의 식 1과 식 4 사이에 NumPy만으로 쓴 블록들이 두 읽기 방식 모두에서 `vitnp.vit_forward`와 일치했습니다. 다음은 05, 이 모든 단계의 역전파입니다.
 
 # %% [markdown]
 # ## Exercises
@@ -359,10 +378,13 @@ assert d < 1e-8
 # your answer is right.
 #
 # * **Exercise nb04-table1** (3 points) — count the parameters of a ViT by hand, group by group, and check them on
-#   every model of Table 1.
+#   Table 1's Base, Large and Huge and on the later Ti and S.
+#   *ViT의 파라미터를 묶음별로 손으로 세고, Table 1의 Base, Large, Huge와 이후의 Ti, S로 확인하세요.*
 # * **Exercise nb04-q-table1** (2 points) — inline question: the count of one block as a polynomial in $D$, which part
 #   of ViT-B/16 the blocks hold, and Table 1's 307M for ViT-L.
+#   *인라인 질문: 블록 하나의 파라미터 수를 $D$의 다항식으로, ViT-B/16에서 블록이 차지하는 몫, ViT-L의 307M.*
 # * **Exercise nb04-gap-readout** (2 points) — the readout of `classifier='gap'`, by hand.
+#   *`classifier='gap'`의 읽기(평균 풀링)를 손으로 쓰세요.*
 
 # %% [markdown]
 # **Exercise nb04-table1** (3 points). Write `vit_param_groups(L, D, M, P, C, K, N, classifier='token')`: the number of
@@ -399,6 +421,7 @@ with exercise("nb04-table1"):
         return {"embedding": sum(sizes.values()) - blocks_t - head_t, "blocks": blocks_t, "head": head_t}
 
 
+    # Table 1's B, L and H/14, and the smaller Ti and S of later work (DeiT; the reference code's model list)
     table1 = {"Ti": 5_717_416, "S": 22_050_664, "B": 86_567_656, "L": 304_326_632, "H/14": 632_045_800}
     for name, c in [(f"ViT-{v}", vitnp.ViTConfig.variant(v)) for v in (*table1, "B/32")] + [("this notebook's", cfg),
                                                                                             ("its 'gap' twin", cfg_gap)]:

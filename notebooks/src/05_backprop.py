@@ -32,6 +32,19 @@
 # $h = 10^{-6}$ a correct backward gives about $10^{-9}$ or less; the test suite's tolerances are $10^{-7}$ for single
 # operations and $10^{-6}$ for blocks and the whole model. A bug typically gives $10^{-2}$ to $1$.
 
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * derive the backward of every op of the ViT from the chain rule, and write it;
+# * check any gradient with centred differences and read the relative error;
+# * recognise what a wrong backward looks like, and why float64, batches bigger than one and trained parameters matter.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 연쇄 법칙으로 ViT의 모든 연산의 역전파를 유도하고 코드로 쓴다;
+# * 중앙 차분으로 어떤 기울기든 검사하고 상대 오차를 읽는다;
+# * 틀린 역전파가 어떻게 드러나는지, 그리고 float64, 1보다 큰 배치, 학습된 파라미터가 왜 중요한지 안다.
+
 # %%
 import time
 
@@ -528,6 +541,8 @@ except TypeError as err:
 # $10^{-9}$ or below), and so does every parameter of the whole model. Broken versions give errors of $10^{-2}$ to $1$ and
 # are caught, as long as the check uses batches bigger than one and parameters away from their initial values. Next:
 # [06_training](06_training.ipynb).
+#
+# **요약.** 모든 역전파는 연쇄 법칙에서 나오는 몇 줄입니다: 선형층은 행렬을 전치하고 공유된 사용을 모두 더하며, 평탄화는 순서를 되돌리고, 소프트맥스와 층 정규화는 정규화가 빼는 부분을 빼고, 잔차는 두 경로를 더합니다. `vitnp/ops/`의 역전파를 다 쓰면 각각이 수치 검사를 통과하고(오차 약 $10^{-9}$ 이하), 모델 전체의 모든 파라미터도 통과합니다. 망가진 버전은 $10^{-2}$에서 $1$ 사이의 오차를 내며, 배치가 1보다 크고 파라미터가 초깃값에서 벗어나 있으면 잡힙니다. 다음은 06입니다.
 
 # %% [markdown]
 # ## Exercises
@@ -538,11 +553,20 @@ except TypeError as err:
 # it numerically. In the student edition (`python -m vitnp course build`) the model derivations are cut out.
 #
 # * **Exercise nb05-d-linear** (2 points) — section 1: the linear layer's three gradients, and why two are sums.
+#   *1절: 선형층의 세 기울기, 그리고 둘이 합인 이유.*
 # * **Exercise nb05-d-patchify** (1 point) — section 2: the backward of patch flattening.
+#   *2절: 패치 평탄화의 역전파.*
 # * **Exercise nb05-d-shared** (1 point) — section 3: the class token and the position embeddings.
+#   *3절: 클래스 토큰과 위치 임베딩.*
 # * **Exercise nb05-d-softmax** (2 points) — section 4: the softmax Jacobian, and the backward without it.
+#   *4절: 소프트맥스의 야코비안, 그리고 그것 없이 쓰는 역전파.*
 # * **Exercise nb05-d-attention** (2 points) — section 5: attention, line by line from the end.
+#   *5절: 어텐션, 끝에서부터 한 줄씩.*
 # * **Exercise nb05-q-layernorm-backward** (3 points) — section 7: the LayerNorm backward.
+#   *7절: 층 정규화의 역전파.*
 # * **Exercise nb05-d-gelu** (1 point) — section 8: both GELU derivatives.
+#   *8절: 두 GELU의 도함수.*
 # * **Exercise nb05-d-residual** (1 point) — section 9: a residual, and the encoder block's backward as steps.
+#   *9절: 잔차 연결, 그리고 인코더 블록의 역전파를 단계로.*
 # * **Exercise nb05-d-cross-entropy** (2 points) — section 10: the cross-entropy gradient, with label smoothing.
+#   *10절: 레이블 스무딩이 있는 교차 엔트로피의 기울기.*

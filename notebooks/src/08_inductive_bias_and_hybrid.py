@@ -18,10 +18,26 @@
 #    it against a hand-written version;
 # 4. measures accuracy against the amount of training data for the three models, on Fashion-MNIST (1,000 to 60,000
 #    images). That is the small-data end of the paper's Fig 3 and 4, with the same training budget for every model.
+# 5. says what that measurement shows and what it does not;
+# 6. sets accuracy against compute, as the paper's Fig 5 (§4.4) does, on the same sweep;
+# 7. asks whether a ViT needs augmentation or regularisation, with three sources' answers.
 #
 # In fast mode (`VITNP_FAST=1`) the live training runs of section 4 are tiny. The full sweep takes over half an hour
 # (`scripts/inductive_bias.py`), so the notebook loads its results from `docs/figures/inductive_bias.json` instead
 # of re-running it. Without the Fashion-MNIST files, the notebook uses a small synthetic data set and says so.
+
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * name the inductive biases of a convolution (locality, the 2-D neighbourhood, translation equivariance) and measure them, in a CNN and in a ViT;
+# * build the hybrid ViT, whose patches come from a CNN feature map;
+# * read accuracy against training-set size and against compute (the small-data end of Fig 3–4, and Fig 5), and say what such a small experiment cannot show.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 합성곱의 귀납적 편향(지역성, 2차원 이웃 구조, 이동 등변성)을 말하고, CNN과 ViT에서 측정한다;
+# * 패치를 CNN 특징 맵에서 자르는 하이브리드 ViT를 만든다;
+# * 훈련 세트 크기와 계산량에 따른 정확도(그림 3–4의 적은 데이터 쪽, 그림 5)를 읽고, 이렇게 작은 실험이 보여 줄 수 없는 것을 말한다.
 
 # %%
 import json
@@ -517,7 +533,7 @@ plt.show()
 # ```
 
 # %% [markdown]
-# ## 5. Compute against accuracy (the paper's Fig 5, on our sweep)
+# ## 6. Compute against accuracy (the paper's Fig 5, on our sweep)
 #
 # The paper's Fig 5 (§4.4) plots transfer accuracy against pre-training compute for ViTs, ResNets and hybrids. We can
 # draw the same kind of picture for the three models of the sweep: accuracy against the **floating-point operations
@@ -592,14 +608,14 @@ if sweep:
 # this CPU the CNN was the slowest per image of the three (the training speeds printed in section 4), although it
 # needs only 1.6 times the plain ViT's FLOPs.
 #
-# ## 6. Does a ViT need augmentation or regularisation?
+# ## 7. Does a ViT need augmentation or regularisation?
 #
 # A model with little inductive bias must learn from data what a CNN assumes, so with little data it should over-fit
 # more easily; data augmentation (more varied data) and regularisation (weight decay, dropout, label smoothing) are
 # the usual remedies. Three sources answer the question in different settings.
 #
-# * **What the paper did.** Pre-training uses Adam with a high weight decay of 0.1 (§4.1), and dropout is 0 in most
-#   runs. Its conclusion is that large-scale pre-training (ImageNet-21k,
+# * **What the paper did.** Pre-training uses Adam with a high weight decay of 0.1 (§4.1); its training table
+#   (Appendix B.1, Table 3) sets dropout to 0.1 on ImageNet and ImageNet-21k and to 0.0 on JFT-300M. Its conclusion is that large-scale pre-training (ImageNet-21k,
 #   JFT-300M) makes up for the missing inductive bias, while trained on ImageNet alone ViT stays a few points behind
 #   ResNets of similar size (§1, §4.3).
 # * **What came later.** DeiT (Touvron et al., *Training data-efficient image transformers & distillation through
@@ -622,6 +638,11 @@ if sweep:
 # augmentation that produces images unlike the test images (our crops) costs accuracy instead of adding it.
 
 # %% [markdown]
+# **Summary.** A convolution builds locality, the 2-D neighbourhood and translation equivariance into every layer; a ViT has them only in its patch cut, and $\mathbf{E}_{pos}$ breaks even the equivariance to whole-patch shifts (section 2). The hybrid puts a convolution in front of the same ViT (section 3). On Fashion-MNIST, with one budget and one recipe for all, the CNN is ahead of both ViTs at every training-set size from 1,000 to 60,000 images, and the hybrid is ahead of the plain ViT (sections 4–5): the small-data end of the paper's Fig 3–4, far below the data sizes at which the paper's ViTs win. Section 6 sets accuracy against compute as the paper's Fig 5 does. Next: [09_finetune_and_transfer](09_finetune_and_transfer.ipynb).
+#
+# **요약.** 합성곱은 지역성, 2차원 이웃 구조, 이동 등변성을 모든 층에 넣지만, ViT는 패치를 자를 때만 그것을 갖고, $\mathbf{E}_{pos}$는 패치 단위 이동에 대한 등변성마저 깹니다(2절). 하이브리드는 같은 ViT 앞에 합성곱을 둡니다(3절). Fashion-MNIST에서 모든 모델에 같은 예산과 레시피를 주면, 1,000장부터 60,000장까지 모든 훈련 세트 크기에서 CNN이 두 ViT보다 앞서고, 하이브리드는 일반 ViT보다 앞섭니다(4–5절): 논문 그림 3–4의 적은 데이터 쪽 끝이며, 논문의 ViT가 이기기 시작하는 데이터 규모보다 훨씬 아래입니다. 6절은 논문의 그림 5처럼 정확도를 계산량에 대해 그립니다. 다음은 09입니다.
+
+# %% [markdown]
 # ## Exercises
 #
 # Four exercises: which shifts a ViT cannot see at all, the parameters of the hybrid, and where the CNN stops winning. In the student edition
@@ -630,10 +651,14 @@ if sweep:
 #
 # * **Exercise nb08-q-roll-invariance** (2 points) — inline question: a ViT without position embeddings and an image
 #   rolled around by whole patches.
+#   *인라인 질문: 위치 임베딩이 없는 ViT와, 패치 단위로 굴린(roll) 이미지.*
 # * **Exercise nb08-roll-invariance** (1 point) — measure it on a small ViT.
+#   *작은 ViT로 그것을 측정하세요.*
 # * **Exercise nb08-hybrid-params** (2 points) — count the parameters of a hybrid ViT by hand.
+#   *하이브리드 ViT의 파라미터를 손으로 세세요.*
 # * **Exercise nb08-q-crossover** (2 points) — inline question: from how many training images on does the CNN stop
 #   winning?
+#   *인라인 질문: 훈련 이미지가 몇 장부터 CNN이 더는 이기지 못하는가?*
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "nb08-q-roll-invariance", "locked": false, "points": 2, "schema_version": 3, "solution": true}
 # **Exercise nb08-q-roll-invariance** (2 points). Section 2 shifted images with a background border coming in. Now roll

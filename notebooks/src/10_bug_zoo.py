@@ -22,6 +22,22 @@
 #
 # Every number an answer needs is printed by the code cell above it, and every cell asserts that its check tells the
 # copy from the vitnp function, so the notebook fails if a check stops telling them apart.
+#
+# *사용법(연습 문제): 전시물마다 증상을 읽고, 복사본을 읽고, 그것이 복사한 vitnp 함수와 비교하세요. 질문 칸에 답하세요: 무엇이
+# 틀렸는가, 몇 번째 줄인가, 그 줄은 무엇이어야 하는가?*
+
+# %% [markdown]
+# **Learning objectives.** After this notebook you can
+#
+# * read the symptom of a plausible mistake in a gradient check, a comparison with the reference or a test of behaviour;
+# * find the faulty line from the per-array table of a gradient check;
+# * say which mistakes a gradient check cannot catch, and which test does.
+#
+# **학습 목표.** 이 노트북을 마치면
+#
+# * 그럴듯한 실수의 증상을 기울기 검사, 기준 구현과의 비교, 동작 테스트에서 읽는다;
+# * 기울기 검사의 배열별 표에서 잘못된 줄을 찾는다;
+# * 기울기 검사가 잡지 못하는 실수와, 그것을 잡는 테스트를 말한다.
 
 # %%
 import math
@@ -521,6 +537,11 @@ print(f"{'exhibit':<36} {'check':<42} {'copy':>8} {'vitnp':>8}")
 for exhibit, check, broken, correct in ZOO:
     print(f"{exhibit:<36} {check:<42} {fmt(broken):>8} {fmt(correct):>8}")
 assert len(ZOO) == 8
+
+# %% [markdown]
+# **Summary.** Eight plausible mistakes, eight symptoms: a gradient check catches a backward that disagrees with its forward when the inputs are realistic; a forward wrong together with its backward, a harmless-looking layout, or what the optimiser does with the gradients need a comparison with a reference or a test of behaviour. The per-array table of a gradient check points at the faulty line.
+#
+# **요약.** 그럴듯한 실수 여덟 개, 증상 여덟 개: 입력이 현실적이면 기울기 검사는 순전파와 어긋난 역전파를 잡습니다. 역전파와 함께 틀린 순전파, 해가 없어 보이는 배치 순서, 옵티마이저가 기울기로 하는 일은 기준 구현과의 비교나 동작 테스트가 잡아야 합니다. 기울기 검사의 배열별 표는 잘못된 줄을 가리킵니다.
 
 # %% [markdown]
 # **What the zoo teaches** (read it after answering the eight questions).
