@@ -413,6 +413,8 @@ print(f"64×64 pixels against ViT-B/16: {64 * 64 / n_b16:.0f}× the tokens, {(64
 # holds pixel $(r, c)$, channel $k$ of an image of width $W$ with $C$ channels, and the position $m$ of that number
 # inside $\mathbf{x}_p^i$, so that `x_p[i, m] == x[r, c, k]` for `x_p = patchify_forward(x[None], P)[0][0]`. Use integer
 # arithmetic (`//`, `%`) only, so that the function works on whole arrays of indices.
+#
+# *픽셀 $(r, c)$, 채널 $k$는 $\mathbf{x}_p$의 어디로 가는가? 모든 픽셀에 대해 한 번에 답하는 함수를 쓰세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb01-pixel-address", "locked": false, "schema_version": 3, "solution": true}
 def patch_address(r, c, k, W, C, P):
@@ -439,6 +441,8 @@ with exercise("nb01-pixel-address"):
 # instead of (row, column, channel). Could the ViT still compute exactly the same functions? What would be different
 # in a trained model, and what else in the project would have to change?
 #
+# *인라인 질문: 각 패치를 (채널, 행, 열) 순으로 펼치면 무엇이 달라지는가?*
+#
 # ### BEGIN SOLUTION
 # **The same functions.** The new patch vector holds the same $P^2C$ numbers in another fixed order:
 # $\tilde{\mathbf{x}}_p = \mathbf{x}_p \Pi$ for one permutation matrix $\Pi$, the same for every patch. Since
@@ -461,6 +465,8 @@ with exercise("nb01-pixel-address"):
 # **Exercise nb01-flatten-order** (1 point). Write `patchify_crc(x, P)`, which flattens each patch in (channel, row,
 # column) order (patches still row-major over the grid), and `permute_rows(E, P, C)`, which reorders the rows of
 # $\mathbf{E}$ so that `patchify_crc(x, P) @ permute_rows(E, P, C)` equals vitnp's $\mathbf{x}_p\mathbf{E}$.
+#
+# *질문의 답을 확인하기: 다른 순서로 펼치고, 같은 토큰을 주는 $\mathbf{E}$를 찾으세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb01-flatten-order", "locked": false, "schema_version": 3, "solution": true}
 def patchify_crc(x, P):

@@ -394,6 +394,8 @@ assert diff(z0_yours, z0) < 1e-12
 # logits are the same, whatever the weights. Does this still hold with `classifier='gap'`? With learned
 # $\mathbf{E}_{pos}$?
 #
+# *인라인 질문: $\mathbf{E}_{pos}$가 없으면, 패치를 섞은 이미지에서 ViT는 무엇을 보는가?*
+#
 # ### BEGIN SOLUTION
 # Let $\pi$ be the permutation of the patches. **Eq 1**: $\mathbf{x}_p\mathbf{E}$ acts on each patch alone, so the
 # patch tokens come out permuted by $\pi$, and without $\mathbf{E}_{pos}$ nothing else depends on the place; the class
@@ -415,6 +417,8 @@ assert diff(z0_yours, z0) < 1e-12
 # their patches rearranged, so that patch `perm[i]` of the original becomes patch $i$ of the result. Use reshapes and
 # transposes (notebook 01). The test then runs both images through three encoders (your `embed_forward`, then the $L$
 # blocks) and compares the output tokens.
+#
+# *이미지의 패치를 섞고, 라이브러리 모델로 답을 확인하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb02-bag-of-patches", "locked": false, "schema_version": 3, "solution": true}
 def shuffle_patches(x, P, perm):
@@ -452,6 +456,8 @@ with exercise("nb02-bag-of-patches"):
 # is the same linear map everywhere in the image. Write `row_shift_matrix(k, D)`: the $D \times D$ matrix $R_k$ with
 # $\text{PE}(r + k, c) = \text{PE}(r, c)\,R_k$ for every grid position (rows of `sincos_2d` are row vectors). Hint:
 # $\sin(a + b)$ and $\cos(a + b)$.
+#
+# *사인-코사인 표를 격자 $k$행만큼 옮기는 행렬을 쓰세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb02-sincos-shift", "locked": false, "schema_version": 3, "solution": true}
 def row_shift_matrix(k, D):

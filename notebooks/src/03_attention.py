@@ -436,6 +436,8 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # $\mathbf{q}\cdot\mathbf{k}$. Which factor should replace $1/\sqrt{D_h}$ to keep the scaled score's variance at 1? How
 # large are the unscaled scores of a ViT-B head when $\sigma_q = \sigma_k = 1$?
 #
+# *인라인 질문: 쿼리–키 점수의 분산, 그리고 그것을 1로 유지하는 배율.*
+#
 # ### BEGIN SOLUTION
 # Each term $q_m k_m$ has mean $\mathbb{E}[q_m]\,\mathbb{E}[k_m] = 0$ and variance
 # $\mathbb{E}[q_m^2 k_m^2] - 0 = \mathbb{E}[q_m^2]\,\mathbb{E}[k_m^2] = \sigma_q^2\sigma_k^2$ (independence). The $D_h$
@@ -458,6 +460,8 @@ for name in ("B/32", "B/16", "L/16", "H/14"):
 # `ViTConfig.variant(v).head_dim` of Table 1's Base, Large and Huge, of the smaller Ti and S (not in Table 1: they come
 # from later work, DeiT's Touvron et al. 2021, and the reference code's model list) and of the `fast` and `fmnist`
 # presets.
+#
+# *ViT 크기들과 우리 프리셋의 헤드 폭에서, 그리고 분산이 1이 아닌 입력에서 $\sqrt{D_h}$ 실험을 하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb03-sqrt-dh", "locked": false, "schema_version": 3, "solution": true}
 def saturation(Dh, scale, sigma=1.0, n_rows=1000, T=16, seed=0):
@@ -502,6 +506,8 @@ with exercise("nb03-sqrt-dh"):
 # $(k, D, D_h)$ arrays, head $h$'s query, key and value projections, build vitnp's $(D, 3D)$ `U_qkv` (the Eq 8 section:
 # columns $[\,\mathbf{q} \mid \mathbf{k} \mid \mathbf{v}\,]$, head by head inside each block), so that `msa_forward`
 # computes exactly the per-head attention.
+#
+# *논문의 헤드별 행렬로 vitnp의 $\mathbf{U}_{qkv}$를 조립하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb03-heads-layout", "locked": false, "schema_version": 3, "solution": true}
 def assemble_U_qkv(Wq, Wk, Wv):
@@ -537,6 +543,8 @@ with exercise("nb03-heads-layout"):
 # to the number of tokens, to the attention weights per image (count and memory), to the cost of the other parts of
 # a block, and to the parameter count (its embedding $\mathbf{E}$ and $\mathbf{E}_{pos}$). What would you expect for
 # accuracy, and why? For our 28×28 Fashion-MNIST images, what do $P = 7$ and $P = 4$ give?
+#
+# *인라인 질문: 패치 크기를 절반으로 줄이면 무엇을 치르고 무엇을 얻는가.*
 #
 # ### BEGIN SOLUTION
 # **Tokens.** $N = (224/P)^2$: 49 patches at $P = 32$, 196 at $P = 16$, so $T$ goes from 50 to 197, about 4×.

@@ -393,6 +393,8 @@ assert d < 1e-8
 # Eq 2–3) and `'head'` (the final LayerNorm of Eq 4 and the linear head). $N$ is the number of patches; with
 # `classifier='gap'` there is no class token. Count from the shapes in this notebook and in notebooks 02–03, not
 # with `vitnp.param_shapes`.
+#
+# *ViT의 파라미터를 묶음별로 손으로 세고, Table 1의 Base, Large, Huge와 이후의 Ti, S로 확인하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb04-table1", "locked": false, "schema_version": 3, "solution": true}
 def vit_param_groups(L, D, M, P, C, K, N, classifier="token"):
@@ -439,6 +441,8 @@ with exercise("nb04-table1"):
 # and where are the rest? Table 1 lists ViT-L with 307M parameters: what is the exact count at 224×224 with 1000
 # classes?
 #
+# *인라인 질문: 블록 하나의 파라미터 수를 $D$의 다항식으로, ViT-B/16에서 블록이 차지하는 몫, ViT-L의 307M.*
+#
 # ### BEGIN SOLUTION
 # Per block: two LayerNorms $4D$; $\mathbf{U}_{qkv}$ and its bias $3D^2 + 3D$; $\mathbf{U}_{msa}$ and its bias
 # $D^2 + D$; the MLP $DM + M + MD + D = 8D^2 + 5D$. In all
@@ -458,6 +462,8 @@ with exercise("nb04-table1"):
 # becomes the mean of the $N$ output tokens after the final LayerNorm. Write `gap_readout(zL, gamma, beta, eps)`:
 # $\mathbf{y} = \frac1N\sum_i LN(\mathbf{z}_L)_i$ with the hand-written `layernorm_by_hand` of this notebook (the
 # LayerNorm first, then the mean). The test runs the 'gap' model of the last section with it and compares the logits.
+#
+# *`classifier='gap'`의 읽기(평균 풀링)를 손으로 쓰세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb04-gap-readout", "locked": false, "schema_version": 3, "solution": true}
 def gap_readout(zL, gamma, beta, eps=1e-6):

@@ -94,6 +94,8 @@ def show(name, errors, tol):
 # with their shapes, and say why two of them are sums over $n$. Then write them in `linear_backward`
 # (exercise linear-backward) and run the cell below.
 #
+# *1절: 선형층의 세 기울기, 그리고 둘이 합인 이유.*
+#
 # ### BEGIN SOLUTION
 # $$\bar{x}_{ni} = \sum_j \bar{o}_{nj} W_{ij} \;\Rightarrow\; \bar{\mathbf{x}} = \bar{\mathbf{o}}\,\mathbf{W}^\top, \qquad
 # \bar{W}_{ij} = \sum_n x_{ni}\, \bar{o}_{nj} \;\Rightarrow\; \bar{\mathbf{W}} = \mathbf{x}^\top \bar{\mathbf{o}}, \qquad
@@ -121,6 +123,8 @@ assert show("linear", check_pair(linear_forward, linear_backward, dict(x=x, W=W,
 # **Exercise nb05-d-patchify** (1 point). What is $\partial x_p[k] / \partial x[m]$? Derive $\bar{\mathbf{x}}$ from
 # $\bar{\mathbf{x}}_p$, with the shapes, and say which reshapes and transposes compute it (exercise patchify-backward).
 #
+# *2절: 패치 평탄화의 역전파.*
+#
 # ### BEGIN SOLUTION
 # Each output number depends on exactly one input number with derivative 1 ($\partial x_p[k]/\partial x[m] = 1$ if
 # $k = \pi(m)$, else 0), so $\bar{x}[m] = \bar{x}_p[\pi(m)]$: the gradient goes back to where its number came from,
@@ -145,6 +149,8 @@ assert show("patchify", check_pair(patchify_forward, patchify_backward, {"x": x}
 # **Exercise nb05-d-shared** (1 point). Derive $\bar{\mathbf{X}}$ and $\bar{\mathbf{x}}_\text{class}$ from $\bar{\mathbf{z}}$, and
 # $\bar{\mathbf{z}}$ and $\bar{\mathbf{E}}_{pos}$ from $\bar{\mathbf{z}}_0$, with shapes (exercises class-token-backward,
 # pos-embed-backward). What happens to a parameter that is used $B$ times?
+#
+# *3절: 클래스 토큰과 위치 임베딩.*
 #
 # ### BEGIN SOLUTION
 # A parameter used $B$ times receives the sum of the $B$ gradients:
@@ -181,6 +187,8 @@ assert show("pos_embed", check_pair(pos_embed_forward, pos_embed_backward, dict(
 # derive $\bar{\mathbf{s}}$ from $\bar{\mathbf{a}}$ without building the Jacobian (exercise softmax-backward). How many
 # operations per row does your formula take, against the product with the Jacobian?
 #
+# *4절: 소프트맥스의 야코비안, 그리고 그것 없이 쓰는 역전파.*
+#
 # ### BEGIN SOLUTION
 # $\partial a_j / \partial s_i = a_j(\delta_{ij} - a_i)$. The Jacobian is
 # $\operatorname{diag}(\mathbf{a}) - \mathbf{a}\mathbf{a}^\top$ (symmetric), so
@@ -208,6 +216,8 @@ assert show("softmax", check_pair(softmax_forward, softmax_backward, {"s": s}), 
 # **Exercise nb05-d-attention** (2 points). Going back through these three lines from the end, derive
 # $\bar{\mathbf{v}}$, $\bar{A}$, $\bar{S}$, $\bar{\mathbf{q}}$ and $\bar{\mathbf{k}}$, with shapes (exercise attention-backward).
 # Where does $c$ appear, and what does a causal mask do to $\bar{S}$?
+#
+# *5절: 어텐션, 끝에서부터 한 줄씩.*
 #
 # ### BEGIN SOLUTION
 # Line by line from the end, each a linear-layer rule from section 1 or the softmax rule of section 4:
@@ -261,6 +271,8 @@ assert show("msa (3 heads, causal mask)", errors, OP_TOL) < OP_TOL
 # $\partial\hat{x}_j/\partial x_i$, then $\bar{\mathbf{x}}$ written with means over the token's $D$ features, without
 # the Jacobian. Write it in `layernorm_backward` (exercise layernorm-backward): the cell below checks it numerically.
 #
+# *7절: 층 정규화의 역전파.*
+#
 # ### BEGIN SOLUTION
 # $\mu = \frac1D\sum_j x_j$ gives $\partial\mu/\partial x_i = 1/D$. The variance is a mean of squares,
 # $\sigma^2 = \frac1D\sum_j (x_j - \mu)^2 + \epsilon$, so
@@ -299,6 +311,8 @@ assert show("layernorm", errors, OP_TOL) < OP_TOL
 # $\tfrac12 x(1 + \tanh u)$ with $u = \sqrt{2/\pi}(x + 0.044715x^3)$ (exercises gelu-exact-derivative,
 # gelu-tanh-derivative).
 #
+# *8절: 두 GELU의 도함수.*
+#
 # ### BEGIN SOLUTION
 # * exact, $x\Phi(x)$: $\;\text{GELU}'(x) = \Phi(x) + x\,\varphi(x)$, with $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$ (product rule, $\Phi' = \varphi$);
 # * tanh, $\tfrac12 x(1 + \tanh u)$ with $u = \sqrt{2/\pi}(x + 0.044715x^3)$:
@@ -320,6 +334,8 @@ for form in ("exact", "tanh"):
 # **Exercise nb05-d-residual** (1 point). Derive $\bar{\mathbf{z}}$ for a residual, then write the backward of one
 # encoder block (Eq 2–3) as a sequence of steps from $\bar{\mathbf{z}}_\ell$ to $\bar{\mathbf{z}}_{\ell-1}$ (exercise
 # encoder-block-backward). What reaches $\mathbf{z}$ whatever the branch does?
+#
+# *9절: 잔차 연결, 그리고 인코더 블록의 역전파를 단계로.*
 #
 # ### BEGIN SOLUTION
 # The gradients of the two paths add:
@@ -366,6 +382,8 @@ assert show("encoder block", errors, MODEL_TOL) < MODEL_TOL
 # **Exercise nb05-d-cross-entropy** (2 points). Derive $\bar{\mathbf{s}}_b$ for image $b$ from the softmax Jacobian of
 # section 4 and $\partial \ell/\partial a_c$; then for label smoothing, where the target puts $1 - \alpha$ on the label and
 # $\alpha / K$ on every class (exercise cross-entropy).
+#
+# *10절: 레이블 스무딩이 있는 교차 엔트로피의 기울기.*
 #
 # ### BEGIN SOLUTION
 # $\partial \ell/\partial a_c = -1/a_c$ and zero for the other classes; through the Jacobian,

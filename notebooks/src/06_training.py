@@ -465,6 +465,8 @@ plt.show()
 # decay of section 2 already written. Complete it: keep the moments $m$ and $v$ (here `s`) from step to step, and
 # derive the update of step $t$ with its bias corrections $1 - \beta_1^t$ and $1 - \beta_2^t$ (section 2 had
 # $t = 1$ and $m = v = 0$ before the step, so it could skip the recursions).
+#
+# *2절은 AdamW 한 단계를 손으로 확인했습니다. 모멘트를 단계마다 이어 가며 여러 단계를 쓰세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb06-adamw-steps", "locked": false, "schema_version": 3, "solution": true}
 def adamw_by_hand(params, batches, cfg, lr, wd, betas, eps, clip, smoothing):
@@ -518,6 +520,8 @@ with exercise("nb06-adamw-steps"):
 # run it: what do you expect for the run of section 3, same recipe and same steps, and why? What would you need to do
 # before calling one of the two better?
 #
+# *인라인 질문: 3절의 모델이 클래스 토큰 대신 전역 평균 풀링을 쓰면 어떻게 될지 예측하세요.*
+#
 # ### BEGIN SOLUTION
 # An expectation, not a measurement (the next cell measures it): the two runs should end close to each other. Both
 # have the same encoder; 'gap' drops $\mathbf{x}_\text{class}$ and one row of $\mathbf{E}_{pos}$ (64 of about 20,000
@@ -538,6 +542,8 @@ with exercise("nb06-adamw-steps"):
 # same `data`, so that only the readout differs. Name the result `gap_run`. Compare the two readouts the way section 6
 # says: by the validation accuracy of each run's kept epoch (`run.test["best"]["val_acc"]`), and name your choice;
 # only then print both test accuracies (`run.test["best"]["test_acc"]`), labelled as read after the choice.
+#
+# *그 학습을 실행하고, 검증 세트로 고른 뒤, 테스트 결과를 보고하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb06-cls-vs-gap", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION

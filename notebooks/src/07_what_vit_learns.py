@@ -676,6 +676,8 @@ if b16_path is not None:
 # pairs in the same row, and of the pairs that share neither row nor column, each compared with the shipped model.
 # Explain why. Which outcome would show that the explanation of section 3 is wrong?
 #
+# *인라인 질문: 좌우 반전 없이 학습한 모델의 위치 임베딩 유사도를 예측하세요.*
+#
 # ### BEGIN SOLUTION
 # A prediction, not a measurement: this project has not made the run. **Mirror pairs:** with flips, every training
 # image is seen mirrored half of the time, so the content at column $c$ of a row is, over the training set, the content
@@ -696,6 +698,8 @@ if b16_path is not None:
 # mirror pairs (`'mirror'`: $(r, c)$ and $(r, g_w - 1 - c)$, $c \ne g_w - 1 - c$), over the other pairs of distinct
 # patches in the same row (`'same row'`) and over the pairs that share neither row nor column (`'neither'`). Every
 # ordered pair counts once, as in the table of section 3.
+#
+# *그것을 측정하기: 한 행의 거울 쌍과 다른 쌍을 비교하고, 학습을 실행했다면(한 코어에서 약 8분) 비교하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb07-mirror-score", "locked": false, "schema_version": 3, "solution": true}
 def mirror_scores(sim):
@@ -749,6 +753,8 @@ else:
 # (hint: $U = \frac1T\mathbf{1}\mathbf{1}^\top$ satisfies $U^2 = U$). What is the class token's row? What map does it
 # draw for our model ($T = 17$, $L = 4$), and how much of the class token's own input does it keep?
 #
+# *인라인 질문: 완전히 균일한 어텐션의 롤아웃.*
+#
 # ### BEGIN SOLUTION
 # The rows of $A + I$ sum to 2, so $\hat A = \tfrac12(I + U)$ in every layer. Since $U^2 = U$, powers stay of the form
 # $aI + bU$: $(aI + bU)\,\tfrac12(I + U) = \tfrac a2 I + (\tfrac a2 + b)U$. Starting from $I$ (a = 1, b = 0), after $L$
@@ -765,6 +771,8 @@ else:
 # %% [markdown]
 # **Exercise nb07-uniform-rollout** (1 point). Write `uniform_rollout(T, L)`: the class token's row of $R$, shape
 # $(T,)$, from your closed form (no matrix products).
+#
+# *여러분의 식을 `attention_rollout`과 대조하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb07-uniform-rollout", "locked": false, "schema_version": 3, "solution": true}
 def uniform_rollout(T, L):

@@ -667,6 +667,8 @@ if sweep:
 # model has learned $\mathbf{E}_{pos}$ instead. Does the readout (class token or 'gap') matter? What does the answer
 # say about the inductive bias of a ViT without position embeddings?
 #
+# *인라인 질문: 위치 임베딩이 없는 ViT와, 패치 단위로 굴린(roll) 이미지.*
+#
 # ### BEGIN SOLUTION
 # **$s = P$, no $\mathbf{E}_{pos}$: the logits do not change** (up to rounding). Rolling by one patch width moves every
 # patch one cell to the right, unchanged, and the last column of patches to the first: the patch vectors are exactly
@@ -684,6 +686,8 @@ if sweep:
 # %% [markdown]
 # **Exercise nb08-roll-invariance** (1 point). Write `roll_change(params, cfg, x, s)`: the largest absolute change of
 # `vit_forward`'s logits when the images `x` (B, H, W, C) are rolled circularly by `s` pixels to the right.
+#
+# *작은 ViT로 그것을 측정하세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb08-roll-invariance", "locked": false, "schema_version": 3, "solution": true}
 def roll_change(params, cfg, x, s):
@@ -717,6 +721,8 @@ with exercise("nb08-roll-invariance"):
 # config, hybrid or not, from its fields alone (`stem_channels`, `stem_kernel`, `in_channels`, `feature_channels`,
 # `patch_size`, `dim`, `depth`, `mlp_dim`, `num_classes`, `num_tokens`, `classifier`; learned $\mathbf{E}_{pos}$),
 # without `param_shapes` or `count_params`. The stem's stages are 'same' convolutions with a bias (section 3).
+#
+# *하이브리드 ViT의 파라미터를 손으로 세세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb08-hybrid-params", "locked": false, "schema_version": 3, "solution": true}
 def hybrid_param_count(cfg):
@@ -757,6 +763,8 @@ with exercise("nb08-hybrid-params"):
 # does not show it, say what it does show about the gap, estimate roughly how the gap would have to keep changing for
 # a crossover, and compare with where the paper finds one (§4.3, Fig 3 and Fig 4). What would you change in the
 # experiment to look for the crossover, and what would stay out of reach on this machine?
+#
+# *인라인 질문: 훈련 이미지가 몇 장부터 CNN이 더는 이기지 못하는가?*
 #
 # ### BEGIN SOLUTION
 # **Nowhere in the sweep**: the CNN is ahead at every size, by +6.81 points at 1,000 images, +5.57 at 5,000, +4.83 at

@@ -643,6 +643,8 @@ else:
 # the two interpolated tables (section 2: class token's row kept, corner-aligned bilinear), without a computer, and
 # say why the answer is exact.
 #
+# *인라인 질문: 작은 표의 보간된 $\mathbf{E}_{pos}$를 손으로 예측하세요.*
+#
 # ### BEGIN SOLUTION
 # The class token's row stays 7. New cell $(i, j)$ of an $h' \times w'$ grid sits at old position
 # $\big(i\,\tfrac{h-1}{h'-1},\ j\,\tfrac{w-1}{w'-1}\big) = \big(\tfrac{i}{h'-1}, \tfrac{j}{w'-1}\big)$, and bilinear
@@ -661,6 +663,8 @@ else:
 # %% [markdown]
 # **Exercise nb09-predict-epos** (1 point). Type your two predicted tables, in token order (class token first), as
 # `pred_3x3` (10 numbers) and `pred_4x4` (17 numbers). Fractions are fine (`1 / 3`).
+#
+# *예측을 입력하면 테스트가 라이브러리와 비교합니다.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb09-predict-epos", "locked": false, "schema_version": 3, "solution": true}
 ### BEGIN SOLUTION
@@ -685,6 +689,8 @@ with exercise("nb09-predict-epos"):
 # a gradient. From which step on does the body get one, and why? Write $\partial\ell/\partial\mathbf{y}$ at that step
 # in terms of the head's first update.
 #
+# *인라인 질문: 헤드가 0이면 본체는 언제 배우기 시작하는가?*
+#
 # ### BEGIN SOLUTION
 # From the **second** step. At step 1, $\partial\ell/\partial\mathbf{y} = (\partial\ell/\partial\,\text{logits})\,
 # \mathbf{W}_0^\top = 0$ because $\mathbf{W}_0 = 0$, so every gradient below the head vanishes, while
@@ -703,6 +709,8 @@ with exercise("nb09-predict-epos"):
 # `head.W` and `head.b` took one plain SGD step ($\theta \leftarrow \theta - \eta\,\partial\ell/\partial\theta$) and
 # every other array is unchanged. The test takes that step from section 4's zero head and computes the gradients of
 # the second step.
+#
+# *헤드의 첫 단계를 손으로 밟고 두 번째 단계를 보세요.*
 
 # %% nbgrader={"grade": false, "grade_id": "nb09-second-step", "locked": false, "schema_version": 3, "solution": true}
 def sgd_head_step(params, grads, lr):
@@ -738,6 +746,8 @@ with exercise("nb09-second-step"):
 # each with what it reads from $\mathbf{z}_L$, its output shape and its loss, and say what of the encoder can be kept.
 # BERT put one encoder under many heads: which of your heads mirror which of BERT's, and where does ViT's class token
 # come from?
+#
+# *인라인 질문: 같은 인코더 위의 다른 헤드는 무엇을 할 수 있는가.*
 #
 # ### BEGIN SOLUTION
 # The encoder's output $\mathbf{z}_L$ is $(B, T, D)$: one vector per token, the class token's row $\mathbf{z}_L^0$
