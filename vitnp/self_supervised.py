@@ -6,7 +6,7 @@ another patch, 10 % kept), the ViT body runs as usual (Eq 1–3), and a small he
 patch's own output token, a coarse summary of the original patch: its mean colour in the paper, its mean intensity
 in 8 bins here.  Afterwards the head is dropped and the body fine-tuned with a new classification head, as after
 supervised pre-training.  The paper's ViT-B/16 reaches 79.9 % on ImageNet this way, 2 points above training from
-scratch and 4 below supervised pre-training on JFT (§4.6).
+scratch and 4 below supervised pre-training (§4.6).
 
 The model, for a batch of normalised images x and a plan of :func:`vitnp.ops.masking.corruption_plan`:
 
