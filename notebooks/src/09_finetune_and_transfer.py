@@ -317,7 +317,8 @@ assert diff(grads["head.W"], dW_hand) < 1e-5 and np.linalg.norm(dW_hand) > 0
 #
 # `train(cfg56, hp, init_from=CKPT)` loads the checkpoint, adapts it with `adapt_params` (E_pos interpolated, head kept:
 # the classes are the same), upsamples the training and test images, and trains with a fresh AdamW at a small learning
-# rate with a short warm-up. For a fair comparison the same checkpoint is also trained on at 28×28 for exactly the same
+# rate with a short warm-up. (The paper fine-tunes with SGD with momentum 0.9, cosine decay and no weight decay,
+# Appendix B.1.1; we keep the library's AdamW, the optimiser every other run here uses.) For a fair comparison the same checkpoint is also trained on at 28×28 for exactly the same
 # steps: any gain of 56×56 over *that* comes from the resolution, not from more training. Both runs are one fixed epoch
 # that chooses nothing (no validation split); `train` reads the test images once, after it: `run.test["final"]`.
 #
