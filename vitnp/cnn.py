@@ -27,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from .config import _positive_int, check_arrays
+from .config import _positive_int, check_arrays, from_fields
 from .ops.conv import conv_stack_backward, conv_stack_forward, he_normal
 from .ops.dropout import dropout_backward, dropout_forward
 from .ops.linear import linear_backward, linear_forward
@@ -117,11 +117,7 @@ class CNNConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CNNConfig":
         """Inverse of :meth:`to_dict` (for checkpoints); unknown fields are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CNNConfig field(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 def cnn_config(**overrides) -> CNNConfig:

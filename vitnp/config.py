@@ -218,11 +218,7 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ViTConfig":
         """Inverse of :meth:`to_dict`; missing fields take their defaults (older dicts have no stem fields)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig field(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
     @classmethod
     def variant(cls, name: str, **overrides) -> "ViTConfig":
@@ -349,6 +345,15 @@ def shape_fields(cfg) -> tuple:
     """
     return tuple(f.name for f in dataclasses.fields(cfg)
                  if f.name != "image_size" and f.name not in ARITHMETIC_FIELDS)
+
+
+def from_fields(cls, d: dict):
+    """``cls(**d)`` for a dataclass, refusing keys that are not its fields by name (the ``from_dict`` of ViTConfig,
+    CNNConfig and HParams: a typo in a saved config is an error, not a silent default)."""
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**d)
 
 
 def check_arrays(params, shapes, dtype, what="the config"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..config import ViTConfig
+from ..config import ViTConfig, from_fields
 from ..data.batches import AUGMENTATIONS
 
 
@@ -125,11 +125,7 @@ class HParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HParams":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown HParams field(s): {', '.join(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 def _check(name, value, kind, ok, what):
