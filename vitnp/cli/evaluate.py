@@ -31,19 +31,17 @@ from ..fast.parallel import set_blas_threads
 from ..training.rundir import checkpoint_classes, load_checkpoint
 from ..training.evaluation import checkpoint_view, evaluate_arrays, param_groups, predict_proba, validation_split
 from ..training.specs import describe_model, model_spec
+from . import add_data_flags
 
 
 # ---- commands ----------------------------------------------------------------------------------------
 def add_evaluate_arguments(p):
     p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by `python -m vitnp train`")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
+    add_data_flags(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="which split (default: test); val: the validation images the checkpoint's run held out of "
                         "the training set (compare checkpoints on this one, and read the test split once, at the end)")
     p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="cores to use (BLAS and batch-shard threads); default 0 = NumPy's default, one per core")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

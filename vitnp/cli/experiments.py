@@ -11,17 +11,11 @@ import sys
 
 from ..data import AUGMENTATIONS
 from ..experiments import fine_tuning as ft, inductive_bias as ib, new_heads as nh, self_supervision as ss
+from . import add_data_flags
 from .train import parse_classes
 
 DEFAULT_CHECKPOINT = os.path.join(ft.ROOT, "notebooks", "assets", "vit_fmnist.npz")
 RESUME = "interrupted; run the same command again to resume"
-
-
-def _add_data_flags(p) -> None:
-    """--data and --no-verify, the same for every experiment."""
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST IDX directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true", help="accept IDX files that are not the official data")
 
 
 def _guarded(call, errors=(OSError, ValueError, TypeError), interrupted=RESUME) -> int:
@@ -90,7 +84,7 @@ def inductive_bias_parser():
         epilog="Writes DIR/results.json and DIR/inductive_bias.png; runs already in results.json are\n"
                "skipped (resume).  Example: python scripts/inductive_bias.py --out runs/ib --jobs 2")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    _add_data_flags(p)
+    add_data_flags(p)
     p.add_argument("--sizes", type=_positive_ints, default=ib.DEFAULT_SIZES, metavar="N,N,…",
                    help="training-set sizes (default: " + ",".join(map(str, ib.DEFAULT_SIZES)) + ")")
     p.add_argument("--models", type=_models, default=ib.MODEL_NAMES, metavar="M,M,…",
@@ -133,7 +127,7 @@ def fine_tuning_parser() -> argparse.ArgumentParser:
         prog="finetune_experiments.py", description=ft.__doc__.split("\n\n")[0],
         epilog="Resumable: run the same command again to continue; finished parts are skipped.")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, run directories)")
-    _add_data_flags(p)
+    add_data_flags(p)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="NPZ",
                    help="the trained ViT the resolution experiment starts from; its architecture is also the "
                         "transfer model (default: notebooks/assets/vit_fmnist.npz)")
@@ -177,12 +171,7 @@ def fine_tuning_settings(args) -> dict:
     for name in ("res_warmup", "transfer_warmup", "alt_lr", "res_longer_epochs"):
         if not getattr(args, name) >= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        raise ValueError(f"--seeds: expected comma-separated integers such as 0,1,2, got {args.seeds!r}") from None
-    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must be distinct integers >= 0, got {args.seeds!r}")
+    seeds = list(parse_seeds(args.seeds))
     pre, tgt = (classes_arg(flag, text) for flag, text in (("--pretrain-classes", args.pretrain_classes),
                                                             ("--target-classes", args.target_classes)))
     if set(pre) & set(tgt):
@@ -221,7 +210,7 @@ def self_supervision_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="self_supervision.py", description=ss.__doc__.split("\n\n")[0],
                                 epilog="Resumable: run the same command again to continue; finished parts are skipped.")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, pretrained.npz, runs)")
-    _add_data_flags(p)
+    add_data_flags(p)
     p.add_argument("--pretrain-epochs", type=_positive_int, default=ss.DEFAULTS["pretrain_epochs"],
                    help="epochs of masked patch prediction over the 60,000 unlabelled images (default: %(default)s)")
     p.add_argument("--labels", type=_positive_ints, default=tuple(ss.DEFAULTS["labels"]), metavar="N,N,…",
@@ -231,14 +220,23 @@ def self_supervision_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _seeds(text):
+def parse_seeds(text) -> tuple:
+    """'0,1,2' -> (0, 1, 2): distinct integers >= 0; ValueError naming --seeds otherwise."""
     try:
-        values = tuple(int(v) for v in str(text).split(","))
+        seeds = tuple(int(v) for v in str(text).split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
-    if min(values) < 0 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"seeds must be distinct integers >= 0, got {text!r}")
-    return values
+        raise ValueError(f"--seeds: expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct integers >= 0, got {text!r}")
+    return seeds
+
+
+def _seeds(text):
+    """:func:`parse_seeds` as an argparse type (argparse names the flag itself)."""
+    try:
+        return parse_seeds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--seeds").lstrip(": ")) from None
 
 
 def self_supervision_main(argv=None) -> int:
@@ -256,7 +254,7 @@ def new_heads_parser() -> argparse.ArgumentParser:
                    help="the trained ViT whose body is frozen (default: notebooks/assets/vit_fmnist.npz)")
     p.add_argument("--self-supervised", default=None, metavar="NPZ",
                    help="also a body pre-trained without labels (scripts/self_supervision.py's pretrained.npz)")
-    _add_data_flags(p)
+    add_data_flags(p)
     return p
 
 

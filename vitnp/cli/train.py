@@ -23,6 +23,7 @@ from ..training.presets import DESCRIPTIONS, PRESETS, HParams, get_preset
 from ..training.rundir import load_checkpoint
 from ..training.seeds import seed_dirs, summarize, train_seeds
 from ..training.trainer import RESUMABLE_CHANGES, train
+from . import add_data_flags
 
 __all__ = ["parse_classes", "add_train_arguments", "train_cli"]
 
@@ -89,10 +90,7 @@ def add_train_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in RUN_DIR even if it holds one (its files are replaced); without it "
                         "such a directory is refused")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST directory (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
+    add_data_flags(p)
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from this checkpoint's weights (fine-tuning; fresh optimiser at step 0): the "
                         "model flags default to its config, E_pos is interpolated for a new --image-size, and "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..analysis.visualize import visualize
+from . import add_data_flags
 from .evaluate import add_reference_argument
 
 
@@ -11,11 +12,7 @@ def add_visualize_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
     p.add_argument("--index", type=int, action="append", default=[], metavar="N",
                    help="a Fashion-MNIST test image by index (repeatable); needs the data")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Fashion-MNIST directory for --index (default: $VITNP_DATA, then "
-                        "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
+    add_data_flags(p, " for --index")
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="invert light-background image files, as `predict` does (default: auto)")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
