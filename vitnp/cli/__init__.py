@@ -20,7 +20,8 @@ def add_data_flags(p, purpose: str = "") -> None:
     """``--data DIR`` and ``--no-verify``, the same in every command that reads Fashion-MNIST (``purpose``: what the
     command reads it for, shown in the help)."""
     p.add_argument("--data", metavar="DIR", default=None,
-                   help=f"Fashion-MNIST directory{purpose} (default: $VITNP_DATA, then /usr/share/datasets/fashion-mnist)")
+                   help=f"Fashion-MNIST directory{purpose} (default: $VITNP_DATA, then "
+                        "/usr/share/datasets/fashion-mnist)")
     p.add_argument("--no-verify", action="store_true",
                    help="accept IDX files that are not the official Fashion-MNIST (skip the checksums)")
 
