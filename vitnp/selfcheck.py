@@ -160,8 +160,8 @@ def check_masked_patch_prediction(classifier="token", seed=0, max_checks=None):
     x = rng.standard_normal((2, *cfg.hw, cfg.in_channels))
     plan = corruption_plan(np.random.default_rng(seed + 1), 2, cfg.num_patches)
     targets = rng.integers(0, 4, int(plan["corrupted"].sum()))
-    _, dlogits = softmax_cross_entropy(mpp_forward(params, x, plan, cfg)[0], targets)
-    grads = mpp_backward(dlogits, mpp_forward(params, x, plan, cfg)[1])
+    logits, cache = mpp_forward(params, x, plan, cfg)
+    grads = mpp_backward(softmax_cross_entropy(logits, targets)[1], cache)
     used = {k: params[k] for k in grads}
     return check_gradients(lambda: softmax_cross_entropy(mpp_forward(params, x, plan, cfg)[0], targets)[0],
                            used, grads, seed=seed, max_checks=max_checks)

@@ -58,6 +58,7 @@ from ..training.presets import HParams
 from ..training.probe import linear_probe
 from ..analysis.plots import save_figure
 from .figures import classes_text, transfer_figure
+from .results import Results
 
 FORMAT = "vitnp-finetune-experiments/1"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the project
@@ -127,56 +128,6 @@ def spread(values) -> dict:
     v = np.asarray(values, dtype=np.float64)
     return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max())}
-
-
-# ---- the results file ---------------------------------------------------------------------------------
-class Results:
-    """``OUT/results.json``: nested dict, saved atomically after every part; ``has``/``get``/``put`` by path."""
-
-    def __init__(self, out_dir, settings):
-        self.path = os.path.join(out_dir, "results.json")
-        if os.path.exists(self.path):
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    self.data = json.load(f)
-            except (OSError, json.JSONDecodeError) as err:
-                raise ValueError(f"{self.path}: cannot read it ({err}); move it away to start afresh") from None
-            if not isinstance(self.data, dict) or self.data.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: not a results file of this script (format {FORMAT!r})")
-            old = self.data.get("settings", {})
-            differ = [f"{k}: {old.get(k)!r} (saved) vs {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
-                      if k not in FREE_SETTINGS and old.get(k) != settings.get(k)]
-            if differ:
-                raise ValueError(f"{self.path} was made with other settings ({'; '.join(differ)}); run with the "
-                                 f"same settings to resume, or choose another --out")
-            self.data["settings"] = settings
-        else:
-            self.data = {"format": FORMAT, "settings": settings, "resolution": {}, "transfer": {}}
-
-    def has(self, *keys) -> bool:
-        d = self.data
-        for k in keys:
-            if not isinstance(d, dict) or k not in d:
-                return False
-            d = d[k]
-        return True
-
-    def get(self, *keys):
-        d = self.data
-        for k in keys:
-            d = d[k]
-        return d
-
-    def put(self, keys, value) -> None:
-        d = self.data
-        for k in keys[:-1]:
-            d = d.setdefault(k, {})
-        d[keys[-1]] = value
-        self.save()
-
-    def save(self) -> None:
-        self.data["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        write_atomic(self.path, json.dumps(self.data, indent=1, allow_nan=False) + "\n")
 
 
 # ---- one training part --------------------------------------------------------------------------------
@@ -256,7 +207,8 @@ def resolution_experiment(res: Results, s, out_dir, source, data, *, longer=Fals
             "checkpoint": s["checkpoint"], "checkpoint_md5": source["md5"], "config": cfg.to_dict(),
             "base_size": list(cfg.image_size), "high_size": [high, high], "patch_size": cfg.patch_size,
             "grid_base": list(cfg.grid), "grid_high": list(cfg_high.grid),
-            "recorded_test_acc": meta["history"][-1].get("test_acc") if meta["history"] else None, "hparams": hp.to_dict()})
+            "recorded_test_acc": meta["history"][-1].get("test_acc") if meta["history"] else None,
+            "hparams": hp.to_dict()})
 
     if not longer and not res.has("resolution", "eval_base"):
         x, y = checkpoint_view(test_x, test_y, cfg, meta)       # the checkpoint's classes, its size
@@ -406,8 +358,7 @@ def run(out, s: dict) -> int:
         raise ValueError(f"--transfer-subset {s['transfer_subset']} exceeds the {n_target} training images of "
                          f"classes {s['target_classes']}")
     data = (train_x, train_y, test_x, test_y)
-    os.makedirs(out, exist_ok=True)
-    res = Results(out, s)
+    res = Results(out, s, FORMAT, free=FREE_SETTINGS, parts=("resolution", "transfer"))
     res.data.setdefault("created", time.strftime("%Y-%m-%d %H:%M:%S"))
     res.data["machine"] = {"cpus": os.cpu_count(), "blas_threads": s["threads"], "python": platform.python_version(),
                            "numpy": np.__version__,

@@ -20,9 +20,9 @@ frozen features for three tasks:
 and the paper's **few-shot** evaluation on the ten classes: k = 1, 5, 10, 25 training images per class, five random
 draws each.  For the supervised body these are the classes it was trained on, so its few-shot heads only read back
 what its labels taught it; the self-supervised body never saw a label, which makes its few-shot accuracy the paper's
-kind of measurement.  λ of every head is chosen on 5,000 held-out training images (the trainer's validation split); the test
-split is read once per head, after the choice.  (The default body saw those 5,000 images, with their labels, in its
-own training: its run had no validation split.  That flatters nothing that is reported, only the choice of λ.)
+kind of measurement.  λ of every head is chosen on 5,000 held-out training images (the trainer's validation split);
+the test split is read once per head, after the choice.  (The default body saw those 5,000 images, with their labels,
+in its own training: its run had no validation split.  That flatters nothing that is reported, only the choice of λ.)
 """
 from __future__ import annotations
 
@@ -92,8 +92,10 @@ def run(out=None, checkpoint=DEFAULT_CHECKPOINT, *, self_supervised=None, data_d
                "val": len(x_val), "test": len(x_te)}, "lambdas": list(LAMBDAS), "bodies": {}}
     for kind, body in bodies.items():
         f = {name: features(body, cfg, x) for name, x in (("train", x_tr), ("val", x_val), ("test", x_te))}
-        mirrored = {name: np.where(flip[name][:, None], features(body, cfg, x[:, :, ::-1]), f[name])
-                    for name, x in (("train", x_tr), ("val", x_val), ("test", x_te))}
+        mirrored = {}
+        for name, x in (("train", x_tr), ("val", x_val), ("test", x_te)):
+            mirrored[name] = f[name].copy()                        # only the flipped half needs new features
+            mirrored[name][flip[name]] = features(body, cfg, x[flip[name]][:, :, ::-1])
         tasks = {
             "classes": fit_and_test(f["train"], y_tr, f["val"], y_val, f["test"], y_te, 10),
             "groups": fit_and_test(f["train"], group_labels(y_tr), f["val"], group_labels(y_val), f["test"],

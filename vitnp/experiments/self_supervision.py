@@ -21,14 +21,12 @@ run.  Resumable: finished parts are skipped.  ``python scripts/self_supervision.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
 from ..data import load_fashion_mnist, normalize, prepare_data
-from ..io.atomic import write_text
 from ..ops.loss import softmax_cross_entropy
 from ..ops.masking import corruption_plan, mean_intensity_bins
 from ..optim import AdamW, clip_grad_norm, warmup_cosine
@@ -36,7 +34,9 @@ from ..self_supervised import MPP_KEYS, init_mpp_params, mpp_backward, mpp_forwa
 from ..training import train
 from ..training.presets import HParams, get_preset
 from ..training.probe import linear_probe
-from ..training.rundir import save_checkpoint
+from ..model import init_params
+from ..training.rundir import load_checkpoint, save_checkpoint
+from .results import Results
 
 FORMAT = "vitnp-self-supervision/1"
 LEARNING_RATES = (1e-3, 3e-3)          # each arm's is chosen on validation
@@ -101,12 +101,12 @@ def pretrain(cfg, images, *, epochs, lr, batch_size=128, bins=8, warmup=0.05, we
 
 def _task_accuracy(params, cfg, val, batch_size=500):
     x, plan, target, _ = val
-    correct = 0
+    correct = done = 0                                             # done: targets of the batches before
     for i in range(0, len(x), batch_size):
         part = {k: v[i:i + batch_size] for k, v in plan.items()}
         logits, _ = mpp_forward(params, x[i:i + batch_size], part, cfg, fast=True)
-        n_before = int(plan["corrupted"][:i].sum())
-        correct += int((logits.argmax(1) == target[n_before:n_before + len(logits)]).sum())
+        correct += int((logits.argmax(1) == target[done:done + len(logits)]).sum())
+        done += len(logits)
     return correct / len(target)
 
 
@@ -118,28 +118,6 @@ def body_checkpoint(params, cfg, path) -> None:
     save_checkpoint(path, body, cfg)
 
 
-class Results:
-    """``out/results.json``, saved atomically after every part."""
-
-    def __init__(self, out, settings):
-        self.path = os.path.join(out, "results.json")
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                self.data = json.load(f)
-            if self.data.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: not a results file of this experiment (format {FORMAT!r})")
-            differ = [k for k in settings if k not in ("seeds", "labels") and self.data["settings"].get(k) != settings[k]]
-            if differ:
-                raise ValueError(f"{self.path} was made with other settings ({', '.join(differ)}); use the same "
-                                 f"settings to resume, or another --out")
-            self.data["settings"] = settings
-        else:
-            self.data = {"format": FORMAT, "settings": settings, "runs": {}, "probe": {}}
-
-    def save(self):
-        write_text(self.path, json.dumps(self.data, indent=1, allow_nan=False) + "\n")
-
-
 def run(out, settings=None, *, data_dir=None, verify=True, data=None, cfg=None, log=print) -> dict:
     """Pre-train, fine-tune both arms and probe (the module docstring); returns the results dict.
 
@@ -148,8 +126,7 @@ def run(out, settings=None, *, data_dir=None, verify=True, data=None, cfg=None, 
     """
     s = {**DEFAULTS, **(settings or {})}
     cfg = get_preset("fmnist-vit")[0] if cfg is None else cfg
-    os.makedirs(out, exist_ok=True)
-    res = Results(out, s)
+    res = Results(out, s, FORMAT, free=("seeds", "labels"), parts=("runs", "probe"))
     if data is None:
         data = (*load_fashion_mnist(data_dir, "train", verify=verify), *load_fashion_mnist(data_dir, "test",
                                                                                           verify=verify))
@@ -182,12 +159,15 @@ def run(out, settings=None, *, data_dir=None, verify=True, data=None, cfg=None, 
                     res.save()
                     log(f"  {key}: validation {100 * best:.2f}%, test (read once) "
                         f"{100 * r.test['best']['test_acc']:.2f}%")
-            for body_kind in ("pretrained", "random"):
-                key = f"n{n}.seed{seed}.probe.{body_kind}"
-                if key in res.data["probe"]:
-                    continue
-                res.data["probe"][key] = probe(cfg, data, body_path if body_kind == "pretrained" else None, n, seed,
-                                               s["probe_epochs"], s["batch"])
+            todo = [kind for kind in ("pretrained", "random")
+                    if f"n{n}.seed{seed}.probe.{kind}" not in res.data["probe"]]
+            if todo:
+                hp = finetune_hparams(n, seed, 1e-3, s["probe_epochs"], s["batch"])
+                splits = prepare_data(data, cfg, hp)                     # the fine-tuning runs' images, once
+            for kind in todo:
+                key = f"n{n}.seed{seed}.probe.{kind}"
+                body = load_checkpoint(body_path)[0] if kind == "pretrained" else init_params(cfg, seed)
+                res.data["probe"][key] = {"n": n, "seed": seed, **probe(cfg, splits, hp, body)}
                 res.save()
                 log(f"  {key}: test {100 * res.data['probe'][key]['test_acc']:.2f}%")
     res.data["summary"] = summarise(res.data, s)
@@ -201,17 +181,12 @@ def finetune_hparams(n, seed, lr, epochs, batch=128) -> HParams:
                    label_smoothing=0.1, augment="flip", train_subset=n, val_size=n // 5, seed=seed, max_minutes=None)
 
 
-def probe(cfg, data, body_path, n, seed, epochs, batch=128) -> dict:
-    """A linear head on a frozen body (the pre-trained one, or a random initialisation when ``body_path`` is None),
-    trained on the same n − n/5 images as the fine-tuning runs; no choice is made, the last epoch is reported."""
-    from ..model import init_params
-    from ..training.rundir import load_checkpoint
-    hp = finetune_hparams(n, seed, 1e-3, epochs, batch)
-    splits = prepare_data(data, cfg, hp)
+def probe(cfg, splits, hp, body) -> dict:
+    """A linear head on a frozen ``body`` (the pre-trained one, or a random initialisation), trained on the splits of
+    the fine-tuning runs (the same n − n/5 images); no choice is made, the last epoch is reported."""
     (x, y), (tx, ty) = splits["train"], splits["test"]
-    body = load_checkpoint(body_path)[0] if body_path else init_params(cfg, seed)
     history, seconds = linear_probe(body, cfg, x, y, tx, ty, hp, flip=True)
-    return {"n": n, "seed": seed, "test_acc": history[-1]["test_acc"], "seconds": round(seconds, 1)}
+    return {"test_acc": history[-1]["test_acc"], "seconds": round(seconds, 1)}
 
 
 def summarise(data, s) -> dict:
