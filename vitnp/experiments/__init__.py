@@ -13,6 +13,6 @@ module                    what it measures
 ``results``               a resumable results.json: settings checked on resume, saved after every part
 ========================  =====================================================================================
 
-Their command lines are in :mod:`vitnp.cli.experiments` (run as ``python scripts/inductive_bias.py …`` and
-``python scripts/finetune_experiments.py …``).
+Their command lines are in :mod:`vitnp.cli.experiments`, run as ``python scripts/inductive_bias.py …``,
+``scripts/finetune_experiments.py``, ``scripts/self_supervision.py`` and ``scripts/new_heads.py``.
 """
